@@ -1,0 +1,3 @@
+from freezefix.cli import main
+
+main()

@@ -1,0 +1,162 @@
+"""A resolved config seen the way the freeze rules need it: modules, optimizer era, custom keys."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezefix.probe import ClassFacts, Prober
+
+Key = tuple[str, ...]
+
+# Modules that feed each other, upstream first (DESIGN.md §2, FF110).  Freezing a module while
+# one that feeds it still trains is legal but rarely meant.
+BRANCHES = (
+    ("pts_voxel_encoder", "pts_middle_encoder", "pts_backbone", "pts_neck"),
+    ("img_backbone", "img_neck"),
+    ("voxel_encoder", "middle_encoder", "backbone", "neck"),
+)
+
+
+@dataclass
+class Module:
+    name: str
+    cfg: dict
+
+    @property
+    def key(self) -> Key:
+        return ("model", self.name)
+
+    @property
+    def type_name(self) -> str:
+        return str(self.cfg.get("type"))
+
+
+@dataclass
+class Optimizer:
+    """Where param-wise settings live: ``optim_wrapper=`` (mmengine) or ``optimizer=`` (mmcv 1.x)."""
+
+    era: str  # 'mmengine' | 'mmcv1'
+    root: Key
+    custom_keys: dict[str, dict]
+
+    @property
+    def custom_keys_key(self) -> Key:
+        return (*self.root, "paramwise_cfg", "custom_keys")
+
+    def ordered_keys(self) -> list[str]:
+        # mmengine and mmcv 1.x: longest key first, ties alphabetical; first substring match wins.
+        return sorted(sorted(self.custom_keys), key=len, reverse=True)
+
+    def match(self, param_name: str) -> str | None:
+        for key in self.ordered_keys():
+            if key in param_name:
+                return key
+        return None
+
+    def lr_mult(self, param_name: str) -> float:
+        key = self.match(param_name)
+        if key is None:
+            return 1.0
+        value = self.custom_keys[key]
+        return float(value.get("lr_mult", 1.0)) if isinstance(value, dict) else 1.0
+
+
+@dataclass
+class ConfigView:
+    path: Path
+    values: dict
+    prober: Prober
+    modules: dict[str, Module] = field(default_factory=dict)
+    optimizer: Optimizer | None = None
+    _facts: dict[str, ClassFacts] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, path: Path, values: dict, prober: Prober) -> ConfigView:
+        view = cls(path, values, prober)
+        model = values.get("model")
+        if isinstance(model, dict):
+            for name, sub in model.items():
+                if isinstance(sub, dict) and isinstance(sub.get("type"), str):
+                    view.modules[name] = Module(name, sub)
+        view.optimizer = _optimizer(values)
+        return view
+
+    @property
+    def default_scope(self) -> str | None:
+        scope = self.values.get("default_scope")
+        return scope if isinstance(scope, str) else None
+
+    @property
+    def resumes(self) -> str | None:
+        """Why a run from this config resumes an optimizer state, if it does."""
+        if self.values.get("resume") is True:
+            return "resume=True"
+        if self.values.get("resume_from"):
+            return "resume_from is set"
+        if self.values.get("auto_resume") is True:
+            return "auto_resume=True"
+        return None
+
+    def facts(self, module: Module) -> ClassFacts:
+        if module.name not in self._facts:
+            self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope)
+        return self._facts[module.name]
+
+    def param_names(self, module: Module) -> list[str]:
+        return [f"{module.name}.{n}" for n in self.facts(module).param_names]
+
+    def lr_mults(self, module: Module, names: list[str] | None = None) -> Counter:
+        """lr_mult → number of the module's parameters (by name) that get it."""
+        if self.optimizer is None:
+            return Counter({1.0: 1})
+        if names is None:
+            names = self.param_names(module)
+        if not names:  # class not built: the keys that cover the whole module decide
+            return Counter({self.optimizer.lr_mult(f"{module.name}."): 1})
+        return Counter(self.optimizer.lr_mult(n) for n in names)
+
+    def zero_lr(self, module: Module, names: list[str] | None = None) -> bool:
+        mults = self.lr_mults(module, names)
+        return bool(mults) and set(mults) == {0.0}
+
+    def covering_key(self, module: Module) -> str | None:
+        """The custom key that every parameter of the module goes through, if a single one does."""
+        if self.optimizer is None:
+            return None
+        names = self.param_names(module) or [f"{module.name}."]
+        keys = {self.optimizer.match(n) for n in names}
+        return keys.pop() if len(keys) == 1 else None
+
+    def frozen_stages(self, module: Module) -> Any:
+        return module.cfg.get("frozen_stages")
+
+
+def _optimizer(values: dict) -> Optimizer | None:
+    wrapper = values.get("optim_wrapper")
+    if isinstance(wrapper, dict):
+        era, root, holder = "mmengine", ("optim_wrapper",), wrapper
+    elif isinstance(values.get("optimizer"), dict):
+        era, root, holder = "mmcv1", ("optimizer",), values["optimizer"]
+    else:
+        return None
+    paramwise = holder.get("paramwise_cfg")
+    keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
+    return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {})
+
+
+def stage_summary(names: list[str], prefix: str = "") -> str:
+    """'layer4' for the names of layer4's params; 'layer3, layer4' for two stages."""
+    heads = sorted({n.split(".")[0] for n in names}, key=_natural)
+    if not heads:
+        return "nothing"
+    text = ", ".join(heads[:4]) + (f" and {len(heads) - 4} more" if len(heads) > 4 else "")
+    return f"{prefix}{text}"
+
+
+def _natural(text: str) -> tuple:
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))

@@ -1,0 +1,192 @@
+"""The library behind the CLI: check and fix config paths, returning results, never raising per file."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from freezefix.analysis import ConfigView
+from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
+from freezefix.discover import discover, is_fragment
+from freezefix.plan import Plan, Planner
+from freezefix.probe import Prober
+from freezefix.rules import Finding, Options, registry
+from freezefix.textio import SourceError, atomic_write
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    select: tuple[str, ...] = ()  # rule codes (or prefixes); empty = all
+    ignore: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
+    unsafe_fixes: bool = False
+    cache_dir: Path | None = None
+    device: str = "meta"
+
+    def wants(self, code: str) -> bool:
+        if self.select and not any(code.startswith(s) for s in self.select):
+            return False
+        return not any(code.startswith(i) for i in self.ignore)
+
+
+@dataclass
+class Reported:
+    """A finding at the place it is written, possibly seen through several configs."""
+
+    finding: Finding
+    path: Path
+    line: int
+    col: int
+    configs: list[Path] = field(default_factory=list)
+    status: str = "open"  # 'open' | 'fixed' | 'would-fix' | 'skipped: <why>'
+
+    @property
+    def fix_kind(self) -> str | None:
+        fix = self.finding.fix
+        if fix is None:
+            return None
+        return "safe" if fix.safe else "unsafe"
+
+
+@dataclass
+class RunResult:
+    files: int = 0
+    configs_checked: int = 0
+    findings: list[Reported] = field(default_factory=list)
+    errors: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    plan: Plan | None = None
+    written: list[Path] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.errors:
+            return 2
+        if self.dry_run and self.plan and self.plan.texts:
+            return 1
+        return 1 if any(r.status not in ("fixed",) for r in self.findings) else 0
+
+
+def _display(path: Path) -> Path:
+    try:
+        return Path(os.path.relpath(path))
+    except ValueError:
+        return path
+
+
+class Session:
+    """One run over a set of paths: a resolver and a prober shared by all configs."""
+
+    def __init__(self, paths: list[Path], options: RunOptions):
+        self.options = options
+        self.discovery = discover(paths)
+        self.resolver = Resolver()
+        self.prober = Prober(cache_dir=options.cache_dir, device=options.device)
+        self.result = RunResult(files=len(self.discovery.files))
+        self.per_config: dict[Path, list[Finding]] = {}
+
+    def check(self) -> RunResult:
+        result = self.result
+        for missing in self.discovery.missing:
+            result.errors.append((missing, "no such file or directory"))
+        rules = [r for code, r in sorted(registry.rules.items()) if self.options.wants(code)]
+        rule_options = Options(freeze=self.options.freeze)
+        reported: dict[tuple, Reported] = {}
+        for path in self.discovery.files:
+            try:
+                self.resolver.unit(path)
+            except NotAnalysable as exc:
+                result.skipped.append((path, str(exc)))
+                continue
+            except ConfigError as exc:
+                at_fault = exc.path or path
+                message = str(exc) if at_fault == path else f"cannot load: {_display(at_fault)}: {exc}"
+                result.errors.append((path, message))
+                continue
+            if is_fragment(path):
+                continue
+            result.configs_checked += 1
+            view = ConfigView.of(path, self.resolver.values(path), self.prober)
+            findings: list[Finding] = []
+            for rule in rules:
+                try:
+                    findings.extend(rule.check(view, rule_options))
+                except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
+                    result.errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
+            self.per_config[path] = findings
+            for finding in findings:
+                file, line, col = self._where(path, finding.key)
+                ident = (finding.code, file, line, col, finding.message)
+                entry = reported.setdefault(ident, Reported(finding, file, line, col))
+                entry.configs.append(path)
+        self.prober.save()
+        result.findings = sorted(reported.values(), key=lambda r: (str(r.path), r.line, r.col, r.finding.code))
+        return result
+
+    def _where(self, config: Path, key: Key) -> tuple[Path, int, int]:
+        for depth in range(len(key), 0, -1):
+            origin = self.resolver.origin(config, key[:depth])
+            if origin is not None and origin.location is not None:
+                return origin.path, origin.location.line, origin.location.col + 1
+        return config, 1, 1
+
+    def fix(self, dry_run: bool) -> RunResult:
+        result = self.check()
+        result.dry_run = dry_run
+        wanted: dict[Path, list] = defaultdict(list)
+        for config, findings in self.per_config.items():
+            for finding in findings:
+                fix = finding.fix
+                if fix is not None and (fix.safe or self.options.unsafe_fixes):
+                    wanted[config].extend(fix.changes)
+        planner = Planner(self.resolver, [p for p in self.per_config])
+        plan = planner.plan(dict(wanted))
+        result.plan = plan
+        for path, why in plan.errors.items():
+            result.errors.append((path, why))
+        dropped = {(config, change): why for config, change, why in plan.dropped}
+        for reported in result.findings:
+            fix = reported.finding.fix
+            if fix is None:
+                continue
+            if not (fix.safe or self.options.unsafe_fixes):
+                continue
+            whys = [dropped[(c, ch)] for c in reported.configs for ch in fix.changes if (c, ch) in dropped]
+            if whys:
+                reported.status = f"skipped: {whys[0]}"
+            else:
+                reported.status = "would-fix" if dry_run else "fixed"
+        if dry_run:
+            return result
+        for path, (_old, new) in plan.texts.items():
+            try:
+                atomic_write(self.resolver.unit(path).source, new)
+                result.written.append(path)
+            except SourceError as exc:
+                result.errors.append((path, str(exc)))
+                for reported in result.findings:
+                    if reported.status == "fixed" and self._touches(reported, path):
+                        reported.status = f"skipped: {exc}"
+        return result
+
+    def _touches(self, reported: Reported, path: Path) -> bool:
+        plan = self.result.plan
+        if plan is None:
+            return False
+        changes = set(reported.finding.fix.changes) if reported.finding.fix else set()
+        return any(
+            p.file == path and any(ch in changes for _, ch in p.served) for p in plan.placements
+        )
+
+
+def check_paths(paths: list[Path], options: RunOptions | None = None) -> RunResult:
+    return Session(paths, options or RunOptions()).check()
+
+
+def fix_paths(paths: list[Path], options: RunOptions | None = None, dry_run: bool = False) -> RunResult:
+    return Session(paths, options or RunOptions()).fix(dry_run)

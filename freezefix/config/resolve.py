@@ -1,0 +1,354 @@
+"""Resolve a config exactly as ``mmengine.Config.fromfile`` does, once per file, with provenance.
+
+mmengine re-reads and re-executes every base for every child and goes through temporary files.
+This resolver follows the same steps (predefined-variable and environment substitution,
+``{{_base_.x}}`` placeholders, sibling-base duplicate check, ``pkg::`` scopes, execution with
+``_base_`` in the globals, ``_delete_`` merging) with mmengine's own merge helpers, but keeps each
+file's result and reuses it across children.  It also keeps each file's *own* dict (what the file
+itself writes, before merging), which is what provenance is computed from: the owner of a dotted
+key is the last file in merge order whose own dict sets it.
+
+Config code is executed, as mmengine does.  mmengine only accepts standard-library imports in
+old-style configs (anything else makes it a lazy-import config), and those are not executed here:
+new-style ``with read_base()`` configs are skipped with a reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import os
+import re
+import types
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezefix.config.locate import Location, LocationMap, build_location_map
+from freezefix.textio import SourceError, SourceFile, read_source
+
+Key = tuple[str, ...]
+
+BASE_KEY = "_base_"
+DELETE_KEY = "_delete_"
+DEPRECATION_KEY = "_deprecation_"
+
+
+class ConfigError(Exception):
+    """A config that mmengine would not load either; the message names the file at fault."""
+
+    def __init__(self, message: str, path: Path | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+class NotAnalysable(Exception):
+    """A config freezefix deliberately does not analyse (with the reason)."""
+
+
+@dataclass
+class FileUnit:
+    """One config file, resolved: what it writes itself and the merged result."""
+
+    source: SourceFile
+    bases: list[Path]
+    own: dict  # the file's own top-level names, after {{_base_.x}} substitution, before merging
+    merged: dict  # plain-dict view of mmengine's result for this file
+    locations: LocationMap
+    mm_merged: Any = field(repr=False, default=None)  # the ConfigDict form, reused by children
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the value at a key is written."""
+
+    path: Path
+    location: Location | None  # None: the file sets it, but not as something freezefix can point at
+
+    @property
+    def how(self) -> str:
+        return self.location.how if self.location else "computed"
+
+    @property
+    def editable(self) -> bool:
+        return self.location is not None and self.location.how != "computed"
+
+
+def to_plain(value: Any) -> Any:
+    """ConfigDict / nested containers → plain dicts, lists and tuples (for comparison and rules)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(to_plain(v) for v in value)
+    return value
+
+
+_PREDEFINED = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
+_ENV_RE = re.compile(r"\{\{['\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*['\"]?\}\}")
+_BASE_VAR_RE = re.compile(r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}")
+
+
+def _substitute_text(text: str, filename: str) -> tuple[str, dict[str, str]]:
+    """mmengine's three text substitutions, in its order; returns the text and base placeholders."""
+    dirname, basename = os.path.split(filename)
+    values = dict(
+        fileDirname=dirname,
+        fileBasename=basename,
+        fileBasenameNoExtension=os.path.splitext(basename)[0],
+        fileExtname=os.path.splitext(filename)[1],
+    )
+    for key in _PREDEFINED:
+        text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", values[key].replace("\\", "/"), text)
+    for var_name, default in _ENV_RE.findall(text):
+        pattern = r"\{\{['\"]?\s*\$" + var_name + r"\s*\:\s*" + default + r"\s*['\"]?\}\}"
+        value = os.environ.get(var_name, default)
+        if not value:
+            raise ConfigError(f"`{var_name}` is not set in the environment and has no default")
+        text = re.sub(pattern, value, text)
+    placeholders: dict[str, str] = {}
+    for base_var in set(_BASE_VAR_RE.findall(text)):
+        randstr = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
+        placeholders[randstr] = base_var
+        text = re.sub(r"\{\{\s*" + BASE_KEY + r"\." + base_var + r"\s*\}\}", f'"{randstr}"', text)
+    return text, placeholders
+
+
+def _is_lazy_import(tree: ast.Module) -> bool:
+    from mmengine.config.utils import _is_builtin_module
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == BASE_KEY:
+                return False
+        if isinstance(node, ast.With):
+            return True
+        if isinstance(node, ast.ImportFrom):
+            if node.level != 0:
+                return True
+            if node.module == "mmengine" and [a.name for a in node.names] == ["Config"]:
+                continue
+            if isinstance(node.module, str) and not _is_builtin_module(node.module):
+                return True
+        if isinstance(node, ast.Import):
+            if any(not _is_builtin_module(alias.name) for alias in node.names):
+                return True
+    return False
+
+
+def _base_files(tree: ast.Module) -> list[str]:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == BASE_KEY:
+                value = eval(compile(ast.Expression(body=node.value), "", "eval"))  # noqa: S307
+                return value if isinstance(value, list) else [value]
+    return []
+
+
+def base_path(spec: str, child: Path) -> tuple[Path, str | None]:
+    """Where a ``_base_`` entry points, and its registry scope for ``pkg::`` entries."""
+    if "::" in spec:
+        from mmengine.config import Config
+
+        try:
+            path, scope = Config._get_cfg_path(spec, str(child))
+        except (ModuleNotFoundError, FileNotFoundError, ValueError, AssertionError) as exc:
+            raise ConfigError(f"cannot find base {spec!r}: {exc}", child) from None
+        return Path(path), scope
+    return Path(os.path.normpath(child.parent / spec)), None
+
+
+class _RemoveBaseAssign(ast.NodeTransformer):
+    def visit_Assign(self, node: ast.Assign) -> ast.Assign | None:
+        if isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY:
+            return None
+        return node
+
+
+class Resolver:
+    """Resolves configs with a per-file cache; one instance per run (or per worker)."""
+
+    def __init__(self, overlay: dict[Path, str] | None = None):
+        # overlay: path → text to use instead of the file on disk (verification of planned edits)
+        self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
+        self.units: dict[Path, FileUnit] = {}
+        self.failures: dict[Path, Exception] = {}
+
+    # -- public -------------------------------------------------------------------------------
+    def unit(self, path: Path) -> FileUnit:
+        return self._load(Path(os.path.abspath(path)), ())
+
+    def values(self, path: Path) -> dict:
+        return self.unit(path).merged
+
+    def origin(self, path: Path, key: Key) -> Origin | None:
+        """The file (and place in it) that sets ``key`` in the resolved config of ``path``."""
+        owner = self._owner(Path(os.path.abspath(path)), key)
+        if owner is None:
+            return None
+        unit = self.units[owner]
+        location = unit.locations.get(key)
+        if location is not None and location.how != "computed":
+            # Only claim a literal when the literal really is the value mmengine produced there.
+            if not location.matches(_lookup(unit.own, key)):
+                location = location.as_computed()
+        return Origin(owner, location)
+
+    def chain(self, path: Path) -> list[Path]:
+        """Every file that ``path`` inherits from, nearest first, each once (path included)."""
+        seen: list[Path] = []
+        stack = [Path(os.path.abspath(path))]
+        while stack:
+            current = stack.pop(0)
+            if current in seen:
+                continue
+            seen.append(current)
+            if current in self.units:
+                stack.extend(self.units[current].bases)
+        return seen
+
+    # -- loading ------------------------------------------------------------------------------
+    def read(self, path: Path) -> SourceFile:
+        if path in self.overlay:
+            original = read_source(path) if path.exists() else None
+            return SourceFile(
+                path,
+                self.overlay[path],
+                original.has_bom if original else False,
+                original.digest if original else "",
+            )
+        return read_source(path)
+
+    def _load(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
+        if path in self.units:
+            return self.units[path]
+        if path in self.failures:
+            raise self.failures[path]
+        if path in stack:
+            cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
+            raise ConfigError(f"cyclic _base_: {cycle}", path)
+        try:
+            unit = self._file2dict(path, (*stack, path))
+        except (ConfigError, NotAnalysable) as exc:
+            self.failures[path] = exc
+            raise
+        self.units[path] = unit
+        return unit
+
+    def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
+        from mmengine.config import Config, ConfigDict
+
+        if not path.exists() and path not in self.overlay:
+            raise ConfigError("file not found", path)
+        try:
+            source = self.read(path)
+        except SourceError as exc:
+            raise ConfigError(str(exc), path) from None
+        try:
+            original_tree = ast.parse(source.text, filename=str(path))
+        except SyntaxError as exc:
+            raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
+        if _is_lazy_import(original_tree):
+            raise NotAnalysable("new-style config (`with read_base()` / imports): not analysed")
+
+        text, placeholders = _substitute_text(source.text, str(path))
+        try:
+            tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
+            base_specs = _base_files(tree)
+        except SyntaxError as exc:
+            raise ConfigError(f"syntax error after substitution at line {exc.lineno}", path) from None
+        except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
+            raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
+
+        bases: list[Path] = []
+        base_cfg = ConfigDict()
+        for spec in base_specs:
+            if not isinstance(spec, str):
+                raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
+            bpath, scope = base_path(spec, path)
+            if not bpath.exists() and bpath not in self.overlay:
+                raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
+            try:
+                base_unit = self._load(bpath, stack)
+            except NotAnalysable as exc:
+                raise NotAnalysable(f"base {spec!r}: {exc}") from None
+            except ConfigError as exc:
+                if exc.path == bpath and "cyclic" not in str(exc):
+                    raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
+                raise
+            bases.append(bpath)
+            base_dict = copy.deepcopy(base_unit.mm_merged)
+            duplicates = base_cfg.keys() & base_dict.keys()
+            if duplicates:
+                raise ConfigError(
+                    f"sibling bases both define {sorted(duplicates)} "
+                    "(mmengine: duplicate key is not allowed among bases)",
+                    path,
+                )
+            base_cfg.update(Config._dict_to_config_dict(base_dict, scope))
+
+        tree = _RemoveBaseAssign().visit(copy.deepcopy(tree) if tree is original_tree else tree)
+        scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
+        except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
+            raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
+        cfg_dict = {
+            k: v
+            for k, v in scope_globals.items()
+            if k != BASE_KEY
+            and not k.startswith("__")
+            and not isinstance(v, (types.FunctionType, types.ModuleType))
+        }
+        Config._parse_scope(cfg_dict)
+        cfg_dict.pop(DEPRECATION_KEY, None)
+        try:
+            cfg_dict = Config._substitute_base_vars(cfg_dict, placeholders, base_cfg)
+        except (KeyError, AttributeError) as exc:
+            raise ConfigError(f"{{{{_base_.…}}}} names a key the bases do not have: {exc}", path) from None
+        cfg_dict.pop(BASE_KEY, None)
+        own = copy.deepcopy(cfg_dict)
+        try:
+            merged = Config._merge_a_into_b(cfg_dict, base_cfg)
+        except TypeError as exc:
+            raise ConfigError(str(exc), path) from None
+        merged = {k: v for k, v in merged.items() if not k.startswith("__")}
+        return FileUnit(
+            source=source,
+            bases=bases,
+            own=to_plain(own),
+            merged=to_plain(merged),
+            locations=build_location_map(original_tree, source.text),
+            mm_merged=merged,
+        )
+
+    # -- provenance ---------------------------------------------------------------------------
+    def _owner(self, path: Path, key: Key) -> Path | None:
+        unit = self.units.get(path)
+        if unit is None or not key:
+            return None
+        node: Any = unit.own
+        for depth, part in enumerate(key):
+            if not isinstance(node, dict) or part not in node:
+                if depth > 0 and isinstance(node, dict) and node.get(DELETE_KEY):
+                    return None  # this file replaced the subtree and does not set the key
+                break
+            node = node[part]
+            if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
+                return path
+        for base in unit.bases:
+            if key[0] in self.units[base].merged:
+                return self._owner(base, key)
+        return None
+
+
+def _lookup(tree: Any, key: Key) -> Any:
+    node = tree
+    for part in key:
+        node = node[part]
+    return node

@@ -1,0 +1,277 @@
+"""From fixes on resolved configs to edits on the files that own the values.
+
+Every fix is a set of changes to keys of one config's *resolved* dict.  The planner first places
+each change in the file that writes the value (for a new key: the file that writes the enclosing
+dict).  Such a file may be a base shared by other configs, so the plan is then simulated: every
+affected config is re-resolved with the edited texts, and each must come out exactly as the changes
+it asked for say — no more, no less.  An edit to a shared base that changes a config which did not
+ask for it is moved into the children that did ask, as overrides (mmengine merges them over the
+base); a change that cannot be placed without collateral is dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from freezefix.config.locate import Location
+from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
+from freezefix.rewrite import AppendAssignment, FileEdit, InsertEntry, RemoveEntry, ReplaceValue, RewriteError, apply_edits
+from freezefix.rules.base import REMOVE, Change
+
+Key = tuple[str, ...]
+
+
+@dataclass
+class Placement:
+    """One edit to one file, and the changes (per config) it serves."""
+
+    file: Path
+    kind: str  # 'replace' | 'insert' | 'remove' | 'append'
+    location: Location | None  # value span (replace) or container span (insert/remove)
+    subkey: Key  # insert: path below the container; remove: (key,); append: (name, ...)
+    value: Any
+    served: list[tuple[Path, Change]] = field(default_factory=list)  # (config, change)
+    override: bool = False  # written into the config itself rather than the owner of the value
+
+    def identity(self) -> tuple:
+        loc = (self.location.line, self.location.col) if self.location else None
+        return (self.file, self.kind, loc, self.subkey, repr(self.value))
+
+
+@dataclass
+class Plan:
+    texts: dict[Path, tuple[str, str]] = field(default_factory=dict)  # file → (old, new)
+    placements: list[Placement] = field(default_factory=list)
+    dropped: list[tuple[Path, Change, str]] = field(default_factory=list)  # config, change, why
+    errors: dict[Path, str] = field(default_factory=dict)  # file → why it could not be rewritten
+    boms: set[Path] = field(default_factory=set)  # files that start with a UTF-8 BOM (for the diff)
+
+
+def apply_change(values: dict, change: Change) -> dict:
+    """What a resolved config should look like after ``change`` (the planner's postcondition)."""
+    result = copy.deepcopy(values)
+    node = result
+    for part in change.key[:-1]:
+        node = node.setdefault(part, {})
+    if change.value is REMOVE:
+        node.pop(change.key[-1], None)
+    else:
+        node[change.key[-1]] = copy.deepcopy(change.value)
+    return result
+
+
+class Planner:
+    def __init__(self, resolver: Resolver, entries: Iterable[Path]):
+        self.resolver = resolver
+        self.entries = [Path(p) for p in entries]
+
+    # -- placement ----------------------------------------------------------------------------
+    def _owner_placement(self, config: Path, change: Change) -> Placement | str:
+        values = self.resolver.values(config)
+        key = change.key
+        if change.value is REMOVE:
+            origin = self.resolver.origin(config, key)
+            parent = self.resolver.origin(config, key[:-1]) if len(key) > 1 else None
+            if origin is None or parent is None or parent.path != origin.path or not parent.editable:
+                return f"cannot remove {'.'.join(key)}: it is not written as a literal entry"
+            return Placement(origin.path, "remove", parent.location, (key[-1],), None)
+        if _has(values, key):
+            origin = self.resolver.origin(config, key)
+            if origin is None or not origin.editable:
+                how = origin.how if origin else "not attributable"
+                return f"{'.'.join(key)} is {how} in {origin.path.name if origin else 'its config'}"
+            return Placement(origin.path, "replace", origin.location, (), change.value)
+        depth = _deepest_prefix(values, key)
+        if depth == 0:
+            return self._override_placement(config, change)
+        container = self.resolver.origin(config, key[:depth])
+        if container is None or not container.editable or container.location.container is None:
+            return self._override_placement(config, change)
+        return Placement(container.path, "insert", container.location, key[depth:], change.value)
+
+    def _override_placement(self, config: Path, change: Change) -> Placement | str:
+        """Write ``change`` into ``config`` itself, over whatever its bases say."""
+        if change.value is REMOVE:
+            return f"cannot remove {'.'.join(change.key)} from a base by an override"
+        unit = self.resolver.unit(config)
+        key = change.key
+        own = unit.own
+        depth = 0
+        while depth < len(key) and isinstance(own, dict) and key[depth] in own:
+            own = own[key[depth]]
+            depth += 1
+        if depth == 0:
+            return Placement(config, "append", None, key, change.value, override=True)
+        if depth == len(key):
+            location = unit.locations.get(key)
+            if location is None or location.how == "computed":
+                return f"{'.'.join(key)} is computed in {config.name}"
+            return Placement(config, "replace", location, (), change.value, override=True)
+        location = unit.locations.get(key[:depth])
+        if location is None or location.container is None or location.how == "computed":
+            return f"{'.'.join(key[:depth])} is computed in {config.name}; cannot add an override to it"
+        return Placement(config, "insert", location, key[depth:], change.value, override=True)
+
+    # -- planning -----------------------------------------------------------------------------
+    def plan(self, wanted: dict[Path, list[Change]]) -> Plan:
+        plan = Plan()
+        wanted = {c: _dedupe(ch) for c, ch in wanted.items() if ch}
+        placements: dict[tuple, Placement] = {}
+        by_config: dict[Path, dict[Change, tuple]] = defaultdict(dict)
+
+        def place(config: Path, change: Change, placement: Placement | str) -> None:
+            if isinstance(placement, str):
+                plan.dropped.append((config, change, placement))
+                return
+            ident = placement.identity()
+            placements.setdefault(ident, placement).served.append((config, change))
+            by_config[config][change] = ident
+
+        for config, changes in wanted.items():
+            for change in changes:
+                place(config, change, self._owner_placement(config, change))
+
+        # Simulate; move edits that hit configs which did not ask for them into overrides.
+        for _round in range(3):
+            texts, errors = self._render(placements.values())
+            bad = self._collateral(texts, wanted, by_config, placements)
+            if not bad and not errors:
+                break
+            moved = False
+            for ident in bad | {i for i, p in placements.items() if p.file in errors}:
+                placement = placements.pop(ident, None)
+                if placement is None:
+                    continue
+                for config, change in placement.served:
+                    del by_config[config][change]
+                    if placement.override or placement.file == config:
+                        why = errors.get(placement.file) or (
+                            f"editing {placement.file.name} would also change configs that "
+                            "inherit it and did not ask for this"
+                        )
+                        plan.dropped.append((config, change, why))
+                    else:
+                        place(config, change, self._override_placement(config, change))
+                        moved = True
+            if not moved and not bad:
+                break
+        texts, errors = self._render(placements.values())
+        plan.errors.update(errors)
+        plan.placements = list(placements.values())
+        plan.texts = {p: t for p, t in texts.items() if t[0] != t[1]}
+        plan.boms = {p for p in plan.texts if self.resolver.unit(p).source.has_bom}
+        return plan
+
+    def _render(self, placements: Iterable[Placement]) -> tuple[dict[Path, tuple[str, str]], dict[Path, str]]:
+        per_file: dict[Path, list[Placement]] = defaultdict(list)
+        for placement in placements:
+            per_file[placement.file].append(placement)
+        texts: dict[Path, tuple[str, str]] = {}
+        errors: dict[Path, str] = {}
+        for path, group in per_file.items():
+            old = self.resolver.unit(path).source.text
+            try:
+                texts[path] = (old, apply_edits(old, _file_edits(group)))
+            except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
+                errors[path] = f"could not rewrite: {exc}"
+        return texts, errors
+
+    def _collateral(self, texts, wanted, by_config, placements) -> set[tuple]:
+        """Placements whose edit changes a config in a way it did not ask for."""
+        overlay = {path: new for path, (_, new) in texts.items()}
+        after = Resolver(overlay=overlay)
+        edited = set(overlay)
+        bad: set[tuple] = set()
+        for config in self.entries:
+            chain = set(self.resolver.chain(config))
+            touched = chain & edited
+            if not touched:
+                continue
+            expected = self.resolver.values(config)
+            for change in by_config.get(config, {}):
+                expected = apply_change(expected, change)
+            try:
+                actual = after.values(config)
+            except (ConfigError, NotAnalysable):
+                actual = None
+            if actual == expected:
+                continue
+            differing = _diff_keys(expected, actual or {})
+            for ident, placement in placements.items():
+                if placement.file in touched and any(
+                    _related(k, change.key) for k in differing for _, change in placement.served
+                ):
+                    bad.add(ident)
+        return bad
+
+
+def _file_edits(group: list[Placement]) -> list[FileEdit]:
+    """Placements → rewrite edits; new entries under one new key are merged into one nested dict
+    (two changes that both need a missing ``paramwise_cfg`` create it once)."""
+    edits: list[FileEdit] = []
+    new_entries: dict[tuple, Any] = {}  # (kind, container, first key) → value
+    for p in group:
+        if p.kind == "replace":
+            edits.append(ReplaceValue(p.location, p.value))
+        elif p.kind == "remove":
+            edits.append(RemoveEntry(p.location, p.subkey[0]))
+        else:
+            slot = (p.kind, p.location, p.subkey[0])
+            if len(p.subkey) == 1:
+                new_entries[slot] = p.value
+            else:
+                tree = new_entries.setdefault(slot, {})
+                node = tree
+                for part in p.subkey[1:-1]:
+                    node = node.setdefault(part, {})
+                node[p.subkey[-1]] = p.value
+    for (kind, location, name), value in new_entries.items():
+        edits.append(InsertEntry(location, name, value) if kind == "insert" else AppendAssignment(name, value))
+    return edits
+
+
+def _has(values: Any, key: Key) -> bool:
+    node = values
+    for part in key:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _deepest_prefix(values: Any, key: Key) -> int:
+    node, depth = values, 0
+    for part in key[:-1]:
+        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
+            break
+        node = node[part]
+        depth += 1
+    return depth
+
+
+def _diff_keys(a: Any, b: Any, prefix: Key = ()) -> list[Key]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys: list[Key] = []
+        for k in a.keys() | b.keys():
+            if k not in a or k not in b:
+                keys.append((*prefix, k))
+            else:
+                keys.extend(_diff_keys(a[k], b[k], (*prefix, k)))
+        return keys
+    return [] if a == b else [prefix]
+
+
+def _related(a: Key, b: Key) -> bool:
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def _dedupe(changes: list[Change]) -> list[Change]:
+    seen: dict[Key, Change] = {}
+    for change in changes:
+        seen.setdefault(change.key, change)
+    return list(seen.values())

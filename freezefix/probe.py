@@ -1,0 +1,298 @@
+"""Facts about a model class, learned by building the real class from the OpenMMLab registries.
+
+``frozen_stages`` means something different in every class (DESIGN.md §1), so nothing here is a
+table of numbers: the class is built on the meta device (no memory, no weights) with the config's own
+arguments and ``frozen_stages = -1, 0, 1, …``; after ``train()`` the trainable parameters and the
+BatchNorm layers still in training mode are counted.  The smallest value that leaves the fewest
+trainable parameters is the full-freeze value; the first value that fails to build is past the range.
+
+Results are cached per (type, arguments, package versions) in memory and on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+# Arguments that never change the structure of a module but may load weights from a hub.
+_IGNORED_ARGS = ("init_cfg", "pretrained")
+# Scopes tried, in order, for a type written without one (`type='ResNet'` in mmcv-1.x era configs).
+SIBLING_SCOPES = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
+MAX_PROBED_STAGES = 8
+
+
+@dataclass
+class FreezeState:
+    """A module after ``train()``: what still trains."""
+
+    trainable_params: int  # elements
+    trainable_tensors: int
+    bn_training: int
+    bn_total: int
+    trainable_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ClassFacts:
+    type_name: str
+    class_path: str | None = None  # 'mmdet.models.backbones.resnet.ResNet'
+    scope: str | None = None  # registry scope the class was found in
+    error: str | None = None  # why the class could not be built with the config's arguments
+    import_error: str | None = None  # why the class could not even be looked up
+    accepts_frozen_stages: bool = False
+    accepts_norm_eval: bool = False
+    total_params: int = 0
+    param_names: list[str] = field(default_factory=list)
+    observed: FreezeState | None = None  # with the config's own arguments
+    stages: dict[int, FreezeState] = field(default_factory=dict)  # frozen_stages → state
+    first_invalid: int | None = None  # smallest frozen_stages ≥ 0 that fails to build
+    full_freeze: int | None = None  # smallest frozen_stages leaving the fewest trainable params
+    device: str = "meta"
+
+    @property
+    def available(self) -> bool:
+        return self.import_error is None
+
+    @property
+    def max_valid(self) -> int | None:
+        if self.first_invalid is not None:
+            return self.first_invalid - 1
+        return max(self.stages) if self.stages else None
+
+    @property
+    def freezes_nothing_ever(self) -> bool:
+        """frozen_stages is accepted but changes nothing (an ignored argument)."""
+        counts = {s.trainable_params for s in self.stages.values()}
+        return len(self.stages) > 1 and len(counts) == 1
+
+    @property
+    def residual_trainable(self) -> int | None:
+        if self.full_freeze is None:
+            return None
+        return self.stages[self.full_freeze].trainable_params
+
+
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+@lru_cache(maxsize=None)
+def _registries() -> dict[str, Any]:
+    """The MODELS registry of each installed OpenMMLab package, with its modules registered."""
+    registries = {}
+    for scope, registry_module, models_module in (
+        ("mmdet3d", "mmdet3d.registry", "mmdet3d.models"),
+        ("mmdet", "mmdet.registry", "mmdet.models"),
+        ("mmpretrain", "mmpretrain.registry", "mmpretrain.models"),
+        ("mmseg", "mmseg.registry", "mmseg.models"),
+    ):
+        try:
+            registry = importlib.import_module(registry_module).MODELS
+            importlib.import_module(models_module)
+        except Exception:  # noqa: BLE001 - a package that is absent or broken simply does not count
+            continue
+        registries[scope] = registry
+    return registries
+
+
+def _find_class(type_name: str, scope_hint: str | None) -> tuple[Any, str]:
+    registries = _registries()
+    if not registries:
+        raise LookupError("no OpenMMLab model registry is importable (mmdet / mmdet3d not installed)")
+    if "." in type_name:
+        scope, _, name = type_name.partition(".")
+        if scope in registries:
+            cls = registries[scope].get(name)
+            if cls is not None:
+                return cls, scope
+        raise LookupError(f"{type_name!r} is not in any installed registry")
+    order = [s for s in (scope_hint, *SIBLING_SCOPES) if s in registries]
+    for scope in dict.fromkeys(order):
+        cls = registries[scope].get(type_name)
+        if cls is not None:
+            return cls, scope
+    raise LookupError(f"{type_name!r} is not in the registries of {', '.join(dict.fromkeys(order))}")
+
+
+def _accepts(cls: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return True
+    return name in params
+
+
+def _build(cls: Any, scope: str, kwargs: dict, device: str) -> Any:
+    import torch
+    from mmengine.registry import DefaultScope
+
+    registry = _registries()[scope]
+    cfg = dict(kwargs, type=cls)
+    # Nested configs (norm_cfg, block types) are looked up in the class's own scope.
+    scope_name = f"freezefix-probe-{scope}"
+    if not DefaultScope.check_instance_created(scope_name):
+        DefaultScope.get_instance(scope_name, scope_name=scope)
+    with DefaultScope.overwrite_default_scope(scope), torch.device(device):
+        return registry.build(cfg)
+
+
+def _state(module: Any) -> FreezeState:
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    module.train()
+    trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    return FreezeState(
+        trainable_params=sum(p.numel() for _, p in trainable),
+        trainable_tensors=len(trainable),
+        bn_training=sum(1 for m in bns if m.training),
+        bn_total=len(bns),
+        trainable_names=[n for n, _ in trainable],
+    )
+
+
+def _clean_kwargs(cfg: dict) -> dict:
+    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in (*_IGNORED_ARGS, "type")}
+    kwargs.pop("_scope_", None)
+    return kwargs
+
+
+class Prober:
+    """Probes classes once per (type, arguments); thread-unsafe, one per process."""
+
+    def __init__(self, cache_dir: Path | None = None, device: str = "meta"):
+        self.device = device
+        self.memory: dict[str, ClassFacts] = {}
+        self.cache_dir = cache_dir
+        self._disk: dict[str, dict] | None = None
+
+    # Disk cache: one JSON file per package-version set, so an upgrade never reads stale facts.
+    def _disk_path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        tag = hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()[:16]
+        return self.cache_dir / f"probe-{tag}.json"
+
+    def _load_disk(self) -> dict[str, dict]:
+        if self._disk is None:
+            self._disk = {}
+            path = self._disk_path()
+            if path and path.exists():
+                try:
+                    self._disk = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    self._disk = {}
+        return self._disk
+
+    def save(self) -> None:
+        path = self._disk_path()
+        if path is None or self._disk is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._disk))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+    def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
+        type_name = module_cfg.get("type")
+        if not isinstance(type_name, str):
+            return ClassFacts(type_name=repr(type_name), import_error="type is not a string")
+        scope_hint = module_cfg.get("_scope_") or scope_hint
+        kwargs = _clean_kwargs(module_cfg)
+        key = json.dumps([type_name, scope_hint, repr(sorted(kwargs.items())), scan, self.device])
+        if key in self.memory:
+            return self.memory[key]
+        disk = self._load_disk()
+        facts = _facts_from_json(disk[key]) if key in disk else None
+        if facts is None:
+            facts = self._probe(type_name, scope_hint, kwargs, scan)
+            disk[key] = asdict(facts)
+        self.memory[key] = facts
+        return facts
+
+    def _probe(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> ClassFacts:
+        facts = ClassFacts(type_name=type_name, device=self.device)
+        try:
+            cls, scope = _find_class(type_name, scope_hint)
+        except LookupError as exc:
+            facts.import_error = str(exc)
+            return facts
+        facts.class_path = f"{cls.__module__}.{cls.__qualname__}"
+        facts.scope = scope
+        facts.accepts_frozen_stages = _accepts(cls, "frozen_stages")
+        facts.accepts_norm_eval = _accepts(cls, "norm_eval")
+        try:
+            module = self._build(cls, scope, kwargs)
+        except Exception as exc:  # noqa: BLE001 - the class's own error is the finding
+            facts.error = f"{type(exc).__name__}: {exc}"
+            if "frozen_stages" in kwargs and facts.accepts_frozen_stages:
+                # Out-of-range frozen_stages fails to build; learn the range without it.
+                self._scan(facts, cls, scope, kwargs)
+            return facts
+        facts.observed = _state(module)
+        facts.total_params = sum(p.numel() for p in module.parameters())
+        facts.param_names = [n for n, _ in module.named_parameters()]
+        if scan and facts.accepts_frozen_stages:
+            self._scan(facts, cls, scope, kwargs)
+        return facts
+
+    def _build(self, cls: Any, scope: str, kwargs: dict) -> Any:
+        try:
+            return _build(cls, scope, kwargs, self.device)
+        except (NotImplementedError, RuntimeError) as exc:
+            if self.device != "meta" or "meta" not in str(exc).lower():
+                raise
+            return _build(cls, scope, kwargs, "cpu")  # some ops cannot be created on meta
+
+    def _scan(self, facts: ClassFacts, cls: Any, scope: str, kwargs: dict) -> None:
+        for k in range(-1, MAX_PROBED_STAGES + 1):
+            try:
+                module = self._build(cls, scope, {**kwargs, "frozen_stages": k})
+            except Exception:  # noqa: BLE001 - past the class's range
+                if k >= 0:
+                    facts.first_invalid = k
+                    break
+                continue
+            facts.stages[k] = _state(module)
+            if k >= 0 and facts.stages[k].trainable_params == 0:
+                break  # nothing left to freeze; larger values can only fail or repeat
+        if not facts.stages:
+            return
+        if not facts.total_params:
+            facts.total_params = max(s.trainable_params for s in facts.stages.values())
+        fewest = min(s.trainable_params for s in facts.stages.values())
+        if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
+            facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
+
+
+def _facts_from_json(data: dict) -> ClassFacts | None:
+    """A cached entry, or None when it is not readable (written by another freezefix version)."""
+    try:
+        data = dict(data)
+        observed = data.pop("observed")
+        stages = data.pop("stages")
+        facts = ClassFacts(**data)
+        facts.observed = FreezeState(**observed) if observed else None
+        facts.stages = {int(k): FreezeState(**v) for k, v in stages.items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return facts

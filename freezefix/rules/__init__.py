@@ -1,0 +1,13 @@
+"""The rules, one module each; importing this package registers all of them."""
+
+from freezefix.rules import (  # noqa: F401 - imported for registration
+    ff101_partial_freeze_zero_lr,
+    ff102_dead_lr_mult,
+    ff103_frozen_stages_out_of_range,
+    ff104_unsupported_freeze_arg,
+    ff105_bn_stats_drift,
+    ff110_incomplete_freeze,
+)
+from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, registry
+
+__all__ = ["REMOVE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry"]

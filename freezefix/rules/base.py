@@ -1,0 +1,121 @@
+"""What a rule is and what it returns.
+
+A rule looks at one resolved config (a :class:`~freezefix.analysis.ConfigView`) and yields
+findings.  A finding may carry a fix: changes to keys of the *resolved* config.  Rules never edit
+files; the planner decides which file owns each key and whether a shared base may change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+from freezefix.analysis import ConfigView
+
+Key = tuple[str, ...]
+
+
+class _Remove:
+    def __repr__(self) -> str:
+        return "REMOVE"
+
+
+REMOVE: Any = _Remove()
+
+
+@dataclass(frozen=True)
+class Change:
+    key: Key  # in the resolved config of the checked file
+    value: Any  # REMOVE deletes the key
+
+    def __hash__(self) -> int:  # values may be dicts (a new custom_keys entry)
+        return hash((self.key, repr(self.value)))
+
+    def describe(self) -> str:
+        target = ".".join(self.key)
+        return f"remove {target}" if self.value is REMOVE else f"{target} = {self.value!r}"
+
+
+@dataclass(frozen=True)
+class Fix:
+    changes: tuple[Change, ...]
+    safe: bool
+    why_unsafe: str | None = None
+
+
+@dataclass
+class Finding:
+    code: str
+    name: str
+    message: str
+    key: Key  # the key the finding is about (reported where it is written)
+    fix: Fix | None = None
+    module: str | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    """A single-file config a rule's tests load; ``fixed`` is the file after ``apply``."""
+
+    source: str
+    fixed: str | None = None
+    freeze: tuple[str, ...] = ()
+    unsafe_fixes: bool = False
+
+
+@dataclass
+class Options:
+    freeze: tuple[str, ...] = ()  # policy: modules the user wants fully frozen
+
+
+class Rule:
+    """Base class: subclasses set the class attributes and implement :meth:`check`.
+
+    The docstring of a subclass is its documentation (What / Why / Example / Fix safety), shown by
+    ``freezefix rules CODE``.
+    """
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    VALID: ClassVar[list[Example]] = []
+    INVALID: ClassVar[list[Example]] = []
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        raise NotImplementedError
+
+    def finding(self, message: str, key: Key, fix: Fix | None = None, module: str | None = None) -> Finding:
+        return Finding(self.code, self.name, message, key, fix, module)
+
+
+def resume_hazard(view: ConfigView) -> str | None:
+    """Fixes that change which params require grad change mmengine's param groups (DESIGN.md §2)."""
+    reason = view.resumes
+    if reason:
+        return (
+            f"the config resumes a run ({reason}): a checkpoint saved before the fix holds optimizer "
+            "state for different param groups and cannot be loaded after it"
+        )
+    return None
+
+
+def add_zero_lr_key(view: ConfigView, module_name: str) -> Change:
+    """The change that gives ``module_name`` its own ``custom_keys`` entry with lr_mult 0.0."""
+    root = view.optimizer.root if view.optimizer else ("optim_wrapper",)
+    return Change((*root, "paramwise_cfg", "custom_keys", module_name), {"lr_mult": 0.0})
+
+
+@dataclass
+class Registry:
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    def add(self, rule_cls: type[Rule]) -> type[Rule]:
+        self.rules[rule_cls.code] = rule_cls()
+        return rule_cls
+
+
+registry = Registry()
+
+
+def fmt_count(n: int) -> str:
+    return f"{n:,}"

@@ -1,0 +1,79 @@
+"""FF102 dead-lr-mult.
+
+What
+    A module is fully frozen (no parameter requires grad after ``train()``), yet the custom key that
+    covers it sets an ``lr_mult`` other than 0.
+
+Why
+    The setting has no effect: frozen parameters get no gradient (and mmengine ≥ 0.10.4 leaves them
+    out of the optimizer).  A reader sees ``lr_mult=0.1`` and believes the module fine-tunes.
+
+Example
+    ``backbone=dict(type='mmdet.ResNet', depth=50, frozen_stages=4)`` with
+    ``custom_keys={'backbone': dict(lr_mult=0.1)}`` → ``lr_mult=0.0``.
+
+Fix safety
+    Safe: the module trains the same either way.  No fix is offered when the key also matches
+    parameters of a module that still trains (changing it would freeze those).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+
+_CFG = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages={fs}, norm_eval=True),
+)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01, momentum=0.9),
+    paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult={lr})}}),
+)
+"""
+
+
+@registry.add
+class DeadLrMult(Rule):
+    __doc__ = __doc__
+    code = "FF102"
+    name = "dead-lr-mult"
+    summary = "lr_mult other than 0 on a module that is fully frozen"
+    VALID = [Example(_CFG.format(fs=4, lr=0.0)), Example(_CFG.format(fs=3, lr=0.1))]
+    INVALID = [Example(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0))]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.optimizer is None:
+            return
+        for module in view.modules.values():
+            facts = view.facts(module)
+            if facts.observed is None or facts.observed.trainable_params or not facts.param_names:
+                continue
+            key = view.covering_key(module)
+            if key is None:
+                continue
+            setting = view.optimizer.custom_keys.get(key)
+            mult = setting.get("lr_mult") if isinstance(setting, dict) else None
+            if mult is None or float(mult) == 0.0:
+                continue
+            where = (*view.optimizer.custom_keys_key, key, "lr_mult")
+            others = [
+                other.name
+                for other in view.modules.values()
+                if other is not module and any(view.optimizer.match(n) == key for n in view.param_names(other)
+                                                or [f"{other.name}."])
+                and view.facts(other).observed is not None
+                and view.facts(other).observed.trainable_params
+            ]
+            message = (
+                f"{module.name} is fully frozen (frozen_stages={view.frozen_stages(module)}), so "
+                f"lr_mult={mult} from custom key {key!r} has no effect"
+            )
+            if others:
+                message += f"; the key also matches {', '.join(others)}, which trains: no fix offered"
+                yield self.finding(message, where, None, module.name)
+            else:
+                yield self.finding(message, where, Fix((Change(where, 0.0),), safe=True), module.name)

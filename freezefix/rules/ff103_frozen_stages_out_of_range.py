@@ -1,0 +1,74 @@
+"""FF103 frozen-stages-out-of-range.
+
+What
+    ``frozen_stages`` lies outside what the class accepts, as probed on the real class.
+
+Why
+    Above the range, the model fails to build (mmdet's ResNet: ``AttributeError: ... no attribute
+    'layer5'``).  Below -1, nothing is frozen and nothing says so.
+
+Example
+    ``dict(type='mmdet.ResNet', depth=50, frozen_stages=5)`` → ``frozen_stages=4``.
+
+Fix safety
+    Safe when the value is above the range (the config could not build, so no run depends on it);
+    a value below -1 is reported only, since the intent is unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+
+_CFG = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.ResNet', depth=50, frozen_stages={fs}, norm_eval=True),
+)
+"""
+
+
+@registry.add
+class FrozenStagesOutOfRange(Rule):
+    __doc__ = __doc__
+    code = "FF103"
+    name = "frozen-stages-out-of-range"
+    summary = "frozen_stages outside the range the class accepts"
+    VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=4))]
+    INVALID = [Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4)), Example(_CFG.format(fs=-2))]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        for module in view.modules.values():
+            value = view.frozen_stages(module)
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue
+            facts = view.facts(module)
+            if not facts.available or not facts.accepts_frozen_stages:
+                continue
+            key = (*module.key, "frozen_stages")
+            observed = facts.observed
+            if value < -1:
+                if observed is None or observed.trainable_params != facts.total_params:
+                    continue  # the class gives negative values a meaning of its own
+                yield self.finding(
+                    f"{module.name}: frozen_stages={value} freezes nothing, silently "
+                    f"(all {facts.total_params:,} params of {facts.type_name} train); "
+                    "write -1 if that is meant",
+                    key,
+                    module=module.name,
+                )
+                continue
+            max_valid = facts.max_valid
+            if facts.error is None or max_valid is None or value <= max_valid:
+                continue
+            target = facts.full_freeze if facts.full_freeze is not None else max_valid
+            yield self.finding(
+                f"{module.name}: frozen_stages={value} is past the range of {facts.type_name} "
+                f"(-1..{max_valid}); building it fails with {facts.error.splitlines()[0]}. "
+                f"frozen_stages={target} freezes everything",
+                key,
+                Fix((Change(key, target),), safe=True),
+                module.name,
+            )

@@ -1,0 +1,90 @@
+"""Reading and writing config files without losing a byte.
+
+A config is read once as bytes; the BOM is split off and remembered so that parsers see clean text
+and the writer can put it back.  Writes go to a temporary file in the same directory followed by
+``os.replace``, so a reader (or a crash) sees either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+BOM = b"\xef\xbb\xbf"
+
+
+class SourceError(Exception):
+    """A file that cannot be read as a UTF-8 config (the message is shown to the user as is)."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    text: str  # decoded, without the BOM
+    has_bom: bool
+    digest: str  # sha256 of the bytes on disk, to refuse writing over a file changed since
+
+    @property
+    def newline(self) -> str:
+        return "\r\n" if "\r\n" in self.text else "\n"
+
+    def encode(self, text: str) -> bytes:
+        return (BOM if self.has_bom else b"") + text.encode("utf-8")
+
+
+def read_source(path: Path) -> SourceFile:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise SourceError("is a directory, not a config file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}") from None
+    has_bom = raw.startswith(BOM)
+    body = raw[len(BOM) :] if has_bom else raw
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r}); "
+            "mmengine reads configs as UTF-8, so this file cannot load either"
+        ) from None
+    return SourceFile(path, text, has_bom, hashlib.sha256(raw).hexdigest())
+
+
+def atomic_write(source: SourceFile, new_text: str) -> None:
+    """Replace ``source.path`` with ``new_text``; refuse if the file changed since it was read.
+
+    The mode of the original file is kept.  A read-only file is refused rather than silently
+    replaced (os.replace only needs a writable directory, which would defeat the user's intent).
+    """
+    path = source.path
+    try:
+        current = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot re-read before writing: {exc.strerror or exc}") from None
+    if hashlib.sha256(current).hexdigest() != source.digest:
+        raise SourceError("changed on disk since it was read; not written (run again)")
+    st = path.stat()
+    if not os.access(path, os.W_OK) or not (st.st_mode & stat.S_IWUSR):
+        raise SourceError("is read-only; not written")
+    data = source.encode(new_text)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".freezefix-tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise SourceError(f"write failed, original kept: {exc.strerror or exc}") from None
+        raise
