@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import ast
 import keyword
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -110,6 +111,19 @@ def _append(module: cst.Module, edit: AppendAssignment) -> cst.Module:
     return module.with_changes(body=[*module.body, statement])
 
 
+def _same_literal(node: cst.CSTNode, location: Location) -> bool:
+    if location.container is not None or location.how == "computed":
+        return True
+    try:
+        return location.matches(ast.literal_eval(cst.Module(body=[]).code_for_node(node).strip()))
+    except (ValueError, SyntaxError, TypeError):
+        return False
+
+
+def _span(location: Location) -> tuple[int, int, int, int]:
+    return (location.line, location.col, location.end_line, location.end_col)
+
+
 class _Transformer(cst.CSTTransformer):
     METADATA_DEPENDENCIES = (PositionProvider,)
 
@@ -117,12 +131,13 @@ class _Transformer(cst.CSTTransformer):
         super().__init__()
         self.replace: dict[tuple[int, int], ReplaceValue] = {}
         self.container: dict[tuple[int, int], list[InsertEntry | RemoveEntry]] = {}
+        # Nodes are matched on their whole span, start and end, so that an edit planned for one
+        # text can never land on a different node of another.
         for edit in edits:
             if isinstance(edit, ReplaceValue):
-                self.replace[(edit.at.line, edit.at.col)] = edit
+                self.replace[_span(edit.at)] = edit
             else:
-                loc = edit.container
-                self.container.setdefault((loc.line, loc.col), []).append(edit)
+                self.container.setdefault(_span(edit.container), []).append(edit)
         self.done: set[int] = set()
 
     def pending(self) -> list[FileEdit]:
@@ -131,18 +146,20 @@ class _Transformer(cst.CSTTransformer):
             edits.extend(group)
         return [e for e in edits if id(e) not in self.done]
 
-    def _start(self, node: cst.CSTNode) -> tuple[int, int]:
-        pos = self.get_metadata(PositionProvider, node).start
-        return (pos.line, pos.column)
+    def _span(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
+        pos = self.get_metadata(PositionProvider, node)
+        return (pos.start.line, pos.start.column, pos.end.line, pos.end.column)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
         updated = super().on_leave(original_node, updated_node)
         if not isinstance(original_node, cst.BaseExpression):
             return updated
-        start = self._start(original_node)
-        if isinstance(updated, (cst.Call, cst.Dict)) and start in self.container:
-            updated = self._edit_container(updated, self.container[start])
-        edit = self.replace.get(start)
+        span = self._span(original_node)
+        if isinstance(updated, (cst.Call, cst.Dict)) and span in self.container:
+            updated = self._edit_container(updated, self.container[span])
+        edit = self.replace.get(span)
+        if edit is not None and not _same_literal(original_node, edit.at):
+            edit = None  # same span, different value: the text is not the one that was planned
         if edit is not None and id(edit) not in self.done and isinstance(updated, cst.BaseExpression):
             self.done.add(id(edit))
             style = "dict-literal" if edit.at.how == "dict-literal" else "dict-call"
@@ -239,21 +256,50 @@ def _insert(node: cst.Call | cst.Dict, key: str, value: Any) -> cst.Call | cst.D
         )
     if not entries:
         return _with_entries(node, [new])
+    return _append_entry(node, entries, new, _separator(node, entries))
+
+
+def _closing(node: cst.Call | cst.Dict, last: Any) -> Any:
+    """The whitespace between the last entry and the closing bracket (where its comment lives).
+
+    libcst keeps it in the trailing comma of a call, after a call's last argument when there is
+    no trailing comma, and before the closing brace of a dict literal.
+    """
+    if isinstance(node, cst.Dict):
+        if isinstance(last.comma, cst.Comma) and _is_multiline(last.comma.whitespace_after):
+            return last.comma.whitespace_after
+        return node.rbrace.whitespace_before
+    if isinstance(last.comma, cst.Comma):
+        return last.comma.whitespace_after
+    return last.whitespace_after_arg
+
+
+def _append_entry(node: cst.Call | cst.Dict, entries: list, new: Any, separator: Any) -> cst.Call | cst.Dict:
     last = entries[-1]
-    separator = _separator(node, entries)
-    comma = last.comma
-    if isinstance(comma, cst.Comma) and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace):
-        # One entry per line with a trailing comma.  The last entry keeps its line (and the comment
-        # on it); the new entry gets a trailing comma followed by the closing bracket's indentation.
-        closing = comma.whitespace_after
-        indent = separator.last_line if isinstance(separator, cst.ParenthesizedWhitespace) else closing.last_line
-        last = last.with_changes(comma=comma.with_changes(whitespace_after=closing.with_changes(last_line=indent)))
-        new = new.with_changes(comma=cst.Comma(whitespace_after=_bare(closing)))
-    elif isinstance(comma, cst.Comma):  # inline with a trailing comma: `dict(a=1, )`
-        last = last.with_changes(comma=comma.with_changes(whitespace_after=separator))
-        new = new.with_changes(comma=cst.Comma(whitespace_after=comma.whitespace_after))
+    closing = _closing(node, last)
+    trailing_comma = isinstance(last.comma, cst.Comma)
+    empty = cst.SimpleWhitespace("")
+    if _is_multiline(closing):
+        # One entry per line: the last entry keeps its line and its comment; the new entry goes on
+        # the next line at the siblings' indentation, and the closing bracket keeps its own.
+        indent = separator.last_line if _is_multiline(separator) else closing.last_line
+        last_comma = last.comma if trailing_comma else cst.Comma(whitespace_before=empty)
+        last = last.with_changes(comma=last_comma.with_changes(whitespace_after=closing.with_changes(last_line=indent)))
+        after_new = _bare(closing)
     else:
-        last = last.with_changes(comma=cst.Comma(whitespace_after=separator))
+        last = last.with_changes(
+            comma=(last.comma if trailing_comma else cst.Comma()).with_changes(whitespace_after=separator)
+        )
+        after_new = closing
+    if isinstance(last, cst.Arg):
+        last = last.with_changes(whitespace_after_arg=empty)
+    if isinstance(node, cst.Dict):
+        new = new.with_changes(comma=cst.Comma(whitespace_after=empty) if trailing_comma else cst.MaybeSentinel.DEFAULT)
+        node = node.with_changes(rbrace=node.rbrace.with_changes(whitespace_before=after_new))
+    elif trailing_comma:
+        new = new.with_changes(comma=cst.Comma(whitespace_after=after_new))
+    else:
+        new = new.with_changes(whitespace_after_arg=after_new)
     return _with_entries(node, [*entries[:-1], last, new])
 
 

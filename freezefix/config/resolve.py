@@ -186,6 +186,7 @@ class Resolver:
 
     def origin(self, path: Path, key: Key) -> Origin | None:
         """The file (and place in it) that sets ``key`` in the resolved config of ``path``."""
+        path = self.unit(path).source.path
         owner = self._owner(Path(os.path.abspath(path)), key)
         if owner is None:
             return None
@@ -335,9 +336,7 @@ class Resolver:
         node: Any = unit.own
         for depth, part in enumerate(key):
             if not isinstance(node, dict) or part not in node:
-                if depth > 0 and isinstance(node, dict) and node.get(DELETE_KEY):
-                    return None  # this file replaced the subtree and does not set the key
-                break
+                break  # not set here: it comes from the bases (a `_delete_` above returned already)
             node = node[part]
             if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
                 return path

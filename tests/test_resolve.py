@@ -1,0 +1,141 @@
+"""The resolver reproduces mmengine's values and says where each one is written."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver, to_plain
+
+from .conftest import FIXTURES
+
+RESOLVE = FIXTURES / "resolve"
+
+
+def mmengine_values(path: Path) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
+
+
+@pytest.mark.parametrize(
+    "name", ["child.py", "grandchild.py", "scoped.py", "_base_/model.py", "_base_/schedule.py"]
+)
+def test_values_equal_mmengine(name):
+    path = RESOLVE / name
+    assert Resolver().values(path) == mmengine_values(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        FIXTURES / "seed_cmt/configs/cmt/cmt_voxel0075_r50_finetune.py",
+        FIXTURES / "shared_base/configs/frozen_backbone.py",
+    ],
+    ids=["seed", "shared-base"],
+)
+def test_fixture_repos_equal_mmengine(path):
+    assert Resolver().values(path) == mmengine_values(path)
+
+
+def test_provenance_of_partial_override():
+    resolver = Resolver()
+    child = RESOLVE / "child.py"
+    origin = resolver.origin(child, ("model", "backbone", "frozen_stages"))
+    assert origin.path == child
+    assert (origin.location.line, origin.location.col, origin.how) == (6, 45, "dict-call")
+    # Not overridden: still owned by the base, written through the `backbone` variable.
+    origin = resolver.origin(child, ("model", "backbone", "norm_eval"))
+    assert origin.path == RESOLVE / "_base_/model.py"
+    assert origin.location.via == "backbone" and origin.location.line == 7
+    # `depth=depth`: written through a module-level variable of the child.
+    origin = resolver.origin(child, ("model", "backbone", "depth"))
+    assert origin.path == child and origin.location.via == "depth" and origin.location.line == 4
+
+
+def test_provenance_of_dict_literal_and_delete():
+    resolver = Resolver()
+    child = RESOLVE / "child.py"
+    origin = resolver.origin(child, ("optim_wrapper", "optimizer", "lr"))
+    assert origin.path == RESOLVE / "_base_/schedule.py" and origin.how == "dict-literal"
+    # _delete_=True: the child owns the whole subtree, the base's keys are gone.
+    values = resolver.values(child)
+    assert values["model"]["neck"]["num_outs"] == 3 and "_delete_" not in values["model"]["neck"]
+    assert resolver.origin(child, ("model", "neck", "num_outs")).path == child
+    # custom_keys merge across files: each key is owned by the file that writes it.
+    keys = ("optim_wrapper", "paramwise_cfg", "custom_keys")
+    assert set(values[keys[0]][keys[1]][keys[2]]) == {"backbone.layer1", "neck"}
+    assert resolver.origin(child, (*keys, "neck", "lr_mult")).path == child
+    assert resolver.origin(child, (*keys, "backbone.layer1", "lr_mult")).path == RESOLVE / "_base_/schedule.py"
+
+
+def test_computed_values_are_not_claimed_as_literals():
+    resolver = Resolver()
+    grandchild = RESOLVE / "grandchild.py"
+    assert resolver.values(grandchild)["scaled"] == [0, 2, 4]
+    origin = resolver.origin(grandchild, ("scaled",))
+    assert origin.path == grandchild and not origin.editable and origin.how == "computed"
+    # {{_base_.max_epochs}} is a reference, not a literal freezefix could edit.
+    origin = resolver.origin(grandchild, ("train_cfg", "max_epochs"))
+    assert origin.path == RESOLVE / "child.py" and not origin.editable
+
+
+def test_scoped_base_resolves_into_the_installed_package():
+    resolver = Resolver()
+    scoped = RESOLVE / "scoped.py"
+    values = resolver.values(scoped)
+    assert values["model"]["backbone"]["frozen_stages"] == 2
+    assert values["model"]["_scope_"] == "mmdet"
+    origin = resolver.origin(scoped, ("model", "backbone", "depth"))
+    assert origin.path.parts[-3:] == ("_base_", "models", "retinanet_r50_fpn.py")
+    assert "mmdet" in origin.path.parts
+
+
+def test_chain_and_units():
+    resolver = Resolver()
+    resolver.unit(RESOLVE / "grandchild.py")
+    assert [p.name for p in resolver.chain(RESOLVE / "grandchild.py")] == [
+        "grandchild.py", "child.py", "model.py", "schedule.py"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("files", "target", "message"),
+    [
+        ({"a.py": "x = (\n"}, "a.py", "syntax error at line 1"),
+        ({"a.py": "_base_ = './missing.py'\n"}, "a.py", "missing _base_ './missing.py'"),
+        ({"a.py": "_base_ = './b.py'\n", "b.py": "_base_ = './a.py'\n"}, "a.py", "cyclic _base_: "),
+        (
+            {"a.py": "_base_ = ['./b.py', './c.py']\n", "b.py": "x = 1\n", "c.py": "x = 2\n"},
+            "a.py",
+            "sibling bases both define ['x']",
+        ),
+        ({"a.py": "x = 1 / 0\n"}, "a.py", "raises when executed: ZeroDivisionError"),
+    ],
+    ids=["syntax", "missing-base", "cycle", "sibling-duplicate", "raises"],
+)
+def test_bad_configs_raise_config_error(tmp_path, files, target, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as info:
+        Resolver().unit(tmp_path / target)
+    assert message in str(info.value)
+
+
+def test_non_utf8_and_bom(tmp_path):
+    (tmp_path / "latin.py").write_bytes("x = 'caf\xe9'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        Resolver().unit(tmp_path / "latin.py")
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfmodel = dict(a=1)\n")
+    resolver = Resolver()
+    assert resolver.values(tmp_path / "bom.py") == {"model": {"a": 1}}
+    assert resolver.origin(tmp_path / "bom.py", ("model", "a")).location.col == 15
+
+
+def test_new_style_config_is_skipped_with_a_reason(tmp_path):
+    (tmp_path / "new.py").write_text("from mmengine.config import read_base\nwith read_base():\n    from .x import *\n")
+    with pytest.raises(NotAnalysable, match="read_base"):
+        Resolver().unit(tmp_path / "new.py")
