@@ -100,6 +100,29 @@ class ConfigView:
             return "auto_resume=True"
         return None
 
+    def candidates(self) -> list[Module]:
+        """Modules whose freeze settings can be inconsistent, the only ones worth building.
+
+        A module qualifies when it carries a freeze argument, or when a custom key with
+        ``lr_mult=0`` may reach its parameters: a key inside its name (``'img_backbone'``,
+        ``'backbone'``), under it (``'img_backbone.layer4'``), or one naming no module at all
+        (``'norm'``), which can only be decided on the built parameter names.
+        """
+        zero_keys = [k for k, v in (self.optimizer.custom_keys.items() if self.optimizer else ())
+                     if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
+        unanchored = [k for k in zero_keys if not any(k.startswith(n) or k in f"{n}." for n in self.modules)]
+        chosen = []
+        for module in self.modules.values():
+            prefix = f"{module.name}."
+            if (
+                "frozen_stages" in module.cfg
+                or "norm_eval" in module.cfg
+                or unanchored
+                or any(k in prefix or k.startswith(prefix) or k == module.name for k in zero_keys)
+            ):
+                chosen.append(module)
+        return chosen
+
     def facts(self, module: Module) -> ClassFacts:
         if module.name not in self._facts:
             self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope)

@@ -57,8 +57,15 @@ def _walk(root: Path) -> list[Path]:
 
 
 def _git_files(root: Path) -> list[Path] | None:
-    """Tracked and untracked-but-not-ignored files under ``root``, or None outside a work tree."""
+    """Tracked and untracked-but-not-ignored files under ``root``, or None outside a work tree.
+
+    A directory the work tree itself ignores (a virtual environment holding installed configs)
+    was named on purpose: it is walked as a plain directory.
+    """
     try:
+        ignored = subprocess.run(["git", "check-ignore", "-q", "."], cwd=root, capture_output=True, timeout=60)
+        if ignored.returncode == 0:
+            return None
         out = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."],
             cwd=root, capture_output=True, timeout=60, check=True,

@@ -11,12 +11,14 @@ Results are cached per (type, arguments, package versions) in memory and on disk
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
 import inspect
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -131,11 +133,25 @@ def _find_class(type_name: str, scope_hint: str | None) -> tuple[Any, str]:
 
 
 def _accepts(cls: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return True
-    return name in params
+    """Whether ``cls(name=...)`` reaches an ``__init__`` that names the argument.
+
+    Subclasses often take ``**kwargs`` and hand them to their parent (mmdet's ResNeXt, Res2Net and
+    DetectoRS_ResNet all do so for ``frozen_stages``), so the whole MRO is followed while each
+    ``__init__`` passes keyword arguments on.
+    """
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return True
+        if name in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def _build(cls: Any, scope: str, kwargs: dict, device: str) -> Any:
@@ -256,6 +272,12 @@ class Prober:
         return facts
 
     def _build(self, cls: Any, scope: str, kwargs: dict) -> Any:
+        with warnings.catch_warnings(), _offline():
+            # Constructors warn about deprecated arguments of the user's config: not ours to show.
+            warnings.simplefilter("ignore")
+            return self._build_on_device(cls, scope, kwargs)
+
+    def _build_on_device(self, cls: Any, scope: str, kwargs: dict) -> Any:
         try:
             return _build(cls, scope, kwargs, self.device)
         except (NotImplementedError, RuntimeError) as exc:
@@ -282,6 +304,22 @@ class Prober:
         fewest = min(s.trainable_params for s in facts.stages.values())
         if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
             facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
+
+
+@contextlib.contextmanager
+def _offline():
+    """Building a class must never download weights (a language model's from_pretrained, say)."""
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved = {n: os.environ.get(n) for n in names}
+    os.environ.update({n: "1" for n in names})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _facts_from_json(data: dict) -> ClassFacts | None:

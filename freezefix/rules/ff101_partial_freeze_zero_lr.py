@@ -58,7 +58,7 @@ class PartialFreezeZeroLr(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        for module in view.modules.values():
+        for module in view.candidates():
             facts = view.facts(module)
             if not facts.available or facts.observed is None or not facts.accepts_frozen_stages:
                 continue

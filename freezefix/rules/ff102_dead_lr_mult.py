@@ -48,7 +48,7 @@ class DeadLrMult(Rule):
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.optimizer is None:
             return
-        for module in view.modules.values():
+        for module in view.candidates():
             facts = view.facts(module)
             if facts.observed is None or facts.observed.trainable_params or not facts.param_names:
                 continue
@@ -60,14 +60,7 @@ class DeadLrMult(Rule):
             if mult is None or float(mult) == 0.0:
                 continue
             where = (*view.optimizer.custom_keys_key, key, "lr_mult")
-            others = [
-                other.name
-                for other in view.modules.values()
-                if other is not module and any(view.optimizer.match(n) == key for n in view.param_names(other)
-                                                or [f"{other.name}."])
-                and view.facts(other).observed is not None
-                and view.facts(other).observed.trainable_params
-            ]
+            others = _trainable_modules_matching(view, key, exclude=module)
             message = (
                 f"{module.name} is fully frozen (frozen_stages={view.frozen_stages(module)}), so "
                 f"lr_mult={mult} from custom key {key!r} has no effect"
@@ -77,3 +70,21 @@ class DeadLrMult(Rule):
                 yield self.finding(message, where, None, module.name)
             else:
                 yield self.finding(message, where, Fix((Change(where, 0.0),), safe=True), module.name)
+
+
+def _trainable_modules_matching(view: ConfigView, key: str, exclude) -> list[str]:
+    """Other modules the key reaches that still train (unprobed modules are assumed to train)."""
+    probed = {m.name for m in view.candidates()}
+    found = []
+    for other in view.modules.values():
+        if other is exclude:
+            continue
+        if other.name in probed:
+            names = view.param_names(other) or [f"{other.name}."]
+            observed = view.facts(other).observed
+            trains = observed is None or observed.trainable_params > 0
+        else:
+            names, trains = [f"{other.name}."], True
+        if trains and any(view.optimizer.match(n) == key for n in names):
+            found.append(other.name)
+    return found

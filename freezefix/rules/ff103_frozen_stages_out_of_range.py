@@ -40,7 +40,7 @@ class FrozenStagesOutOfRange(Rule):
     INVALID = [Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4)), Example(_CFG.format(fs=-2))]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        for module in view.modules.values():
+        for module in view.candidates():
             value = view.frozen_stages(module)
             if not isinstance(value, int) or isinstance(value, bool):
                 continue

@@ -56,7 +56,7 @@ class UnsupportedFreezeArg(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        for module in view.modules.values():
+        for module in view.candidates():
             given = [arg for arg in ("frozen_stages", "norm_eval") if arg in module.cfg]
             if not given:
                 continue
@@ -67,17 +67,8 @@ class UnsupportedFreezeArg(Rule):
                 arg for arg in given
                 if not getattr(facts, f"accepts_{arg}") and facts.error and arg in facts.error
             ]
-            ignored = [
-                arg for arg in given
-                if not getattr(facts, f"accepts_{arg}") and arg not in rejected and facts.error is None
-            ]
-            for arg in ignored:
-                yield self.finding(
-                    f"{module.name}: {facts.type_name} does not take {arg} (it is swallowed by "
-                    "**kwargs and ignored)",
-                    (*module.key, arg),
-                    module=module.name,
-                )
+            for arg, why in _ignored(view, module, facts, given, rejected):
+                yield self.finding(f"{module.name}: {facts.type_name} ignores {arg}: {why}", (*module.key, arg), module=module.name)
             if not rejected:
                 continue
             changes = [Change((*module.key, arg), REMOVE) for arg in rejected]
@@ -99,6 +90,21 @@ class UnsupportedFreezeArg(Rule):
                 ),
                 module.name,
             )
+
+
+def _ignored(view: ConfigView, module, facts, given: list[str], rejected: list[str]) -> Iterator[tuple[str, str]]:
+    """Arguments the class takes without error but that change nothing on the built module."""
+    if facts.error is not None or facts.observed is None:
+        return
+    for arg in given:
+        if arg in rejected:
+            continue
+        if not getattr(facts, f"accepts_{arg}"):
+            yield arg, "no __init__ in its class hierarchy names it (swallowed by **kwargs)"
+        elif arg == "frozen_stages" and facts.freezes_nothing_ever:
+            yield arg, f"every value from -1 to {max(facts.stages)} leaves the same parameters trainable"
+        elif arg == "norm_eval" and module.cfg.get("norm_eval") is True and facts.observed.bn_training:
+            yield arg, f"with norm_eval=True, {facts.observed.bn_training} BatchNorm layers still train"
 
 
 def _int(value: object) -> int:

@@ -43,7 +43,7 @@ class BnStatsDrift(Rule):
     INVALID = [Example(_CFG.format(ne=False), fixed=_CFG.format(ne=True), unsafe_fixes=True)]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        for module in view.modules.values():
+        for module in view.candidates():
             facts = view.facts(module)
             observed = facts.observed
             if observed is None or not observed.bn_training:

@@ -59,10 +59,13 @@ class IncompleteFreeze(Rule):
                 if module is not None:
                     yield from self._complete(view, module, policy=True)
             return
+        if not view.optimizer:
+            return
+        candidates = {m.name for m in view.candidates()}
         for branch in BRANCHES:
             present = [view.modules[n] for n in branch if n in view.modules]
             for i, module in enumerate(present):
-                if not view.optimizer or not view.facts(module).param_names or not view.zero_lr(module):
+                if module.name not in candidates or not view.facts(module).param_names or not view.zero_lr(module):
                     continue
                 for upstream in present[:i]:
                     if view.facts(upstream).param_names and not view.zero_lr(upstream):
