@@ -123,10 +123,13 @@ class ConfigView:
                 chosen.append(module)
         return chosen
 
-    def facts(self, module: Module) -> ClassFacts:
-        if module.name not in self._facts:
-            self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope)
-        return self._facts[module.name]
+    def facts(self, module: Module, scan: bool = False) -> ClassFacts:
+        """What building the module's class tells; ``scan`` adds every frozen_stages value
+        (needed for the full-freeze value, which costs one build per value)."""
+        cached = self._facts.get(module.name)
+        if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
+            cached = self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope, scan=scan)
+        return cached
 
     def param_names(self, module: Module) -> list[str]:
         return [f"{module.name}.{n}" for n in self.facts(module).param_names]

@@ -57,6 +57,8 @@ class ClassFacts:
     stages: dict[int, FreezeState] = field(default_factory=dict)  # frozen_stages → state
     first_invalid: int | None = None  # smallest frozen_stages ≥ 0 that fails to build
     full_freeze: int | None = None  # smallest frozen_stages leaving the fewest trainable params
+    observed_stage: int | None = None  # the config's own frozen_stages, if it gives one
+    scanned: bool = False  # stages holds every value from -1 up (else only what was needed)
     device: str = "meta"
 
     @property
@@ -71,9 +73,16 @@ class ClassFacts:
 
     @property
     def freezes_nothing_ever(self) -> bool:
-        """frozen_stages is accepted but changes nothing (an ignored argument)."""
-        counts = {s.trainable_params for s in self.stages.values()}
-        return len(self.stages) > 1 and len(counts) == 1
+        """frozen_stages is accepted but changes nothing (an ignored argument).
+
+        Known from a full scan, or from the config's own value k ≥ 0 (a class that honours the
+        argument freezes at least its stem there) compared with frozen_stages=-1.
+        """
+        states = dict(self.stages)
+        if self.observed is not None and self.observed_stage is not None and self.observed_stage >= 0:
+            states.setdefault(self.observed_stage, self.observed)
+        counts = {s.trainable_params for s in states.values()}
+        return -1 in states and len(states) > 1 and len(counts) == 1 and self.total_params > 0
 
     @property
     def residual_trainable(self) -> int | None:
@@ -267,8 +276,17 @@ class Prober:
         facts.observed = _state(module)
         facts.total_params = sum(p.numel() for p in module.parameters())
         facts.param_names = [n for n, _ in module.named_parameters()]
+        given = kwargs.get("frozen_stages")
+        if isinstance(given, int) and not isinstance(given, bool):
+            facts.observed_stage = given
         if scan and facts.accepts_frozen_stages:
             self._scan(facts, cls, scope, kwargs)
+        elif facts.accepts_frozen_stages and facts.observed_stage is not None and facts.observed_stage >= 0:
+            # One more build tells whether the argument does anything at all (FF104).
+            try:
+                facts.stages[-1] = _state(self._build(cls, scope, {**kwargs, "frozen_stages": -1}))
+            except Exception:  # noqa: BLE001 - then the class has no -1; nothing to compare
+                pass
         return facts
 
     def _build(self, cls: Any, scope: str, kwargs: dict) -> Any:
@@ -286,6 +304,7 @@ class Prober:
             return _build(cls, scope, kwargs, "cpu")  # some ops cannot be created on meta
 
     def _scan(self, facts: ClassFacts, cls: Any, scope: str, kwargs: dict) -> None:
+        facts.scanned = True
         for k in range(-1, MAX_PROBED_STAGES + 1):
             try:
                 module = self._build(cls, scope, {**kwargs, "frozen_stages": k})

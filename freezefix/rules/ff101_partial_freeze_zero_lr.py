@@ -65,6 +65,7 @@ class PartialFreezeZeroLr(Rule):
             trainable = [f"{module.name}.{n}" for n in facts.observed.trainable_names]
             if not trainable or not view.zero_lr(module, trainable):
                 continue
+            facts = view.facts(module, scan=True)
             full = facts.full_freeze
             current = view.frozen_stages(module)
             if full is None or (isinstance(current, int) and current >= full):

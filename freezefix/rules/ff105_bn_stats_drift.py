@@ -28,7 +28,11 @@ from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, r
 _CFG = """\
 model = dict(
     type='RetinaNet',
-    backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=4, norm_eval={ne}),
+    backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages={fs}, norm_eval={ne}),
+)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01),
+    paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult=0.0)}}),
 )
 """
 
@@ -39,8 +43,11 @@ class BnStatsDrift(Rule):
     code = "FF105"
     name = "bn-stats-drift"
     summary = "a module meant frozen still updates BatchNorm statistics"
-    VALID = [Example(_CFG.format(ne=True))]
-    INVALID = [Example(_CFG.format(ne=False), fixed=_CFG.format(ne=True), unsafe_fixes=True)]
+    VALID = [
+        Example(_CFG.format(fs=-1, ne=True)),
+        Example(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
+    ]
+    INVALID = [Example(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True)]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         for module in view.candidates():

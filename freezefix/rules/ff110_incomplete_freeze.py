@@ -72,7 +72,7 @@ class IncompleteFreeze(Rule):
                         yield from self._complete(view, upstream, policy=False, because=module.name)
 
     def _complete(self, view: ConfigView, module: Module, policy: bool, because: str | None = None) -> Iterator[Finding]:
-        facts = view.facts(module)
+        facts = view.facts(module, scan=True)
         changes: list[Change] = []
         todo: list[str] = []
         notes: list[str] = []

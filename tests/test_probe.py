@@ -1,0 +1,81 @@
+"""Class facts come from building the real classes of the installed registries."""
+
+from __future__ import annotations
+
+import pytest
+
+from freezefix.probe import Prober
+
+pytestmark = pytest.mark.slow
+
+RESNET50 = dict(type="mmdet.ResNet", depth=50, num_stages=4, out_indices=(0, 1, 2, 3), norm_eval=True)
+
+
+@pytest.fixture(scope="module")
+def prober():
+    return Prober(cache_dir=None)
+
+
+def test_resnet50_full_freeze_is_4_and_layer4_alone_is_left_by_3(prober):
+    # The seed's backbone: BatchNorm affine params frozen by norm_cfg, so only convs count.
+    facts = prober.facts({**RESNET50, "frozen_stages": 3, "norm_cfg": dict(type="BN", requires_grad=False)}, scan=True)
+    assert facts.class_path == "mmdet.models.backbones.resnet.ResNet"
+    assert facts.full_freeze == 4 and facts.residual_trainable == 0
+    # The seed's trap: frozen_stages=3 leaves exactly layer4 trainable.
+    assert facts.observed.trainable_params == 14_942_208
+    assert {n.split(".")[0] for n in facts.observed.trainable_names} == {"layer4"}
+    assert facts.total_params == 23_508_032
+    assert facts.stages[-1].trainable_params == 23_454_912  # every conv; BN affine frozen by norm_cfg
+    assert facts.accepts_frozen_stages and facts.accepts_norm_eval
+
+
+def test_resnet_with_three_stages_full_freeze_is_3(prober):
+    facts = prober.facts({**RESNET50, "num_stages": 3, "out_indices": (2,), "strides": (1, 2, 2),
+                          "dilations": (1, 1, 1)}, scan=True)
+    assert facts.full_freeze == 3
+    assert facts.first_invalid == 4 or facts.max_valid == 3
+
+
+def test_frozen_stages_past_the_range_fails_to_build_and_the_range_is_learnt(prober):
+    facts = prober.facts({**RESNET50, "frozen_stages": 5})
+    assert facts.error is not None and "layer5" in facts.error
+    assert facts.max_valid == 4 and facts.full_freeze == 4
+
+
+def test_second_rejects_frozen_stages(prober):
+    cfg = dict(type="SECOND", in_channels=64, out_channels=[64, 128], layer_nums=[1, 1], layer_strides=[2, 2])
+    facts = prober.facts({**cfg, "frozen_stages": 4})
+    assert facts.scope == "mmdet3d" and not facts.accepts_frozen_stages
+    assert facts.error.startswith("TypeError") and "frozen_stages" in facts.error
+    assert prober.facts(cfg).observed.bn_training == 4  # one BatchNorm per conv, two blocks of two
+
+
+def test_batchnorm_affine_params_count_when_trainable(prober):
+    facts = prober.facts({**RESNET50, "frozen_stages": 3})
+    assert facts.observed.trainable_params == 14_942_208 + 22_528  # + layer4's BN weight and bias
+
+
+def test_unscoped_type_is_found_in_a_sibling_scope(prober):
+    # mmcv-1.x era configs write type='ResNet'; mmdet3d's registry does not have it, mmdet's does.
+    facts = prober.facts({**RESNET50, "type": "ResNet"}, scope_hint="mmdet3d")
+    assert facts.scope == "mmdet" and facts.class_path.endswith("resnet.ResNet")
+
+
+def test_subclass_taking_kwargs_accepts_the_parent_argument(prober):
+    facts = prober.facts(dict(type="mmdet.ResNeXt", depth=50, groups=32, base_width=4, frozen_stages=1))
+    assert facts.accepts_frozen_stages and not facts.freezes_nothing_ever
+
+
+def test_unknown_type_is_an_import_error_not_a_crash(prober):
+    facts = prober.facts(dict(type="NoSuchBackbone"))
+    assert not facts.available and "NoSuchBackbone" in facts.import_error
+
+
+def test_disk_cache_round_trip(tmp_path):
+    first = Prober(cache_dir=tmp_path)
+    facts = first.facts({**RESNET50, "frozen_stages": 3}, scan=True)
+    first.save()
+    second = Prober(cache_dir=tmp_path)
+    assert second._load_disk(), "the probe cache file was written"
+    cached = second.facts({**RESNET50, "frozen_stages": 3}, scan=True)
+    assert cached == facts
