@@ -144,7 +144,7 @@ class Session:
                 fix = finding.fix
                 if fix is not None and (fix.safe or self.options.unsafe_fixes):
                     wanted[config].extend(fix.changes)
-        planner = Planner(self.resolver, [p for p in self.per_config])
+        planner = Planner(self.resolver, list(self.per_config), self.discovery.files)
         plan = planner.plan(dict(wanted))
         result.plan = plan
         for path, why in plan.errors.items():

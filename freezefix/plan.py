@@ -65,9 +65,13 @@ def apply_change(values: dict, change: Change) -> dict:
 
 
 class Planner:
-    def __init__(self, resolver: Resolver, entries: Iterable[Path]):
+    """``entries`` are the configs whose resolution must come out as asked; ``editable`` the files
+    freezefix may write (those under the paths it was given: never an installed package's base)."""
+
+    def __init__(self, resolver: Resolver, entries: Iterable[Path], editable: Iterable[Path]):
         self.resolver = resolver
         self.entries = [Path(p) for p in entries]
+        self.editable = {Path(p) for p in editable}
 
     # -- placement ----------------------------------------------------------------------------
     def _owner_placement(self, config: Path, change: Change) -> Placement | str:
@@ -133,7 +137,11 @@ class Planner:
 
         for config, changes in wanted.items():
             for change in changes:
-                place(config, change, self._owner_placement(config, change))
+                placement = self._owner_placement(config, change)
+                if isinstance(placement, Placement) and placement.file not in self.editable:
+                    # e.g. a `mmdet::` base inside site-packages: override it from the config.
+                    placement = self._override_placement(config, change)
+                place(config, change, placement)
 
         # Simulate; move edits that hit configs which did not ask for them into overrides.
         for _round in range(3):

@@ -14,7 +14,7 @@ stamp="$venv/.freezefix-stamp"
 
 want=$(cat "$root/scripts/setup_venv.sh" "$root/scripts/constraints.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && "$venv/bin/python" -c 'import freezefix, mmdet3d, mmcv.ops' 2>/dev/null; then
+   && "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("freezefix", "mmdet3d", "mmcv", "libcst")))' 2>/dev/null; then
   echo "setup_venv: $venv is up to date"
   exit 0
 fi

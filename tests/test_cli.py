@@ -219,3 +219,32 @@ def test_module_entry_point(tmp_path):
         [os.sys.executable, "-m", "freezefix", "rules"], capture_output=True, text=True, check=True
     )
     assert "FF101" in out.stdout
+
+
+def test_installed_package_base_is_never_edited_the_config_overrides_it(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    cfg = _write(
+        tmp_path,
+        "retina_probe.py",
+        "_base_ = 'mmdet::_base_/models/retinanet_r50_fpn.py'\n\n"
+        "model = dict(bbox_head=dict(num_classes=3))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01),\n"
+        "                     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n",
+    )
+    import mmdet
+
+    installed = Path(mmdet.__file__).parent / ".mim/configs/_base_/models/retinanet_r50_fpn.py"
+    before = installed.read_bytes()
+    result = cli("apply", "retina_probe.py")
+    assert result.exit_code == 0, result.output
+    assert installed.read_bytes() == before
+    assert "model = dict(bbox_head=dict(num_classes=3), backbone=dict(frozen_stages=4))\n" in cfg.read_text()
+
+
+def test_base_outside_the_given_paths_is_not_edited(copy_fixture, cli):
+    root = copy_fixture("seed_cmt")
+    base_before = (root / BASE).read_bytes()
+    result = cli("apply", "configs/cmt")
+    assert result.exit_code == 0, result.output
+    assert (root / BASE).read_bytes() == base_before
+    assert (root / CHILD).read_text().endswith("model = dict(img_backbone=dict(frozen_stages=4))\n")

@@ -253,7 +253,10 @@ class Resolver:
         except SyntaxError as exc:
             raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
         if _is_lazy_import(original_tree):
-            raise NotAnalysable("new-style config (`with read_base()` / imports): not analysed")
+            raise NotAnalysable(
+                "not an old-style config: it imports non-standard modules or uses `with read_base()` "
+                "(plugin code, a script, or a new-style config); not analysed"
+            )
 
         text, placeholders = _substitute_text(source.text, str(path))
         try:
