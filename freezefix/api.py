@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freezefix.analysis import ConfigView
+from freezefix.config.graph import BaseGraph
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.discover import discover, is_fragment
 from freezefix.plan import Plan, Planner
@@ -62,6 +63,7 @@ class RunResult:
     plan: Plan | None = None
     written: list[Path] = field(default_factory=list)
     dry_run: bool = False
+    inherited_by: dict[Path, list[Path]] = field(default_factory=dict)  # changed file → its dependents
 
     @property
     def exit_code(self) -> int:
@@ -147,6 +149,8 @@ class Session:
         planner = Planner(self.resolver, list(self.per_config), self.discovery.files)
         plan = planner.plan(dict(wanted))
         result.plan = plan
+        graph = BaseGraph(self.resolver)
+        result.inherited_by = {path: graph.dependents(path) for path in plan.texts}
         for path, why in plan.errors.items():
             result.errors.append((path, why))
         dropped = {(config, change): why for config, change, why in plan.dropped}

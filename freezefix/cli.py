@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from freezefix import report
 from freezefix.api import RunOptions, RunResult, Session
+
+
+# mmengine imports pkg_resources to find `pkg::` bases; its deprecation notice is not the user's business.
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
 def _codes(value: str | None) -> tuple[str, ...]:
@@ -87,7 +92,9 @@ def apply(paths, select, ignore, freeze, dry_run, unsafe_fixes) -> None:
         for line in report.finding_lines(result, show_status=True):
             click.echo(line)
         for path in result.written:
-            click.echo(f"rewrote {report.rel(path)}", err=True)
+            dependents = result.inherited_by.get(path) or []
+            shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
+            click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
     _print_errors(result)
     click.echo(report.summary(result, applying=True), err=True)
     sys.exit(result.exit_code)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from freezefix.config.graph import BaseGraph
 from freezefix.config.locate import Location
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.rewrite import AppendAssignment, FileEdit, InsertEntry, RemoveEntry, ReplaceValue, RewriteError, apply_edits
@@ -193,10 +194,10 @@ class Planner:
         overlay = {path: new for path, (_, new) in texts.items()}
         after = Resolver(overlay=overlay)
         edited = set(overlay)
+        graph = BaseGraph(self.resolver)
         bad: set[tuple] = set()
         for config in self.entries:
-            chain = set(self.resolver.chain(config))
-            touched = chain & edited
+            touched = {config, *graph.ancestors(config)} & edited
             if not touched:
                 continue
             expected = self.resolver.values(config)

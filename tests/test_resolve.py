@@ -94,12 +94,18 @@ def test_scoped_base_resolves_into_the_installed_package():
     assert "mmdet" in origin.path.parts
 
 
-def test_chain_and_units():
+def test_base_graph_with_reverse_edges():
+    from freezefix.config.graph import BaseGraph
+
     resolver = Resolver()
-    resolver.unit(RESOLVE / "grandchild.py")
-    assert [p.name for p in resolver.chain(RESOLVE / "grandchild.py")] == [
-        "grandchild.py", "child.py", "model.py", "schedule.py"
-    ]
+    for name in ("grandchild.py", "scoped.py"):
+        resolver.unit(RESOLVE / name)
+    graph = BaseGraph(resolver)
+    assert [p.name for p in graph.ancestors(RESOLVE / "grandchild.py")] == ["child.py", "model.py", "schedule.py"]
+    assert [p.name for p in graph.dependents(RESOLVE / "_base_/model.py")] == ["child.py", "grandchild.py"]
+    assert graph.dependents(RESOLVE / "grandchild.py") == []
+    # A `pkg::` base is an edge like any other.
+    assert graph.ancestors(RESOLVE / "scoped.py")[0].name == "retinanet_r50_fpn.py"
 
 
 @pytest.mark.parametrize(

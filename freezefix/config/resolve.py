@@ -198,19 +198,6 @@ class Resolver:
                 location = location.as_computed()
         return Origin(owner, location)
 
-    def chain(self, path: Path) -> list[Path]:
-        """Every file that ``path`` inherits from, nearest first, each once (path included)."""
-        seen: list[Path] = []
-        stack = [Path(os.path.abspath(path))]
-        while stack:
-            current = stack.pop(0)
-            if current in seen:
-                continue
-            seen.append(current)
-            if current in self.units:
-                stack.extend(self.units[current].bases)
-        return seen
-
     # -- loading ------------------------------------------------------------------------------
     def read(self, path: Path) -> SourceFile:
         if path in self.overlay:
