@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.probe import ClassFacts, Prober
+from freezefix.probe import ClassFacts, ModelFacts, Prober
 
 Key = tuple[str, ...]
 
@@ -72,6 +72,7 @@ class ConfigView:
     modules: dict[str, Module] = field(default_factory=dict)
     optimizer: Optimizer | None = None
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
+    _model: ModelFacts | None = None
 
     @classmethod
     def of(cls, path: Path, values: dict, prober: Prober) -> ConfigView:
@@ -99,6 +100,25 @@ class ConfigView:
         if self.values.get("auto_resume") is True:
             return "auto_resume=True"
         return None
+
+    def model_facts(self) -> ModelFacts:
+        """Every parameter name of the whole built model (built once, cached like class facts)."""
+        if self._model is None:
+            self._model = self.prober.model(self.values, self.path)
+        return self._model
+
+    @property
+    def find_unused_parameters(self) -> Key:
+        """Where DDP's find_unused_parameters is read from: the wrapper config, else top level."""
+        if isinstance(self.values.get("model_wrapper_cfg"), dict):
+            return ("model_wrapper_cfg", "find_unused_parameters")
+        return ("find_unused_parameters",)
+
+    def finds_unused_parameters(self) -> bool:
+        node: Any = self.values
+        for part in self.find_unused_parameters:
+            node = node.get(part) if isinstance(node, dict) else None
+        return node is True
 
     def candidates(self) -> list[Module]:
         """Modules whose freeze settings can be inconsistent, the only ones worth building.

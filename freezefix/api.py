@@ -123,7 +123,9 @@ class Session:
             self.per_config[path] = findings
             for finding in findings:
                 file, line, col = self._where(path, finding.key)
-                ident = (finding.code, file, line, col, finding.message)
+                # One report per place and rule, whatever the configs that inherit it (the message
+                # of the first config is shown; the others are listed).
+                ident = (finding.code, file, line, col)
                 entry = reported.setdefault(ident, Reported(finding, file, line, col))
                 entry.configs.append(path)
         self.prober.save()

@@ -29,6 +29,7 @@ _IGNORED_ARGS = ("init_cfg", "pretrained")
 # Scopes tried, in order, for a type written without one (`type='ResNet'` in mmcv-1.x era configs).
 SIBLING_SCOPES = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
 MAX_PROBED_STAGES = 8
+_SCHEMA = 2  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 @dataclass
@@ -40,6 +41,17 @@ class FreezeState:
     bn_training: int
     bn_total: int
     trainable_names: list[str] = field(default_factory=list)
+    # Before train(): what DDP and the optimizer see, since the Runner builds both first.
+    constructed_trainable_params: int = 0
+
+
+@dataclass
+class ModelFacts:
+    """Every parameter name of a whole model (for custom_keys matching)."""
+
+    param_names: list[str] = field(default_factory=list)
+    complete: bool = False  # the detector itself was built (not only some of its modules)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +192,7 @@ def _build(cls: Any, scope: str, kwargs: dict, device: str) -> Any:
 def _state(module: Any) -> FreezeState:
     from torch.nn.modules.batchnorm import _BatchNorm
 
+    constructed = sum(p.numel() for p in module.parameters() if p.requires_grad)
     module.train()
     trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
@@ -189,6 +202,7 @@ def _state(module: Any) -> FreezeState:
         bn_training=sum(1 for m in bns if m.training),
         bn_total=len(bns),
         trainable_names=[n for n, _ in trainable],
+        constructed_trainable_params=constructed,
     )
 
 
@@ -211,7 +225,8 @@ class Prober:
     def _disk_path(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        tag = hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode()).hexdigest()[:16]
+        versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA}
+        tag = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_dir / f"probe-{tag}.json"
 
     def _load_disk(self) -> dict[str, dict]:
@@ -252,6 +267,30 @@ class Prober:
             facts = self._probe(type_name, scope_hint, kwargs, scan)
             disk[key] = asdict(facts)
         self.memory[key] = facts
+        return facts
+
+    def model(self, values: dict, config_path: Path) -> ModelFacts:
+        """Build the whole model once per (model dict, scope, plugins) and list its parameters."""
+        from freezefix.models import build
+
+        key = json.dumps(
+            ["model", repr(values.get("model")), values.get("default_scope"), values.get("plugin_dir"),
+             repr(values.get("custom_imports")), self.device]
+        )
+        disk = self._load_disk()
+        if key in disk:
+            try:
+                return ModelFacts(**disk[key])
+            except TypeError:
+                pass
+        built = build(values, config_path, device=self.device)
+        facts = ModelFacts(notes=list(built.notes))
+        if built.model is not None:
+            facts.param_names = [n for n, _ in built.model.named_parameters()]
+            facts.complete = built.level == "model"
+        elif built.error:
+            facts.notes.append(built.error)
+        disk[key] = asdict(facts)
         return facts
 
     def _probe(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> ClassFacts:

@@ -76,8 +76,12 @@ def test_every_shipped_config_resolves_exactly_like_mmengine(capsys):
 def test_check_over_every_shipped_config_finishes_and_finds_only_the_real_trap(capsys):
     """`freezefix check` on ~1,070 real configs: no crash, errors only where mmengine fails too.
 
-    The one finding is real: mm_grounding_dino's swin-t finetune config gives the backbone
-    lr_mult=0.0 while its base leaves frozen_stages=-1, so all of Swin-T computes gradients.
+    Every finding is real:
+    - FF101: mm_grounding_dino's swin-t finetune config gives the backbone lr_mult=0.0 while its
+      base leaves frozen_stages=-1, so all of Swin-T computes gradients for nothing;
+    - FF106: 'reference_points' in Deformable DETR's custom_keys matches nothing once the model is
+      two-stage (no reference_points_fc layer: the two-stage variants and DINO), and
+      'absolute_pos_embed' matches nothing in a Swin built with use_abs_pos_embed=False (dyhead).
     """
     from freezefix.api import RunOptions, Session
 
@@ -94,7 +98,14 @@ def test_check_over_every_shipped_config_finishes_and_finds_only_the_real_trap(c
     assert not [e for e in result.errors if "crashed" in e[1]]
     unloadable = {"missing _base_", "cannot find base"}
     assert all(any(u in message for u in unloadable) for _, message in result.errors), result.errors
-    assert [(r.finding.code, r.finding.module, r.path.name) for r in result.findings] == [
-        ("FF101", "backbone", "grounding_dino_swin-t_pretrain_obj365.py")
-    ]
-    assert [c.name for c in result.findings[0].configs] == ["grounding_dino_swin-t_finetune_8xb4_20e_cat.py"]
+    found = {(r.finding.code, r.path.name, r.line): sorted(c.name for c in r.configs) for r in result.findings}
+    assert found == {
+        ("FF101", "grounding_dino_swin-t_pretrain_obj365.py", 45): ["grounding_dino_swin-t_finetune_8xb4_20e_cat.py"],
+        ("FF106", "deformable-detr_r50_16xb2-50e_coco.py", 133): [
+            "deformable-detr-refine-twostage_r50_16xb2-50e_coco.py",
+            "deformable-detr-refine-twostage_r50_8xb4_sample1e-3_v3det_50e.py",
+            "deformable-detr-refine-twostage_swin_16xb2_sample1e-3_v3det_50e.py",
+        ],
+        ("FF106", "dino-4scale_r50_improved_8xb2-12e_coco.py", 17): ["dino-4scale_r50_improved_8xb2-12e_coco.py"],
+        ("FF106", "atss_swin-l-p4-w12_fpn_dyhead_ms-2x_coco.py", 136): ["atss_swin-l-p4-w12_fpn_dyhead_ms-2x_coco.py"],
+    }

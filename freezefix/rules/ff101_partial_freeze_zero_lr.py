@@ -91,8 +91,14 @@ class PartialFreezeZeroLr(Rule):
                 + ("everything" if after.trainable_params == 0 else f"all but {fmt_count(after.trainable_params)}")
                 + f" ({facts.type_name})"
             )
+            changes = [Change((*module.key, "frozen_stages"), full)]
+            if after.constructed_trainable_params > after.trainable_params and not view.finds_unused_parameters():
+                # The class freezes only in train(): without this, DDP would wait for gradients
+                # that never come (FF109), so the fix carries it.
+                changes.append(Change(view.find_unused_parameters, True))
+                message += "; it freezes only in train(), so find_unused_parameters=True comes with it"
             fix = Fix(
-                (Change((*module.key, "frozen_stages"), full),),
+                tuple(changes),
                 safe=not reasons,
                 why_unsafe="; ".join(reasons) or None,
             )

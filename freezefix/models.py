@@ -1,0 +1,151 @@
+"""Building whole models (or their top-level modules) from a resolved config's ``model`` dict.
+
+Shared by the in-process rules that need every parameter name (FF106, FF107) and by the
+verification worker.  mmcv-1.x era configs name mmdet classes without a scope (``type='ResNet'``)
+and carry no ``default_scope``; under mmengine's registries such a type is looked up in the sibling
+scopes and rewritten as ``mmdet.ResNet``, and every such substitution is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezefix.probe import SIBLING_SCOPES, _offline, _registries
+
+_IGNORED = ("init_cfg", "pretrained")
+
+
+@dataclass
+class Built:
+    model: Any = None
+    level: str = "model"  # 'model' | 'module' (the detector class itself could not be built)
+    device: str = "meta"
+    substitutions: dict[str, str] = field(default_factory=dict)  # 'ResNet' → 'mmdet.ResNet'
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def default_scope_of(values: dict) -> str:
+    scope = values.get("default_scope")
+    if isinstance(scope, str):
+        return scope
+    return "mmdet3d" if "mmdet3d" in _registries() else "mmdet"
+
+
+def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
+    """Copy of ``cfg`` with unscoped types the default scope lacks rewritten to a sibling scope."""
+    registries = _registries()
+    default = registries.get(scope)
+    if isinstance(cfg, dict):
+        out = {k: scope_types(v, scope, substitutions) for k, v in cfg.items() if k not in _IGNORED}
+        type_name = cfg.get("type")
+        if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in cfg:
+            if default.get(type_name) is None:
+                for sibling in SIBLING_SCOPES:
+                    registry = registries.get(sibling)
+                    if sibling != scope and registry is not None and type_name in registry.module_dict:
+                        out["type"] = substitutions[type_name] = f"{sibling}.{type_name}"
+                        break
+        return out
+    if isinstance(cfg, list):
+        return [scope_types(v, scope, substitutions) for v in cfg]
+    if isinstance(cfg, tuple):
+        return tuple(scope_types(v, scope, substitutions) for v in cfg)
+    return cfg
+
+
+def import_plugins(values: dict, config_path: Path) -> list[str]:
+    """Import ``custom_imports`` and an mmcv-1.x ``plugin_dir`` the way those repos' train scripts do.
+
+    ``plugin_dir='projects/mmdet3d_plugin/'`` is a path relative to the repository root, which is the
+    nearest ancestor of the config that contains it; it is imported as the dotted module path.
+    Returns notes for what could not be imported (verification then falls back to module level).
+    """
+    notes: list[str] = []
+    imports = values.get("custom_imports")
+    if isinstance(imports, dict):
+        for name in imports.get("imports", []) or []:
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
+                notes.append(f"custom_imports {name!r} not importable: {type(exc).__name__}: {exc}")
+    plugin_dir = values.get("plugin_dir")
+    if values.get("plugin") and isinstance(plugin_dir, str):
+        rel = Path(plugin_dir.strip("/"))
+        root = next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
+        if root is None:
+            notes.append(f"plugin_dir {plugin_dir!r} not found above {config_path}")
+        else:
+            module = ".".join(rel.parts)
+            if str(root) not in sys.path:
+                sys.path.insert(0, str(root))
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"plugin_dir {plugin_dir!r} not importable: {type(exc).__name__}: {exc}")
+    return notes
+
+
+def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:
+    """Build the config's model on ``device``; fall back to its top-level modules in a container."""
+    import torch
+    from mmengine.registry import DefaultScope
+
+    result = Built(device=device)
+    model_cfg = values.get("model")
+    if not isinstance(model_cfg, dict):
+        result.error = "the config has no model dict"
+        return result
+    result.notes.extend(import_plugins(values, config_path))
+    _registries.cache_clear()  # plugins may have registered classes since the first look
+    scope = default_scope_of(values)
+    cfg = scope_types(model_cfg, scope, result.substitutions)
+    instance = f"freezefix-build-{scope}"
+    if not DefaultScope.check_instance_created(instance):
+        DefaultScope.get_instance(instance, scope_name=scope)
+    registry = _registries().get(scope) or next(iter(_registries().values()))
+    errors = []
+    for dev in dict.fromkeys([device, "cpu"]):
+        try:
+            with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(dev):
+                warnings.simplefilter("ignore")
+                result.model = registry.build(copy.deepcopy(cfg))
+            result.device = dev
+            return result
+        except Exception as exc:  # noqa: BLE001 - try the next device, then module level
+            errors.append(_describe(exc))
+            if dev != "meta" or "meta" not in str(exc).lower():
+                break
+    result.notes.append(f"the model class could not be built ({errors[-1]})")
+    container = torch.nn.Module()
+    names = modules if modules is not None else [k for k, v in cfg.items() if isinstance(v, dict) and "type" in v]
+    built_any = False
+    for name in names:
+        sub = cfg.get(name)
+        if not isinstance(sub, dict) or "type" not in sub:
+            continue
+        try:
+            with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(device):
+                warnings.simplefilter("ignore")
+                container.add_module(name, registry.build(copy.deepcopy(sub)))
+            built_any = True
+        except Exception as exc:  # noqa: BLE001
+            result.notes.append(f"{name} could not be built: {_describe(exc)}")
+    if not built_any:
+        result.error = errors[-1]
+        return result
+    result.model = container
+    result.level = "module"
+    return result
+
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

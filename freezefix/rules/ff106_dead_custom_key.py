@@ -1,0 +1,82 @@
+"""FF106 dead-custom-key.
+
+What
+    A key of ``paramwise_cfg.custom_keys`` matches no parameter of the built model.
+
+Why
+    mmengine and mmcv test each key as a substring of ``'{module path}.{param name}'`` and silently
+    skip keys that match nothing.  A typo (``'img_bakbone'``), a renamed module or a key copied from
+    another model then freezes or slows down nothing, and nobody is told.
+
+Example
+    ``custom_keys={'img_bakbone': dict(lr_mult=0.0)}`` on a model with ``img_backbone`` →
+    renamed to ``'img_backbone'``.
+
+Fix safety
+    Unsafe: renaming makes the setting take effect, which changes training.  A rename is offered only
+    when exactly one module path is close (difflib); otherwise the finding is reported alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, registry
+
+_CFG = """\
+default_scope = 'mmdet'
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='ResNet', depth=18, frozen_stages=4, norm_eval=True),
+    neck=dict(type='FPN', in_channels=[64, 128, 256, 512], out_channels=32, num_outs=4),
+    bbox_head=dict(
+        type='RetinaHead', num_classes=2, in_channels=32, stacked_convs=1, feat_channels=32,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4, scales_per_octave=1,
+                              ratios=[1.0], strides=[4, 8, 16, 32]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[0.0] * 4, target_stds=[1.0] * 4),
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True), loss_bbox=dict(type='L1Loss')),
+)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01),
+    paramwise_cfg=dict(custom_keys={{'{key}': dict(lr_mult=0.0)}}),
+)
+"""
+
+
+@registry.add
+class DeadCustomKey(Rule):
+    __doc__ = __doc__
+    code = "FF106"
+    name = "dead-custom-key"
+    summary = "a custom_keys entry matches no parameter of the model"
+    VALID = [Example(_CFG.format(key="neck")), Example(_CFG.format(key="neck.lateral_convs"))]
+    INVALID = [
+        Example(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True),
+        Example(_CFG.format(key="img_backbone")),
+    ]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.optimizer is None or not view.optimizer.custom_keys:
+            return
+        model = view.model_facts()
+        if not model.complete or not model.param_names:
+            return  # an unbuilt module might hold the parameters: never guess
+        names = model.param_names
+        module_paths = sorted({n.rsplit(".", 1)[0] for n in names} | {n.split(".")[0] for n in names})
+        root = view.optimizer.custom_keys_key
+        for key, setting in view.optimizer.custom_keys.items():
+            if any(key in n for n in names) or any(key in f".{n}" for n in names):
+                continue
+            close = difflib.get_close_matches(key, module_paths, n=2, cutoff=0.7)
+            message = f"custom key {key!r} matches none of the model's {len(names):,} parameters"
+            if len(close) == 1 and close[0] not in view.optimizer.custom_keys:
+                fix = Fix(
+                    (Change((*root, key), REMOVE), Change((*root, close[0]), setting)),
+                    safe=False,
+                    why_unsafe="renaming makes the setting take effect",
+                )
+                yield self.finding(f"{message}; did you mean {close[0]!r}?", (*root, key), fix)
+            else:
+                yield self.finding(message + " (it has no effect)", (*root, key))

@@ -1,0 +1,85 @@
+"""FF107 overbroad-custom-key.
+
+What
+    A custom key names a module but matches parameters of more than one top-level module
+    (``'backbone'`` reaches ``img_backbone.*`` and ``pts_backbone.*``), or it is shadowed: every
+    parameter it matches is taken by a longer key first, so it applies to nothing.
+
+Why
+    Matching is a substring test, longest key first, first match wins.  ``'backbone': dict(lr_mult=0)``
+    written for the camera backbone silently freezes the LiDAR backbone too.
+
+Example
+    ``custom_keys={'backbone': dict(lr_mult=0.0)}`` on a model with ``img_backbone`` and
+    ``pts_backbone`` → reported; write ``'img_backbone.'`` (a trailing dot makes a key an exact prefix).
+
+Fix safety
+    Reported only: which modules were meant is the user's call.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.rules.base import Example, Finding, Options, Rule, registry
+
+_CFG = """\
+model = dict(
+    type='MVXFasterRCNN',
+    img_backbone=dict(type='mmdet.ResNet', depth=18, norm_eval=True),
+    pts_backbone=dict(type='SECOND', in_channels=64, out_channels=[64, 128], layer_nums=[1, 1], layer_strides=[2, 2]),
+)
+default_scope = 'mmdet3d'
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4), paramwise_cfg=dict(custom_keys={keys}))
+"""
+
+
+@registry.add
+class OverbroadCustomKey(Rule):
+    __doc__ = __doc__
+    code = "FF107"
+    name = "overbroad-custom-key"
+    summary = "a custom key reaches several top-level modules, or is shadowed by longer keys"
+    VALID = [
+        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0)}")),
+        Example(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name
+    ]
+    INVALID = [
+        Example(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}")),
+        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'img_backbone.': dict(lr_mult=0.1)}")),
+    ]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.optimizer is None or not view.optimizer.custom_keys:
+            return
+        model = view.model_facts()
+        if not model.complete or not model.param_names:
+            return
+        root = view.optimizer.custom_keys_key
+        tops = sorted({n.split(".")[0] for n in model.param_names})
+        winners: dict[str, list[str]] = {}
+        for name in model.param_names:
+            winner = view.optimizer.match(name)
+            if winner is not None:
+                winners.setdefault(winner, []).append(name)
+        for key in view.optimizer.custom_keys:
+            matched = [n for n in model.param_names if key in n]
+            if not matched:
+                continue  # FF106's business
+            reached = sorted({n.split(".")[0] for n in matched})
+            names_a_module = any(key in top or top in key for top in tops) and not key.endswith(".")
+            if len(reached) > 1 and names_a_module:
+                exact = ", ".join(f"'{r}.'" for r in reached)
+                yield self.finding(
+                    f"custom key {key!r} reaches {len(reached)} top-level modules ({', '.join(reached)}); "
+                    f"if one was meant, write it as an exact prefix ({exact})",
+                    (*root, key),
+                )
+            if key not in winners:
+                longer = sorted({view.optimizer.match(n) for n in matched} - {None}, key=len, reverse=True)
+                yield self.finding(
+                    f"custom key {key!r} is shadowed: every parameter it matches is taken first by "
+                    f"{', '.join(repr(k) for k in longer)}, so its settings apply to nothing",
+                    (*root, key),
+                )

@@ -1,0 +1,135 @@
+"""FF108 zero-lr-revived-by-scheduler.
+
+What
+    A module relies on ``lr_mult=0.0`` to stay still, but a learning-rate scheduler gives parameter
+    groups whose lr is 0 a non-zero lr.
+
+Why
+    Schedulers with an absolute floor or peak rewrite every group: mmengine's ``CosineAnnealingLR``
+    with ``eta_min`` (and mmcv 1.x ``CosineAnnealing`` with ``min_lr``) anneals a 0-lr group *up* to
+    the floor; ``OneCycleLR`` with a scalar ``eta_max`` (mmcv 1.x ``OneCycle`` with a scalar
+    ``max_lr``) overwrites every group.  The "frozen" module then trains.  ``eta_min_ratio`` /
+    ``min_lr_ratio`` and LinearLR warm-up keep 0 at 0.
+
+Example
+    ``param_scheduler=[dict(type='CosineAnnealingLR', T_max=12, eta_min=1e-6)]`` with
+    ``custom_keys={'img_backbone': dict(lr_mult=0.0)}`` → reported: use ``eta_min_ratio``, or freeze
+    the module with ``frozen_stages`` instead.
+
+Fix safety
+    Reported only.  For mmengine schedulers the claim is checked by running the configured
+    scheduler on a real optimizer with a 0-lr group; mmcv 1.x ``lr_config`` policies are judged from
+    their documented formulas (they cannot be run under mmengine).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.rules.base import Example, Finding, Options, Rule, registry
+
+_CFG = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=-1, norm_eval=True),
+)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01),
+    paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult=0.0)}}),
+)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=10),
+    dict(type='CosineAnnealingLR', T_max=12, by_epoch=True, begin=0, end=12, {floor}),
+]
+"""
+_STEPS = 200  # enough to see a group leave 0; revival happens on the first annealing step
+
+
+@registry.add
+class ZeroLrRevivedByScheduler(Rule):
+    __doc__ = __doc__
+    code = "FF108"
+    name = "zero-lr-revived-by-scheduler"
+    summary = "a scheduler gives 0-lr parameter groups a non-zero lr"
+    VALID = [Example(_CFG.format(floor="eta_min_ratio=0.01"))]
+    INVALID = [Example(_CFG.format(floor="eta_min=1e-6"))]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.optimizer is None:
+            return
+        zero_keys = [k for k, v in view.optimizer.custom_keys.items() if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
+        if not zero_keys:
+            return
+        base_lr = _base_lr(view)
+        if view.optimizer.era == "mmengine":
+            schedulers = view.values.get("param_scheduler")
+            for index, culprit, peak in _run_mmengine(schedulers, base_lr):
+                key = ("param_scheduler", str(index)) if isinstance(schedulers, list) else ("param_scheduler",)
+                yield self.finding(
+                    f"{culprit['type']} gives 0-lr groups lr up to {peak:.3g}: the modules behind "
+                    f"{', '.join(repr(k) for k in zero_keys)} train after all (use eta_min_ratio, or "
+                    "freeze them with frozen_stages)",
+                    key[:1],
+                )
+        else:
+            lr_config = view.values.get("lr_config")
+            why = _mmcv1_revives(lr_config)
+            if why:
+                yield self.finding(
+                    f"lr_config {why}: the modules behind {', '.join(repr(k) for k in zero_keys)} train "
+                    "after all (use min_lr_ratio, or freeze them with frozen_stages)",
+                    ("lr_config",),
+                )
+
+
+def _base_lr(view: ConfigView) -> float:
+    holder = view.values.get("optim_wrapper", {}).get("optimizer") if view.optimizer.era == "mmengine" else view.values.get("optimizer")
+    lr = holder.get("lr") if isinstance(holder, dict) else None
+    return float(lr) if isinstance(lr, (int, float)) else 0.01
+
+
+def _run_mmengine(schedulers: Any, base_lr: float) -> Iterator[tuple[int, dict, float]]:
+    """Run each configured scheduler on a real optimizer with a 0-lr group; yield the revivers."""
+    if isinstance(schedulers, dict):
+        schedulers = [schedulers]
+    if not isinstance(schedulers, list):
+        return
+    import torch
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    for index, cfg in enumerate(schedulers):
+        if not isinstance(cfg, dict) or "type" not in cfg:
+            continue
+        frozen, live = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.SGD([{"params": [frozen], "lr": 0.0}, {"params": [live], "lr": base_lr}], lr=base_lr)
+        wrapper = OptimWrapper(optimizer)
+        spec = {k: v for k, v in cfg.items() if k not in ("convert_to_iter_based",)}
+        try:
+            scheduler = PARAM_SCHEDULERS.build(dict(spec, optimizer=wrapper))
+        except Exception:  # noqa: BLE001 - a scheduler that cannot be built here is not judged
+            continue
+        peak = 0.0
+        for _ in range(_STEPS):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
+                scheduler.step()
+            peak = max(peak, optimizer.param_groups[0]["lr"])
+            if peak > 0:
+                break
+        if peak > 0:
+            yield index, cfg, peak
+
+
+def _mmcv1_revives(lr_config: Any) -> str | None:
+    if not isinstance(lr_config, dict):
+        return None
+    policy = str(lr_config.get("policy", "")).lower()
+    floor = lr_config.get("min_lr")
+    if policy in ("cosineannealing", "cosinerestart", "poly", "flatcosineannealing") and floor:
+        return f"policy={lr_config['policy']!r} with absolute min_lr={floor} anneals 0-lr groups up to it"
+    if policy == "onecycle" and not isinstance(lr_config.get("max_lr"), dict):
+        return "policy='OneCycle' with a scalar max_lr sets every group's lr"
+    return None
