@@ -6,6 +6,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from freezefix.analysis import ConfigView
 from freezefix.config.graph import BaseGraph
@@ -26,7 +27,8 @@ class RunOptions:
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
     cache_dir: Path | None = None
-    device: str = "meta"
+    device: str = "meta"  # where probes and the write gate build models: meta | cpu | cuda
+    verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
@@ -64,6 +66,7 @@ class RunResult:
     written: list[Path] = field(default_factory=list)
     dry_run: bool = False
     inherited_by: dict[Path, list[Path]] = field(default_factory=dict)  # changed file → its dependents
+    verdicts: dict[Path, Any] = field(default_factory=dict)  # config → ConfigVerdict of the gate
 
     @property
     def exit_code(self) -> int:
@@ -150,6 +153,26 @@ class Session:
                     wanted[config].extend(fix.changes)
         planner = Planner(self.resolver, list(self.per_config), self.discovery.files)
         plan = planner.plan(dict(wanted))
+        refused: dict[Path, str] = {}
+        if self.options.verify and plan.texts:
+            from freezefix.verify.gate import Gate
+
+            gate = Gate(self, device=self.options.device)
+            for _round in range(2):
+                verdicts = gate.verify(plan)
+                result.verdicts.update(verdicts)
+                failed = {c: v for c, v in verdicts.items() if not v.ok and c in wanted}
+                if not failed:
+                    break
+                # A config whose rewrite fails on the real model keeps its files as they are;
+                # the others are planned again without its changes, and verified again.
+                for config, verdict in failed.items():
+                    refused[config] = "verification failed: " + "; ".join(verdict.problems)
+                    wanted.pop(config, None)
+                plan = planner.plan(dict(wanted))
+            else:
+                if any(not v.ok for v in result.verdicts.values() if v.config in wanted):
+                    plan = planner.plan({})
         result.plan = plan
         graph = BaseGraph(self.resolver)
         result.inherited_by = {path: graph.dependents(path) for path in plan.texts}
@@ -163,6 +186,7 @@ class Session:
             if not (fix.safe or self.options.unsafe_fixes):
                 continue
             whys = [dropped[(c, ch)] for c in reported.configs for ch in fix.changes if (c, ch) in dropped]
+            whys += [refused[c] for c in reported.configs if c in refused]
             if whys:
                 reported.status = f"skipped: {whys[0]}"
             else:

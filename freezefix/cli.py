@@ -47,11 +47,25 @@ def common_options(func):
     return func
 
 
-def _options(select, ignore, freeze, unsafe_fixes=False) -> RunOptions:
+def _device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "meta"
+
+
+def _options(select, ignore, freeze, unsafe_fixes=False, verify=True, device="auto") -> RunOptions:
     return RunOptions(
         select=_codes(select), ignore=_codes(ignore), freeze=_modules(freeze),
-        unsafe_fixes=unsafe_fixes, cache_dir=_cache_dir(),
+        unsafe_fixes=unsafe_fixes, cache_dir=_cache_dir(), verify=verify, device=_device(device),
     )
+
+
+_device_option = click.option(
+    "--device", type=click.Choice(["auto", "meta", "cpu", "cuda"]), default="auto", show_default=True,
+    help="Where real models are built: meta (no memory), cpu, cuda; auto = cuda when available, else meta.",
+)
 
 
 def _print_errors(result: RunResult) -> None:
@@ -81,9 +95,15 @@ def check(paths, select, ignore, freeze) -> None:
 @common_options
 @click.option("--dry-run", "--diff", "dry_run", is_flag=True, help="Print a unified diff; write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change training behaviour.")
-def apply(paths, select, ignore, freeze, dry_run, unsafe_fixes) -> None:
-    """Rewrite configs in place to fix what `check` reports."""
-    result = Session(list(paths), _options(select, ignore, freeze, unsafe_fixes)).fix(dry_run)
+@click.option("--no-verify", is_flag=True, help="Skip the write gate (building the real models before writing).")
+@_device_option
+def apply(paths, select, ignore, freeze, dry_run, unsafe_fixes, no_verify, device) -> None:
+    """Rewrite configs in place to fix what `check` reports, after proving each rewrite on the real model."""
+    if no_verify:
+        click.echo("freezefix: --no-verify: rewrites are NOT checked on the real model before writing", err=True)
+    result = Session(list(paths), _options(select, ignore, freeze, unsafe_fixes, not no_verify, device)).fix(dry_run)
+    for line in report.verification_lines(result):
+        click.echo(line, err=True)
     if dry_run:
         sys.stdout.write(report.unified_diff(result))
         for line in report.finding_lines(result, show_status=True):

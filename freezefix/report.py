@@ -38,7 +38,7 @@ def error_lines(result: RunResult) -> list[str]:
 def summary(result: RunResult, applying: bool) -> str:
     n = len(result.findings)
     safe = sum(1 for r in result.findings if r.fix_kind == "safe")
-    unsafe = sum(1 for r in result.findings if r.fix_kind == "unsafe")
+    unsafe = sum(1 for r in result.findings if r.fix_kind == "unsafe" and r.status == "open")
     checked = result.configs_checked
     parts = [f"{checked} config{'s' * (checked != 1)} checked", f"{n} finding{'s' * (n != 1)}"]
     if applying:
@@ -77,3 +77,15 @@ def unified_diff(result: RunResult) -> str:
             else:  # the file's last line has no newline: say so, as diff(1) and git do
                 chunks.append(line + "\n\\ No newline at end of file\n")
     return "".join(chunks)
+
+
+def verification_lines(result: RunResult) -> list[str]:
+    lines = []
+    for config, verdict in sorted(result.verdicts.items()):
+        where = "verified at module level" if verdict.level == "module" else "verified"
+        head = f"{where} on {verdict.device}: {rel(config)}" if verdict.ok else f"verification FAILED: {rel(config)}"
+        lines.append(head)
+        lines.extend(f"  {line}" for line in verdict.summary)
+        lines.extend(f"  problem: {p}" for p in verdict.problems)
+        lines.extend(f"  note: {n}" for n in verdict.notes)
+    return lines

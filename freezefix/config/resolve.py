@@ -54,6 +54,7 @@ class FileUnit:
 
     source: SourceFile
     bases: list[Path]
+    base_scopes: list[str | None]  # 'mmdet' for a `mmdet::` base (found through the package), else None
     own: dict  # the file's own top-level names, after {{_base_.x}} substitution, before merging
     merged: dict  # plain-dict view of mmengine's result for this file
     locations: LocationMap
@@ -198,6 +199,19 @@ class Resolver:
                 location = location.as_computed()
         return Origin(owner, location)
 
+    def local_files(self, path: Path) -> list[Path]:
+        """``path`` and the bases it reaches through relative paths (not through ``pkg::``)."""
+        seen: dict[Path, None] = {}
+        stack = [self.unit(path).source.path]
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen[current] = None
+            unit = self.units[current]
+            stack.extend(b for b, scope in zip(unit.bases, unit.base_scopes) if scope is None)
+        return list(seen)
+
     # -- loading ------------------------------------------------------------------------------
     def read(self, path: Path) -> SourceFile:
         if path in self.overlay:
@@ -255,6 +269,7 @@ class Resolver:
             raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
 
         bases: list[Path] = []
+        base_scopes: list[str | None] = []
         base_cfg = ConfigDict()
         for spec in base_specs:
             if not isinstance(spec, str):
@@ -271,6 +286,7 @@ class Resolver:
                     raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
                 raise
             bases.append(bpath)
+            base_scopes.append(scope)
             base_dict = copy.deepcopy(base_unit.mm_merged)
             duplicates = base_cfg.keys() & base_dict.keys()
             if duplicates:
@@ -312,6 +328,7 @@ class Resolver:
         return FileUnit(
             source=source,
             bases=bases,
+            base_scopes=base_scopes,
             own=to_plain(own),
             merged=to_plain(merged),
             locations=build_location_map(original_tree, source.text),

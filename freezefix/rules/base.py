@@ -41,6 +41,10 @@ class Fix:
     changes: tuple[Change, ...]
     safe: bool
     why_unsafe: str | None = None
+    # Findings the fix knowingly leaves behind, as (code, module): giving SECOND lr 0 makes its
+    # BatchNorm drift a finding (FF105) that no config setting can fix.  The write gate accepts
+    # these; any other new finding after the rewrite fails it.
+    announces: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass

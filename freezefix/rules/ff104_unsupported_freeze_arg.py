@@ -87,6 +87,7 @@ class UnsupportedFreezeArg(Rule):
                     safe=False,
                     why_unsafe="lr_mult 0 is the only freeze this class has: gradients are still "
                     "computed and BatchNorm statistics still update",
+                    announces=(("FF105", module.name),) if lr_note else (),
                 ),
                 module.name,
             )

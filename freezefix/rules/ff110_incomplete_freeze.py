@@ -76,6 +76,7 @@ class IncompleteFreeze(Rule):
         changes: list[Change] = []
         todo: list[str] = []
         notes: list[str] = []
+        announces: list[tuple[str, str]] = []
         if facts.available and facts.observed is not None:
             current = view.frozen_stages(module)
             full = facts.full_freeze
@@ -95,6 +96,7 @@ class IncompleteFreeze(Rule):
                         f"{facts.observed.bn_training} BatchNorm layers keep updating their statistics "
                         f"({facts.type_name} has no norm_eval)"
                     )
+                    announces.append(("FF105", module.name))
             if not facts.total_params:
                 return  # nothing to freeze (e.g. HardSimpleVFE has no parameters)
         elif not facts.available:
@@ -114,4 +116,5 @@ class IncompleteFreeze(Rule):
         hazard = resume_hazard(view)
         safe = policy and hazard is None
         why = hazard if hazard else (None if policy else "freezing a module changes what trains (no freeze policy given)")
-        yield self.finding(message, module.key, Fix(tuple(changes), safe=safe, why_unsafe=why), module.name)
+        fix = Fix(tuple(changes), safe=safe, why_unsafe=why, announces=tuple(announces))
+        yield self.finding(message, module.key, fix, module.name)

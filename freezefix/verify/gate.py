@@ -1,0 +1,260 @@
+"""The write gate: prove on the real model that a planned rewrite loads and freezes what it claims.
+
+For every config whose inheritance chain holds an edited file:
+1. the edited files are written into a temporary overlay (a copy of the files the config reaches
+   through relative ``_base_`` paths); mmengine loads the original and the overlay copy, and the
+   resolved difference must be exactly the planned changes;
+2. the worker builds both real models (meta device by default) and measures every top-level
+   module; each change must have the effect it is for (a module whose ``frozen_stages`` changed has
+   no parameter left that trains with lr 0; ``norm_eval=True`` leaves no BatchNorm in training mode;
+   a new ``lr_mult=0.0`` key gives every parameter of its module lr 0 or none at all);
+3. the rules run again on the patched configs: nothing new may appear.
+Only configs that pass keep their changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezefix.plan import Plan, apply_change
+from freezefix.rules.base import REMOVE, Change
+
+JOB_TIMEOUT_S = 300.0
+
+
+@dataclass
+class ConfigVerdict:
+    config: Path
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)  # per module: what changed on the real model
+    level: str = "model"
+    device: str = "meta"
+    notes: list[str] = field(default_factory=list)
+
+
+def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float = 60.0) -> dict[Any, dict]:
+    """Run jobs in a worker process; a job past its deadline is failed and the rest go on.
+
+    Each worker's first job also gets ``startup`` seconds for importing torch and the registries.
+    """
+    results: dict[Any, dict] = {}
+    pending = list(jobs)
+    while pending:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "freezefix.verify.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        lines: queue.Queue = queue.Queue()
+
+        def pump(stream=proc.stdout) -> None:
+            for line in stream:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+        proc.stdin.write(json.dumps(pending))
+        proc.stdin.close()
+        first = True
+        while pending:
+            try:
+                line = lines.get(timeout=timeout + (startup if first else 0))
+                first = False
+            except queue.Empty:
+                proc.kill()
+                stuck = pending.pop(0)
+                results[stuck["id"]] = {"id": stuck["id"], "ok": False,
+                                        "error": f"verification timed out after {timeout:.0f} s"}
+                break
+            if line is None:  # the worker died: fail the job it was on, restart for the rest
+                stuck = pending.pop(0)
+                results[stuck["id"]] = {"id": stuck["id"], "ok": False,
+                                        "error": f"the verification worker died (exit {proc.wait()})"}
+                break
+            answer = json.loads(line)
+            results[answer["id"]] = answer
+            pending = [j for j in pending if j["id"] != answer["id"]]
+        proc.wait()
+    return results
+
+
+def _normalise(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _diff(a: Any, b: Any, prefix: tuple = ()) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(a.keys() | b.keys(), key=str):
+            if k not in a or k not in b:
+                out.append(".".join(map(str, (*prefix, k))))
+            else:
+                out.extend(_diff(a[k], b[k], (*prefix, k)))
+        return out
+    return [] if a == b else [".".join(map(str, prefix))]
+
+
+class Gate:
+    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S):
+        self.session = session
+        self.device = device
+        self.timeout = timeout
+
+    def verify(self, plan: Plan) -> dict[Path, ConfigVerdict]:
+        resolver = self.session.resolver
+        edited = set(plan.texts)
+        affected: dict[Path, list[Change]] = {}
+        served = self._served(plan)
+        for config in self.session.per_config:
+            if edited & set(resolver.local_files(config)) or config in served:
+                affected[config] = served.get(config, [])
+        if not affected:
+            return {}
+        with tempfile.TemporaryDirectory(prefix="freezefix-verify-") as tmp:
+            overlay = self._overlay(Path(tmp), affected, plan)
+            jobs = []
+            for i, config in enumerate(affected):
+                jobs.append({"id": f"{i}:before", "config": str(config), "origin": str(config), "device": self.device})
+                jobs.append({"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config),
+                             "device": self.device})
+            answers = run_worker(jobs, self.timeout)
+        after_findings = self._findings_after(plan, list(affected))
+        verdicts = {}
+        for i, (config, changes) in enumerate(affected.items()):
+            verdicts[config] = self._judge(
+                config, changes, answers[f"{i}:before"], answers[f"{i}:after"], after_findings.get(config, [])
+            )
+        return verdicts
+
+    def _served(self, plan: Plan) -> dict[Path, list[Change]]:
+        served: dict[Path, list[Change]] = {}
+        for placement in plan.placements:
+            for config, change in placement.served:
+                if change not in served.setdefault(config, []):
+                    served[config].append(change)
+        return served
+
+    def _overlay(self, root: Path, affected: dict[Path, list[Change]], plan: Plan) -> dict[Path, Path]:
+        resolver = self.session.resolver
+        files = {f for config in affected for f in resolver.local_files(config)}
+        common = Path(os.path.commonpath([str(f.parent) for f in files]))
+        for file in files:
+            target = root / file.relative_to(common)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = resolver.unit(file).source
+            text = plan.texts[file][1] if file in plan.texts else source.text
+            target.write_bytes(source.encode(text))
+        return {config: root / config.relative_to(common) for config in affected}
+
+    def _findings_after(self, plan: Plan, configs: list[Path]) -> dict[Path, list[tuple]]:
+        """Rules on the patched texts (freezefix's own resolver, same probes)."""
+        from freezefix.analysis import ConfigView
+        from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
+        from freezefix.rules import Options, registry
+
+        resolver = Resolver(overlay={p: new for p, (_, new) in plan.texts.items()})
+        options = Options(freeze=self.session.options.freeze)
+        found: dict[Path, list[tuple]] = {}
+        for config in configs:
+            try:
+                view = ConfigView.of(config, resolver.values(config), self.session.prober)
+            except (ConfigError, NotAnalysable) as exc:
+                found[config] = [("load", str(exc))]
+                continue
+            found[config] = [
+                (f.code, f.module or ".".join(f.key))
+                for code, rule in sorted(registry.rules.items()) if self.session.options.wants(code)
+                for f in rule.check(view, options)
+            ]
+        return found
+
+    def _judge(self, config: Path, changes: list[Change], before: dict, after: dict, new_findings: list) -> ConfigVerdict:
+        verdict = ConfigVerdict(config, ok=True, level=after.get("level", "model"), device=after.get("device", self.device))
+        verdict.notes = list(after.get("notes", []))
+        problems = verdict.problems
+        if "values" not in before or "values" not in after:
+            problems.append(f"mmengine cannot load the {'patched' if 'values' in before else 'original'} "
+                            f"config: {after.get('error') or before.get('error')}")
+            verdict.ok = False
+            return verdict
+        expected = before["values"]
+        for change in changes:
+            expected = apply_change(expected, change)
+        extra = _diff(_normalise(expected), after["values"])
+        if extra:
+            problems.append(f"the rewritten config resolves differently from the plan at {', '.join(extra[:5])}")
+        if before.get("modules") and not after.get("modules"):
+            problems.append(f"the original model builds but the rewritten one does not: {after.get('error')}")
+        if not before.get("modules") and after.get("modules"):
+            verdict.summary.append(f"the original model fails to build ({before.get('error')}); the rewritten one builds")
+        modules_before, modules_after = before.get("modules", {}), after.get("modules", {})
+        for change in changes:
+            problems.extend(self._postcondition(change, modules_after))
+        old = set(self._findings_before(config)) | self._announced(config)
+        for code, where in new_findings:
+            if (code, where) not in old:
+                problems.append(f"the rewrite makes a new {code} finding appear ({where})")
+        for name in sorted({c.key[1] for c in changes if c.key[:1] == ("model",)} | self._lr_modules(changes)):
+            if name in modules_after:
+                verdict.summary.append(_module_summary(name, modules_before.get(name), modules_after[name]))
+        verdict.ok = not problems
+        return verdict
+
+    def _announced(self, config: Path) -> set[tuple]:
+        return {a for f in self.session.per_config.get(config, []) if f.fix for a in f.fix.announces}
+
+    def _findings_before(self, config: Path) -> list[tuple]:
+        return [(f.code, f.module or ".".join(f.key)) for f in self.session.per_config.get(config, [])]
+
+    @staticmethod
+    def _lr_modules(changes: list[Change]) -> set[str]:
+        return {c.key[-1] for c in changes if len(c.key) >= 4 and c.key[-2] == "custom_keys" and c.value is not REMOVE}
+
+    @staticmethod
+    def _postcondition(change: Change, modules: dict) -> list[str]:
+        key = change.key
+        if key[:1] == ("model",) and len(key) == 3 and key[1] in modules:
+            stats = modules[key[1]]
+            if key[2] == "frozen_stages" and change.value is not REMOVE and stats["trainable_zero_lr"]:
+                return [f"{key[1]}: with frozen_stages={change.value}, {stats['trainable_zero_lr']:,} params "
+                        "still train with lr 0 on the real model"]
+            if key[2] == "norm_eval" and change.value is True and stats["bn_training"]:
+                return [f"{key[1]}: with norm_eval=True, {stats['bn_training']} BatchNorm layers still train"]
+        if len(key) >= 4 and key[-2] == "custom_keys" and isinstance(change.value, dict):
+            name = key[-1]
+            if change.value.get("lr_mult") == 0.0 and name in modules:
+                live = {lr: n for lr, n in modules[name]["lr"].items() if lr not in ("0.0", "not in optimizer")}
+                if live:
+                    return [f"{name}: after adding custom key {name!r} with lr_mult=0.0 the real optimizer "
+                            f"still gives {sum(live.values()):,} params a non-zero lr ({', '.join(live)})"]
+        return []
+
+
+def _module_summary(name: str, before: dict | None, after: dict) -> str:
+    def stages(stats: dict) -> str:
+        names = [c for c, s in stats.get("children", {}).items() if s["trainable_train"]]
+        return f" in {', '.join(names[:4])}{' …' if len(names) > 4 else ''}" if names else ""
+
+    if before is None:
+        return (f"{name} ({after['class']}): {after['trainable_train']:,} trainable params{stages(after)}; "
+                f"BN eval {after['bn_total'] - after['bn_training']}/{after['bn_total']}; lr {after['lr']}")
+    bn_eval_before = before["bn_total"] - before["bn_training"]
+    bn_eval_after = after["bn_total"] - after["bn_training"]
+    lr0_before = before["lr"].get("0.0", 0) + before["lr"].get("not in optimizer", 0)
+    lr0_after = after["lr"].get("0.0", 0) + after["lr"].get("not in optimizer", 0)
+    text = (f"{name} ({after['class']}): {before['trainable_train']:,} trainable params{stages(before)} → "
+            f"{after['trainable_train']:,}; BN eval {bn_eval_before}/{before['bn_total']} → "
+            f"{bn_eval_after}/{after['bn_total']}")
+    if lr0_before != lr0_after:
+        text += f"; params at lr 0 or out of the optimizer {lr0_before:,} → {lr0_after:,}"
+    return text
+

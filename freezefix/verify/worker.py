@@ -1,0 +1,173 @@
+"""The verification worker: loads configs with mmengine and builds the real models, in its own process.
+
+Config code and plugin packages are arbitrary Python, and a model build can hang or take the
+process down; so this runs as ``python -m freezefix.verify.worker``, reads a JSON list of jobs on
+stdin and writes one JSON line per job on stdout as soon as it is done (the parent enforces a
+deadline per job and restarts the worker past one that hangs).
+
+A job: ``{"id", "config", "origin", "device"}`` — ``config`` is the file to load (maybe a patched
+copy in an overlay directory), ``origin`` the file it stands for in the user's repository (plugin
+directories are looked up from there).  The answer holds mmengine's resolved values and, per
+top-level module and per child of it (the stages of a backbone), what trains: parameters, trainable
+after construction and after ``train()``, BatchNorm layers in training mode, and the lr each
+parameter gets from the optimizer built by the real mmengine constructor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=repr))
+
+
+def optim_wrapper_cfg(values: dict) -> dict | None:
+    """The optimizer config as mmengine's ``build_optim_wrapper`` takes it, for either era."""
+    wrapper = values.get("optim_wrapper")
+    if isinstance(wrapper, dict):
+        cfg = dict(wrapper)
+    elif isinstance(values.get("optimizer"), dict):
+        # mmcv 1.x: optimizer=dict(type=..., lr=..., paramwise_cfg=...) → an OptimWrapper around it.
+        optimizer = dict(values["optimizer"])
+        paramwise = optimizer.pop("paramwise_cfg", None)
+        cfg = dict(type="OptimWrapper", optimizer=optimizer)
+        if paramwise:
+            cfg["paramwise_cfg"] = paramwise
+    else:
+        return None
+    if cfg.get("type") == "AmpOptimWrapper":
+        cfg["type"] = "OptimWrapper"  # mixed precision needs CUDA; param groups are the same
+    cfg.pop("loss_scale", None)
+    return cfg
+
+
+def _lr_of_params(model: Any, values: dict) -> tuple[dict[str, float], float | None, str | None]:
+    from mmengine.optim import build_optim_wrapper
+
+    cfg = optim_wrapper_cfg(values)
+    if cfg is None:
+        return {}, None, "no optimizer in the config"
+    try:
+        wrapper = build_optim_wrapper(model, cfg)
+    except Exception as exc:  # noqa: BLE001 - reported, the rest of the facts still count
+        return {}, None, f"optimizer could not be built: {type(exc).__name__}: {exc}"
+    by_id = {}
+    for group in wrapper.optimizer.param_groups:
+        for param in group["params"]:
+            by_id[id(param)] = float(group["lr"])
+    base_lr = cfg.get("optimizer", {}).get("lr")
+    return {n: by_id[id(p)] for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
+
+
+def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: dict[str, float]) -> dict:
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
+    bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    lr_numel: Counter = Counter()
+    for name, param in params:
+        lr_numel["not in optimizer" if name not in lrs else repr(lrs[name])] += param.numel()
+    return {
+        "class": type(module).__name__,
+        "params": sum(p.numel() for _, p in params),
+        "trainable_constructed": sum(p.numel() for n, p in params if constructed.get(n)),
+        "trainable_train": sum(p.numel() for _, p in params if p.requires_grad),
+        "trainable_zero_lr": sum(p.numel() for n, p in params if p.requires_grad and lrs.get(n) == 0.0),
+        "bn_total": len(bns),
+        "bn_training": sum(1 for m in bns if m.training),
+        "lr": dict(lr_numel),
+    }
+
+
+def run_job(job: dict, cache: dict) -> dict:
+    from mmengine.config import Config
+
+    from freezefix.config.resolve import to_plain
+    from freezefix.models import import_plugins
+
+    out: dict[str, Any] = {"id": job["id"], "ok": False}
+    origin = Path(job.get("origin") or job["config"])
+    try:
+        cfg = Config.fromfile(job["config"], import_custom_modules=False)
+    except Exception as exc:  # noqa: BLE001
+        out["error"] = f"mmengine cannot load it: {type(exc).__name__}: {exc}"
+        return out
+    values = to_plain(cfg._cfg_dict)
+    out["values"] = _jsonable(values)
+    notes = import_plugins(values, origin)
+    key = json.dumps([repr(values.get("model")), repr(optim_wrapper_cfg(values)), values.get("default_scope"),
+                      job.get("device", "meta")])
+    if key not in cache:
+        cache[key] = _build_and_measure(values, origin, job.get("device", "meta"))
+    out.update(cache[key])
+    out["notes"] = notes + out.get("notes", [])
+    out["ok"] = "error" not in out
+    return out
+
+
+def _build_and_measure(values: dict, origin: Path, device: str) -> dict:
+    from freezefix.models import build
+
+    built = build(values, origin, device=device)
+    result: dict[str, Any] = {
+        "level": built.level,
+        "device": built.device,
+        "substitutions": built.substitutions,
+        "notes": list(built.notes),
+    }
+    if built.model is None:
+        result["error"] = built.error or "the model could not be built"
+        return result
+    model = built.model
+    constructed = {n: p.requires_grad for n, p in model.named_parameters()}
+    # The Runner builds the optimizer after construction and before train(): do the same.
+    lrs, base_lr, optim_note = _lr_of_params(model, values)
+    if optim_note:
+        result["notes"].append(optim_note)
+    model.train()
+    modules = {}
+    for name, child in model.named_children():
+        stats = _module_stats(child, name, constructed, lrs)
+        stats["children"] = {
+            sub: _module_stats(grandchild, f"{name}.{sub}", constructed, lrs)
+            for sub, grandchild in child.named_children()
+            if any(True for _ in grandchild.parameters())
+        }
+        modules[name] = stats
+    result["modules"] = modules
+    result["base_lr"] = base_lr
+    result["total_params"] = sum(p.numel() for p in model.parameters())
+    return result
+
+
+def main() -> None:
+    # The answers travel on the original stdout; anything else that prints (mmengine's logger,
+    # a plugin's print) is sent to stderr so it cannot break the one-JSON-line-per-job protocol.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    warnings.simplefilter("ignore")
+    logging.getLogger("mmengine").setLevel(logging.ERROR)
+    jobs = json.load(sys.stdin)
+    cache: dict = {}
+    for job in jobs:
+        try:
+            result = run_job(job, cache)
+        except BaseException as exc:  # noqa: BLE001 - one job's crash must not lose the others
+            result = {"id": job.get("id"), "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                      "traceback": traceback.format_exc(limit=5)}
+        answers.write(json.dumps(result, default=repr) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    main()
