@@ -137,3 +137,25 @@ def rules(code: str | None) -> None:
         raise click.BadParameter(f"no rule {code!r}; `freezefix rules` lists them", param_hint="CODE")
     click.echo(f"{rule.code} {rule.name}\n")
     click.echo((type(rule).__doc__ or "").split("\n", 1)[1].strip("\n"))
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_device_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--freeze", help="Freeze policy to check against (as for check).")
+def explain(config, device, fmt, freeze) -> None:
+    """Show what is really frozen in CONFIG, read off the real model: per module and per stage."""
+    import json
+
+    from rich.console import Console
+
+    from freezefix.explain import explain as run_explain
+    from freezefix.explain import render
+
+    explanation = run_explain(config, _options(None, None, freeze, device=device))
+    if fmt == "json":
+        click.echo(json.dumps(explanation.to_json(), indent=2))
+    else:
+        render(explanation, Console(width=max(160, Console().width)))
+    sys.exit(2 if explanation.error else 0)

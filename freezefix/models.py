@@ -95,6 +95,7 @@ def import_plugins(values: dict, config_path: Path) -> list[str]:
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:
     """Build the config's model on ``device``; fall back to its top-level modules in a container."""
     import torch
+    from mmengine.config import ConfigDict
     from mmengine.registry import DefaultScope
 
     result = Built(device=device)
@@ -115,7 +116,8 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         try:
             with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(dev):
                 warnings.simplefilter("ignore")
-                result.model = registry.build(copy.deepcopy(cfg))
+                # Detectors read nested settings as attributes (train_cfg.pts): ConfigDict, as mmengine gives.
+                result.model = registry.build(ConfigDict(copy.deepcopy(cfg)))
             result.device = dev
             return result
         except Exception as exc:  # noqa: BLE001 - try the next device, then module level
@@ -133,7 +135,7 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         try:
             with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(device):
                 warnings.simplefilter("ignore")
-                container.add_module(name, registry.build(copy.deepcopy(sub)))
+                container.add_module(name, registry.build(ConfigDict(copy.deepcopy(sub))))
             built_any = True
         except Exception as exc:  # noqa: BLE001
             result.notes.append(f"{name} could not be built: {_describe(exc)}")

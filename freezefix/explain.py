@@ -1,0 +1,135 @@
+"""``freezefix explain``: what is really frozen in one config, read off the real model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freezefix.analysis import ConfigView
+from freezefix.api import RunOptions, Session
+from freezefix.verify.gate import run_worker
+
+
+@dataclass
+class Explanation:
+    config: Path
+    level: str = "model"
+    device: str = "meta"
+    base_lr: float | None = None
+    era: str | None = None
+    modules: list[dict] = field(default_factory=list)
+    findings: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "config": str(self.config), "level": self.level, "device": self.device, "base_lr": self.base_lr,
+            "optimizer_era": self.era, "modules": self.modules, "findings": self.findings, "notes": self.notes,
+            "error": self.error,
+        }
+
+
+def explain(config: Path, options: RunOptions) -> Explanation:
+    session = Session([config], options)
+    result = session.check()
+    path = Path(config).resolve()
+    out = Explanation(path, device=options.device)
+    if result.errors:
+        out.error = "; ".join(message for _, message in result.errors)
+        return out
+    if path not in session.per_config:
+        out.error = "not a config freezefix checks (a _base_ fragment, or skipped: " + \
+            "; ".join(why for _, why in result.skipped) + ")"
+        return out
+    answer = run_worker([{"id": 0, "config": str(path), "origin": str(path), "device": options.device}])[0]
+    view = ConfigView.of(path, session.resolver.values(path), session.prober)
+    out.level, out.device = answer.get("level", "model"), answer.get("device", options.device)
+    out.base_lr = answer.get("base_lr")
+    out.era = view.optimizer.era if view.optimizer else None
+    out.notes = list(answer.get("notes", []))
+    out.notes += [f"type {k!r} was built as {v!r} (mmcv-1.x era name)" for k, v in answer.get("substitutions", {}).items()]
+    if not answer.get("ok"):
+        out.error = answer.get("error")
+        return out
+    findings_by_module: dict[str, list[str]] = {}
+    for finding in session.per_config.get(path, []):
+        findings_by_module.setdefault(finding.module or "", []).append(finding.code)
+        out.findings.append({"code": finding.code, "module": finding.module, "message": finding.message})
+    for name, stats in answer["modules"].items():
+        if not stats["params"]:
+            continue  # a data preprocessor, a voxelizer: nothing to freeze
+        row = _row(name, stats, view, out.base_lr)
+        module = view.modules.get(name)
+        if module is not None and "frozen_stages" in module.cfg:
+            facts = view.facts(module, scan=True)
+            row["frozen_stages"] = module.cfg.get("frozen_stages")
+            row["full_freeze"] = facts.full_freeze
+        row["findings"] = findings_by_module.get(name, [])
+        row["stages"] = [_row(f"{name}.{sub}", s, view, out.base_lr) for sub, s in stats.get("children", {}).items()]
+        out.modules.append(row)
+    return out
+
+
+def _row(name: str, stats: dict, view: ConfigView, base_lr: float | None) -> dict:
+    key = view.optimizer.match(f"{name}.") if view.optimizer else None
+    lrs = []
+    for lr, numel in sorted(stats["lr"].items()):
+        if lr == "not in optimizer":
+            lrs.append({"lr": None, "params": numel})
+        else:
+            value = float(lr)
+            lrs.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel})
+    return {
+        "module": name, "class": stats["class"], "params": stats["params"],
+        "trainable_constructed": stats["trainable_constructed"], "trainable_after_train": stats["trainable_train"],
+        "bn_training": stats["bn_training"], "bn_total": stats["bn_total"], "lr": lrs, "custom_key": key,
+    }
+
+
+def render(explanation: Explanation, console: Any) -> None:
+    from rich.table import Table
+
+    e = explanation
+    if e.error:
+        console.print(f"[red]{e.config}: {e.error}[/red]")
+        return
+    level = "the whole model" if e.level == "model" else "its top-level modules (the model class could not be built)"
+    table = Table(title=f"{e.config.name}: built {level} on {e.device}; base lr {e.base_lr}", show_lines=False)
+    for column in ("module", "class", "params", "trainable\nbuilt", "trainable\nafter train()", "BN training",
+                   "lr (× base) ← key", "frozen_stages\n(full)", "findings"):
+        table.add_column(column, justify="right" if column.startswith(("params", "trainable")) else "left")
+    for row in e.modules:
+        table.add_row(*_cells(row, bold=True))
+        for stage in row["stages"]:
+            table.add_row(*_cells(stage, bold=False))
+    console.print(table)
+    for finding in e.findings:
+        console.print(f"{finding['code']} {finding['message']}")
+    for note in e.notes:
+        console.print(f"note: {note}")
+    if e.era == "mmcv1":
+        console.print("note: optimizer= is mmcv 1.x style; lrs shown are those mmengine's constructor gives it")
+
+
+def _cells(row: dict, bold: bool) -> list[str]:
+    def lr_text() -> str:
+        parts = []
+        for item in row["lr"]:
+            if item["lr"] is None:
+                parts.append(f"not in optimizer: {item['params']:,}")
+            else:
+                mult = f" (×{item['lr_mult']:g})" if item.get("lr_mult") is not None else ""
+                parts.append(f"{item['lr']:g}{mult}: {item['params']:,}")
+        key = f" ← {row['custom_key']!r}" if row.get("custom_key") and bold else ""
+        return "; ".join(parts) + key
+
+    name = row["module"] if bold else "  " + row["module"].split(".", 1)[1]
+    frozen = ""
+    if "frozen_stages" in row:
+        frozen = f"{row['frozen_stages']} ({row['full_freeze']})"
+    bn = f"{row['bn_training']}/{row['bn_total']}" if row["bn_total"] else "-"
+    cells = [name, row["class"], f"{row['params']:,}", f"{row['trainable_constructed']:,}",
+             f"{row['trainable_after_train']:,}", bn, lr_text(), frozen, " ".join(row.get("findings", []))]
+    return [f"[bold]{c}[/bold]" if bold and c else c for c in cells]
