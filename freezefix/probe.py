@@ -29,7 +29,7 @@ _IGNORED_ARGS = ("init_cfg", "pretrained")
 # Scopes tried, in order, for a type written without one (`type='ResNet'` in mmcv-1.x era configs).
 SIBLING_SCOPES = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
 MAX_PROBED_STAGES = 8
-_SCHEMA = 2  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 3  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 @dataclass
@@ -107,7 +107,7 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain"):
+    for name in ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
