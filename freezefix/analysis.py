@@ -107,6 +107,17 @@ class ConfigView:
             self._model = self.prober.model(self.values, self.path)
         return self._model
 
+    def keyed_param_names(self) -> list[str] | None:
+        """Every parameter name of the built model, when custom keys exist to match against it.
+
+        None when there are no custom keys, or when the detector itself could not be built: a
+        module that was not built might hold the parameters a key is for, so rules never guess.
+        """
+        if self.optimizer is None or not self.optimizer.custom_keys:
+            return None
+        model = self.model_facts()
+        return model.param_names if model.complete and model.param_names else None
+
     @property
     def find_unused_parameters(self) -> Key:
         """Where DDP's find_unused_parameters is read from: the wrapper config, else top level."""

@@ -58,12 +58,9 @@ class DeadCustomKey(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.optimizer is None or not view.optimizer.custom_keys:
+        names = view.keyed_param_names()
+        if names is None:
             return
-        model = view.model_facts()
-        if not model.complete or not model.param_names:
-            return  # an unbuilt module might hold the parameters: never guess
-        names = model.param_names
         module_paths = sorted({n.rsplit(".", 1)[0] for n in names} | {n.split(".")[0] for n in names})
         root = view.optimizer.custom_keys_key
         for key, setting in view.optimizer.custom_keys.items():

@@ -51,20 +51,18 @@ class OverbroadCustomKey(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.optimizer is None or not view.optimizer.custom_keys:
-            return
-        model = view.model_facts()
-        if not model.complete or not model.param_names:
+        names = view.keyed_param_names()
+        if names is None:
             return
         root = view.optimizer.custom_keys_key
-        tops = sorted({n.split(".")[0] for n in model.param_names})
+        tops = sorted({n.split(".")[0] for n in names})
         winners: dict[str, list[str]] = {}
-        for name in model.param_names:
+        for name in names:
             winner = view.optimizer.match(name)
             if winner is not None:
                 winners.setdefault(winner, []).append(name)
         for key in view.optimizer.custom_keys:
-            matched = [n for n in model.param_names if key in n]
+            matched = [n for n in names if key in n]
             if not matched:
                 continue  # FF106's business
             reached = sorted({n.split(".")[0] for n in matched})
