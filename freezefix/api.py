@@ -29,6 +29,7 @@ class RunOptions:
     cache_dir: Path | None = None
     device: str = "meta"  # where probes and the write gate build models: meta | cpu | cuda
     verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
+    exclude: Any = None  # callable(path) → bool, from [tool.freezefix] exclude
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
@@ -46,6 +47,8 @@ class Reported:
     col: int
     configs: list[Path] = field(default_factory=list)
     status: str = "open"  # 'open' | 'fixed' | 'would-fix' | 'skipped: <why>'
+
+    suppressed: bool = False
 
     @property
     def fix_kind(self) -> str | None:
@@ -66,6 +69,7 @@ class RunResult:
     written: list[Path] = field(default_factory=list)
     dry_run: bool = False
     inherited_by: dict[Path, list[Path]] = field(default_factory=dict)  # changed file → its dependents
+    suppressed: int = 0  # findings silenced by `# freezefix: ignore` comments
     verdicts: dict[Path, Any] = field(default_factory=dict)  # config → ConfigVerdict of the gate
 
     @property
@@ -75,6 +79,16 @@ class RunResult:
         if self.dry_run and self.plan and self.plan.texts:
             return 1
         return 1 if any(r.status not in ("fixed",) for r in self.findings) else 0
+
+
+def _not_a_config(path: Path) -> str | None:
+    from freezefix.discover import looks_like_config
+    from freezefix.textio import read_source
+
+    try:
+        return looks_like_config(read_source(path).text)
+    except SourceError:
+        return None  # unreadable: the resolver reports it as an error
 
 
 def _display(path: Path) -> Path:
@@ -89,13 +103,15 @@ class Session:
 
     def __init__(self, paths: list[Path], options: RunOptions):
         self.options = options
-        self.discovery = discover(paths)
+        self.discovery = discover(paths, options.exclude)
         self.resolver = Resolver()
         self.prober = Prober(cache_dir=options.cache_dir, device=options.device)
         self.result = RunResult(files=len(self.discovery.files))
         self.per_config: dict[Path, list[Finding]] = {}
+        self._ident: dict[int, tuple] = {}  # id(finding) → (code, file, line, col) it is reported at
 
-    def check(self) -> RunResult:
+    def check(self, progress=None) -> RunResult:
+        """``progress(n)`` is called after each file (a progress bar, say)."""
         result = self.result
         for missing in self.discovery.missing:
             result.errors.append((missing, "no such file or directory"))
@@ -103,6 +119,13 @@ class Session:
         rule_options = Options(freeze=self.options.freeze)
         reported: dict[tuple, Reported] = {}
         for path in self.discovery.files:
+            if progress is not None:
+                progress(1)
+            if path not in self.discovery.named:
+                why = _not_a_config(path)
+                if why:
+                    result.skipped.append((path, why))
+                    continue
             try:
                 self.resolver.unit(path)
             except NotAnalysable as exc:
@@ -129,11 +152,49 @@ class Session:
                 # One report per place and rule, whatever the configs that inherit it (the message
                 # of the first config is shown; the others are listed).
                 ident = (finding.code, file, line, col)
+                self._ident[id(finding)] = ident
                 entry = reported.setdefault(ident, Reported(finding, file, line, col))
                 entry.configs.append(path)
         self.prober.save()
-        result.findings = sorted(reported.values(), key=lambda r: (str(r.path), r.line, r.col, r.finding.code))
+        findings = self._suppress(list(reported.values()), [r.code for r in rules])
+        result.suppressed = sum(1 for r in findings if r.suppressed)
+        result.findings = sorted(
+            (r for r in findings if not r.suppressed), key=lambda r: (str(r.path), r.line, r.col, r.finding.code)
+        )
+        # A suppressed finding is not fixed either: the user said to leave that line alone.
+        silenced = {(r.finding.code, r.path, r.line, r.col) for r in findings if r.suppressed}
+        for config, found in self.per_config.items():
+            self.per_config[config] = [f for f in found if self._ident.get(id(f)) not in silenced]
         return result
+
+    def _suppress(self, findings: list[Reported], ran: list[str]) -> list[Reported]:
+        """Mark findings silenced by `# freezefix: ignore[...]`; report suppressions that silence nothing."""
+        from freezefix.rules.base import Finding
+        from freezefix.suppress import suppressions
+
+        files = {r.path for r in findings} | set(self.discovery.files)
+        by_file = {}
+        for path in files:
+            unit = self.resolver.units.get(path)
+            if unit is not None and "freezefix" in unit.source.text:
+                by_file[path] = suppressions(unit.source.text)
+        for reported in findings:
+            suppression = by_file.get(reported.path, {}).get(reported.line)
+            if suppression is not None and suppression.covers(reported.finding.code):
+                reported.suppressed = True
+                suppression.used.add(reported.finding.code)
+        if not self.options.wants("FF100"):
+            return findings
+        for path, entries in by_file.items():
+            for suppression in entries.values():
+                judged = suppression.codes is None or suppression.codes <= set(ran)
+                if suppression.used or not judged:
+                    continue
+                what = "every rule" if suppression.codes is None else ", ".join(sorted(suppression.codes))
+                finding = Finding("FF100", "unused-suppression",
+                                  f"this `freezefix: ignore` ({what}) silences no finding; remove it", ())
+                findings.append(Reported(finding, path, suppression.line, suppression.col, [path]))
+        return findings
 
     def _where(self, config: Path, key: Key) -> tuple[Path, int, int]:
         for depth in range(len(key), 0, -1):
@@ -142,8 +203,8 @@ class Session:
                 return origin.path, origin.location.line, origin.location.col + 1
         return config, 1, 1
 
-    def fix(self, dry_run: bool) -> RunResult:
-        result = self.check()
+    def fix(self, dry_run: bool, progress=None) -> RunResult:
+        result = self.check(progress)
         result.dry_run = dry_run
         wanted: dict[Path, list] = defaultdict(list)
         for config, findings in self.per_config.items():

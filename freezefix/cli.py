@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from freezefix import report
 from freezefix.api import RunOptions, RunResult, Session
-
+from freezefix.settings import SettingsError, load_settings
 
 # mmengine imports pkg_resources to find `pkg::` bases; its deprecation notice is not the user's business.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -25,26 +29,12 @@ def _modules(value: str | None) -> tuple[str, ...]:
 
 
 def _cache_dir() -> Path | None:
-    import os
-
+    if os.environ.get("FREEZEFIX_NO_CACHE"):
+        return None
     base = os.environ.get("FREEZEFIX_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "freezefix"
     )
-    return None if os.environ.get("FREEZEFIX_NO_CACHE") else Path(base)
-
-
-_common = [
-    click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
-    click.option("--select", help="Only these rule codes (comma-separated; prefixes like FF1 work)."),
-    click.option("--ignore", help="Skip these rule codes (comma-separated)."),
-    click.option("--freeze", help="Freeze policy: modules to freeze fully, e.g. img_backbone,pts_backbone."),
-]
-
-
-def common_options(func):
-    for decorator in reversed(_common):
-        func = decorator(func)
-    return func
+    return Path(base)
 
 
 def _device(choice: str) -> str:
@@ -55,10 +45,21 @@ def _device(choice: str) -> str:
     return "cuda" if torch.cuda.is_available() else "meta"
 
 
-def _options(select, ignore, freeze, unsafe_fixes=False, verify=True, device="auto") -> RunOptions:
+def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto") -> RunOptions:
+    """Command-line options over [tool.freezefix] over the defaults."""
+    try:
+        settings = load_settings(list(paths))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     return RunOptions(
-        select=_codes(select), ignore=_codes(ignore), freeze=_modules(freeze),
-        unsafe_fixes=unsafe_fixes, cache_dir=_cache_dir(), verify=verify, device=_device(device),
+        select=_codes(select) or settings.select,
+        ignore=_codes(ignore) or settings.ignore,
+        freeze=_modules(freeze) or settings.freeze,
+        unsafe_fixes=unsafe_fixes or settings.unsafe_fixes,
+        cache_dir=_cache_dir(),
+        verify=verify,
+        device=_device(device),
+        exclude=settings.excluded if settings.exclude else None,
     )
 
 
@@ -67,10 +68,61 @@ _device_option = click.option(
     help="Where real models are built: meta (no memory), cpu, cuda; auto = cuda when available, else meta.",
 )
 
+_common = [
+    click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path)),
+    click.option("--select", help="Only these rule codes (comma-separated; prefixes like FF1 work)."),
+    click.option("--ignore", help="Skip these rule codes (comma-separated)."),
+    click.option("--freeze", help="Freeze policy: modules to freeze fully, e.g. img_backbone,pts_backbone."),
+    click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+                 show_default=True, help="Output format of the findings."),
+    click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path),
+                 help="Write the findings there instead of standard output."),
+    click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal)."),
+]
 
-def _print_errors(result: RunResult) -> None:
-    for line in report.error_lines(result):
-        click.echo(line, err=True)
+
+def common_options(func):
+    for decorator in reversed(_common):
+        func = decorator(func)
+    return func
+
+
+@contextmanager
+def _progress(total: int, enabled: bool):
+    """A rich progress bar on stderr for long runs on a terminal; a no-op otherwise."""
+    if not enabled or total < 50 or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("configs", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _emit(result: RunResult, fmt: str, output_file: Path | None, command: str, elapsed: float,
+          text_lines: list[str]) -> None:
+    if fmt == "json":
+        body = json.dumps(report.to_json(result, command, elapsed), indent=2) + "\n"
+    elif fmt == "sarif":
+        body = json.dumps(report.to_sarif(result), indent=2) + "\n"
+    elif fmt == "github":
+        body = "".join(line + "\n" for line in report.github_lines(result))
+    else:
+        body = "".join(line + "\n" for line in text_lines)
+    if output_file is not None:
+        output_file.write_text(body, encoding="utf-8")
+    else:
+        sys.stdout.write(body)
+
+
+def _run(session: Session, runner, no_progress: bool) -> tuple[RunResult, float]:
+    start = time.perf_counter()
+    with _progress(len(session.discovery.files), not no_progress) as advance:
+        result = runner(advance)
+    return result, time.perf_counter() - start
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,42 +133,52 @@ def main() -> None:
 
 @main.command()
 @common_options
-def check(paths, select, ignore, freeze) -> None:
+def check(paths, select, ignore, freeze, fmt, output_file, no_progress) -> None:
     """Report inconsistent freeze settings (exit 1 if any, 2 on errors)."""
-    result = Session(list(paths), _options(select, ignore, freeze)).check()
-    for line in report.finding_lines(result):
-        click.echo(line)
-    _print_errors(result)
-    click.echo(report.summary(result, applying=False), err=True)
+    session = Session(list(paths), _options(paths, select, ignore, freeze))
+    result, elapsed = _run(session, session.check, no_progress)
+    _emit(result, fmt, output_file, "check", elapsed, report.finding_lines(result))
+    if fmt == "text":
+        for line in report.error_lines(result):
+            click.echo(line, err=True)
+    click.echo(report.summary(result, applying=False, elapsed=elapsed), err=True)
     sys.exit(result.exit_code)
 
 
 @main.command()
 @common_options
-@click.option("--dry-run", "--diff", "dry_run", is_flag=True, help="Print a unified diff; write nothing.")
+@click.option("--dry-run", "--diff", "dry_run", is_flag=True,
+              help="Print one unified diff for the whole run (git apply accepts it); write nothing.")
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change training behaviour.")
 @click.option("--no-verify", is_flag=True, help="Skip the write gate (building the real models before writing).")
 @_device_option
-def apply(paths, select, ignore, freeze, dry_run, unsafe_fixes, no_verify, device) -> None:
+def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, dry_run, unsafe_fixes, no_verify, device) -> None:
     """Rewrite configs in place to fix what `check` reports, after proving each rewrite on the real model."""
     if no_verify:
         click.echo("freezefix: --no-verify: rewrites are NOT checked on the real model before writing", err=True)
-    result = Session(list(paths), _options(select, ignore, freeze, unsafe_fixes, not no_verify, device)).fix(dry_run)
+    session = Session(list(paths), _options(paths, select, ignore, freeze, unsafe_fixes, not no_verify, device))
+    result, elapsed = _run(session, lambda advance: session.fix(dry_run, advance), no_progress)
     for line in report.verification_lines(result):
         click.echo(line, err=True)
-    if dry_run:
-        sys.stdout.write(report.unified_diff(result))
+    if dry_run and fmt == "text":
+        # The patch is the output; findings go to stderr so that `> fix.patch` captures a clean patch.
+        _emit(result, fmt, output_file, "apply", elapsed, [])
+        target = output_file.open("a", encoding="utf-8") if output_file else sys.stdout
+        target.write(report.unified_diff(result, report.patch_root(list(paths))))
+        if output_file:
+            target.close()
         for line in report.finding_lines(result, show_status=True):
             click.echo(line, err=True)
     else:
-        for line in report.finding_lines(result, show_status=True):
-            click.echo(line)
-        for path in result.written:
-            dependents = result.inherited_by.get(path) or []
-            shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
-            click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
-    _print_errors(result)
-    click.echo(report.summary(result, applying=True), err=True)
+        _emit(result, fmt, output_file, "apply", elapsed, report.finding_lines(result, show_status=True))
+    for path in result.written:
+        dependents = result.inherited_by.get(path) or []
+        shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
+        click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
+    if fmt == "text":
+        for line in report.error_lines(result):
+            click.echo(line, err=True)
+    click.echo(report.summary(result, applying=True, elapsed=elapsed), err=True)
     sys.exit(result.exit_code)
 
 
@@ -146,14 +208,12 @@ def rules(code: str | None) -> None:
 @click.option("--freeze", help="Freeze policy to check against (as for check).")
 def explain(config, device, fmt, freeze) -> None:
     """Show what is really frozen in CONFIG, read off the real model: per module and per stage."""
-    import json
-
     from rich.console import Console
 
     from freezefix.explain import explain as run_explain
     from freezefix.explain import render
 
-    explanation = run_explain(config, _options(None, None, freeze, device=device))
+    explanation = run_explain(config, _options([config], freeze=freeze, device=device))
     if fmt == "json":
         click.echo(json.dumps(explanation.to_json(), indent=2))
     else:

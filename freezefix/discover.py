@@ -19,6 +19,7 @@ _SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".m
 class Discovery:
     files: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)  # given paths that do not exist
+    named: set[Path] = field(default_factory=set)  # files named on the command line (always checked)
 
     @property
     def entries(self) -> list[Path]:
@@ -29,7 +30,8 @@ def is_fragment(path: Path) -> bool:
     return "_base_" in path.parts[:-1]
 
 
-def discover(paths: list[Path]) -> Discovery:
+def discover(paths: list[Path], excluded=None) -> Discovery:
+    """Config files under ``paths``; ``excluded(path)`` drops walked files (named files are kept)."""
     found: dict[Path, None] = {}
     result = Discovery()
     for given in paths:
@@ -38,9 +40,11 @@ def discover(paths: list[Path]) -> Discovery:
             result.missing.append(Path(given))
         elif path.is_dir():
             for file in _walk(path):
-                found.setdefault(file)
+                if excluded is None or not excluded(file):
+                    found.setdefault(file)
         else:
             found.setdefault(path)  # named explicitly: checked even if ignored or oddly named
+            result.named.add(path)
     result.files = list(found)
     return result
 
@@ -73,3 +77,45 @@ def _git_files(root: Path) -> list[Path] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return [root / name for name in out.decode("utf-8", "surrogateescape").split("\0") if name]
+
+
+def looks_like_config(text: str) -> str | None:
+    """None when ``text`` reads like an mmengine config, else why it is not one.
+
+    Configs are executed to be resolved (as mmengine does), so a file found by walking a directory
+    is first read with ``ast``: a script — a ``__main__`` guard, a class, a bare top-level call such
+    as ``main()`` or ``os.system(...)``, a loop or a ``try`` — is skipped unexecuted.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None  # the resolver reports the syntax error itself
+    assigned: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            assigned.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            return "a script (it has an `if __name__ == '__main__'` block), not a config"
+        if isinstance(node, (ast.ClassDef, ast.While, ast.Try, ast.AsyncFunctionDef)):
+            return f"a module with a top-level {type(node).__name__.lower()}, not a config"
+        if isinstance(node, ast.Expr) and not _config_expression(node.value, assigned):
+            return f"a script (line {node.lineno} runs an expression at top level), not a config"
+    return None
+
+
+def _config_expression(value, assigned: set[str]) -> bool:
+    """A docstring, or a method call on one of the config's own variables (`custom_keys.update(...)`,
+    `detector.pop('data_preprocessor')`); not `main()` or `os.system(...)`."""
+    import ast
+
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return True
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute):
+        root = value.func.value
+        while isinstance(root, (ast.Attribute, ast.Subscript)):
+            root = root.value
+        return isinstance(root, ast.Name) and root.id in assigned
+    return False

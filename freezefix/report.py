@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from freezefix.api import RunResult
+from freezefix.rules.base import REMOVE
 
 
 def rel(path: Path) -> str:
@@ -35,7 +36,7 @@ def error_lines(result: RunResult) -> list[str]:
     return [f"{rel(path)}: error: {message}" for path, message in result.errors]
 
 
-def summary(result: RunResult, applying: bool) -> str:
+def summary(result: RunResult, applying: bool, elapsed: float | None = None) -> str:
     n = len(result.findings)
     safe = sum(1 for r in result.findings if r.fix_kind == "safe")
     unsafe = sum(1 for r in result.findings if r.fix_kind == "unsafe" and r.status == "open")
@@ -54,18 +55,35 @@ def summary(result: RunResult, applying: bool) -> str:
         parts.append(f"{unsafe} more with --unsafe-fixes")
     if result.skipped:
         parts.append(f"{len(result.skipped)} skipped")
+    if result.suppressed:
+        parts.append(f"{result.suppressed} suppressed")
     if result.errors:
         parts.append(f"{len(result.errors)} error{'s' * (len(result.errors) != 1)}")
-    return ", ".join(parts) + "."
+    return ", ".join(parts) + (f" ({elapsed:.1f} s)." if elapsed is not None else ".")
 
 
-def unified_diff(result: RunResult) -> str:
-    """One patch for the whole run; `git apply` accepts it from the current directory."""
+def patch_root(paths: list[Path]) -> Path:
+    """Where `git apply` is run from: the repository root of the first path, else the cwd."""
+    import subprocess
+
+    start = Path(os.path.abspath(paths[0])) if paths else Path.cwd()
+    start = start if start.is_dir() else start.parent
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True,
+                             text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return Path.cwd()
+    return Path(top.stdout.strip()) if top.returncode == 0 and top.stdout.strip() else Path.cwd()
+
+
+def unified_diff(result: RunResult, root: Path | None = None) -> str:
+    """One patch for the whole run, a/ b/ paths relative to ``root`` (`git apply` from there)."""
     if result.plan is None:
         return ""
+    root = root or Path.cwd()
     chunks = []
     for path, (old, new) in sorted(result.plan.texts.items()):
-        name = rel(path).replace(os.sep, "/")
+        name = os.path.relpath(path, root).replace(os.sep, "/")
         if path in result.plan.boms:  # the patch must match the bytes on disk, BOM included
             old, new = "\ufeff" + old, "\ufeff" + new
         lines = difflib.unified_diff(
@@ -88,4 +106,139 @@ def verification_lines(result: RunResult) -> list[str]:
         lines.extend(f"  {line}" for line in verdict.summary)
         lines.extend(f"  problem: {p}" for p in verdict.problems)
         lines.extend(f"  note: {n}" for n in verdict.notes)
+    return lines
+
+
+# -- machine-readable formats -----------------------------------------------------------------
+
+JSON_VERSION = 1
+
+
+def _finding_json(r) -> dict:
+    fix = r.finding.fix
+    return {
+        "code": r.finding.code,
+        "name": r.finding.name,
+        "message": r.finding.message,
+        "path": rel(r.path),
+        "line": r.line,
+        "column": r.col,
+        "module": r.finding.module,
+        "configs": [rel(c) for c in r.configs],
+        "fix": None if fix is None else {
+            "applicability": "safe" if fix.safe else "unsafe",
+            "why_unsafe": fix.why_unsafe,
+            "changes": [{"key": list(c.key), "remove": c.value is REMOVE,
+                         "value": None if c.value is REMOVE else c.value} for c in fix.changes],
+        },
+        "status": r.status,
+    }
+
+
+def to_json(result: RunResult, command: str, elapsed: float) -> dict:
+    """The documented JSON report (README, "JSON output"); ``version`` changes on incompatible edits."""
+    return {
+        "version": JSON_VERSION,
+        "tool": "freezefix",
+        "command": command,
+        "summary": {
+            "configs_checked": result.configs_checked,
+            "files": result.files,
+            "findings": len(result.findings),
+            "fixable_safe": sum(1 for r in result.findings if r.fix_kind == "safe"),
+            "fixable_unsafe": sum(1 for r in result.findings if r.fix_kind == "unsafe"),
+            "fixed": sum(1 for r in result.findings if r.status == "fixed"),
+            "suppressed": result.suppressed,
+            "skipped": len(result.skipped),
+            "errors": len(result.errors),
+            "changed_files": [rel(p) for p in (result.plan.texts if result.plan else {})],
+            "seconds": round(elapsed, 3),
+            "exit_code": result.exit_code,
+        },
+        "findings": [_finding_json(r) for r in result.findings],
+        "errors": [{"path": rel(p), "message": m} for p, m in result.errors],
+        "skipped": [{"path": rel(p), "reason": m} for p, m in result.skipped],
+        "verification": [
+            {"config": rel(c), "ok": v.ok, "level": v.level, "device": v.device, "summary": v.summary,
+             "problems": v.problems, "notes": v.notes}
+            for c, v in sorted(result.verdicts.items())
+        ],
+    }
+
+
+def to_sarif(result: RunResult) -> dict:
+    """SARIF 2.1.0: one run, the rules as reportingDescriptors, findings as results."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from freezefix.rules import registry
+
+    try:
+        tool_version = version("freezefix")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        tool_version = "0"
+    rules = []
+    index = {}
+    for i, (code, rule) in enumerate(sorted(registry.rules.items())):
+        index[code] = i
+        doc = (type(rule).__doc__ or "").split("\n", 1)[-1].strip()
+        rules.append({
+            "id": code,
+            "name": rule.name,
+            "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": doc.split("\n\n")[0] if doc else rule.summary},
+            "help": {"text": doc},
+            "helpUri": f"https://pypi.org/project/freezefix/#{code.lower()}",
+            "defaultConfiguration": {"level": "warning"},
+        })
+    results = []
+    for r in result.findings:
+        entry = {
+            "ruleId": r.finding.code,
+            "ruleIndex": index.get(r.finding.code, -1),
+            "level": "warning",
+            "message": {"text": r.finding.message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": rel(r.path).replace(os.sep, "/"), "uriBaseId": "%SRCROOT%"},
+                "region": {"startLine": r.line, "startColumn": r.col},
+            }}],
+        }
+        if r.finding.fix is not None:
+            entry["properties"] = {"fix": "safe" if r.finding.fix.safe else "unsafe"}
+        results.append(entry)
+    notifications = [
+        {"level": "error", "message": {"text": m},
+         "locations": [{"physicalLocation": {"artifactLocation": {"uri": rel(p).replace(os.sep, "/")}}}]}
+        for p, m in result.errors
+    ]
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "freezefix", "version": tool_version,
+                                "informationUri": "https://pypi.org/project/freezefix/", "rules": rules}},
+            "results": results,
+            "invocations": [{"executionSuccessful": not result.errors,
+                             "toolExecutionNotifications": notifications}],
+        }],
+    }
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_lines(result: RunResult) -> list[str]:
+    """GitHub Actions workflow commands: one ::error annotation per finding and per error."""
+    lines = []
+    for r in result.findings:
+        lines.append(
+            f"::error file={_escape_property(rel(r.path))},line={r.line},col={r.col},"
+            f"title={_escape_property(r.finding.code + ' ' + r.finding.name)}::{_escape_data(r.finding.message)}"
+        )
+    for path, message in result.errors:
+        lines.append(f"::error file={_escape_property(rel(path))},title=freezefix error::{_escape_data(message)}")
     return lines

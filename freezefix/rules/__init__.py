@@ -1,6 +1,7 @@
 """The rules, one module each; importing this package registers all of them."""
 
 from freezefix.rules import (  # noqa: F401 - imported for registration
+    ff100_unused_suppression,
     ff101_partial_freeze_zero_lr,
     ff102_dead_lr_mult,
     ff103_frozen_stages_out_of_range,
