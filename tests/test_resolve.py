@@ -135,10 +135,23 @@ def test_non_utf8_and_bom(tmp_path):
     (tmp_path / "latin.py").write_bytes("x = 'caf\xe9'\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="not valid UTF-8"):
         Resolver().unit(tmp_path / "latin.py")
+    # mmengine reads configs as plain UTF-8: a BOM reaches ast.parse and fails, and so must we.
     (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfmodel = dict(a=1)\n")
-    resolver = Resolver()
-    assert resolver.values(tmp_path / "bom.py") == {"model": {"a": 1}}
-    assert resolver.origin(tmp_path / "bom.py", ("model", "a")).location.col == 15
+    with pytest.raises(ConfigError, match="UTF-8 BOM, which mmengine cannot load"):
+        Resolver().unit(tmp_path / "bom.py")
+    with pytest.raises(SyntaxError):
+        mmengine_values(tmp_path / "bom.py")
+
+
+def test_bom_is_kept_by_the_writer(tmp_path):
+    from freezefix.textio import atomic_write, read_source
+
+    path = tmp_path / "bom.py"
+    path.write_bytes(b"\xef\xbb\xbfx = 1\r\n")
+    source = read_source(path)
+    assert source.has_bom and source.text == "x = 1\r\n"
+    atomic_write(source, "x = 2\r\n")
+    assert path.read_bytes() == b"\xef\xbb\xbfx = 2\r\n"
 
 
 def test_new_style_config_is_skipped_with_a_reason(tmp_path):

@@ -249,6 +249,13 @@ class Resolver:
             source = self.read(path)
         except SourceError as exc:
             raise ConfigError(str(exc), path) from None
+        if source.has_bom:
+            # mmengine reads configs as plain UTF-8, so the BOM reaches ast.parse and fails there.
+            raise ConfigError(
+                "starts with a UTF-8 BOM, which mmengine cannot load (SyntaxError: invalid non-printable "
+                "character U+FEFF); save it as UTF-8 without BOM",
+                path,
+            )
         try:
             original_tree = ast.parse(source.text, filename=str(path))
         except SyntaxError as exc:

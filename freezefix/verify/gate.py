@@ -245,8 +245,9 @@ def _module_summary(name: str, before: dict | None, after: dict) -> str:
         return f" in {', '.join(names[:4])}{' …' if len(names) > 4 else ''}" if names else ""
 
     if before is None:
-        return (f"{name} ({after['class']}): {after['trainable_train']:,} trainable params{stages(after)}; "
-                f"BN eval {after['bn_total'] - after['bn_training']}/{after['bn_total']}; lr {after['lr']}")
+        return (f"{name} ({after['class']}): could not be built before the rewrite; now "
+                f"{after['trainable_train']:,} trainable params{stages(after)}, "
+                f"BN eval {after['bn_total'] - after['bn_training']}/{after['bn_total']}")
     bn_eval_before = before["bn_total"] - before["bn_training"]
     bn_eval_after = after["bn_total"] - after["bn_training"]
     lr0_before = before["lr"].get("0.0", 0) + before["lr"].get("not in optimizer", 0)
