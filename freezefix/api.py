@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class RunOptions:
     device: str = "meta"  # where probes and the write gate build models: meta | cpu | cuda
     verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
     exclude: Any = None  # callable(path) → bool, from [tool.freezefix] exclude
+    jobs: int | None = None  # worker processes for the rules and the write gate; None: one per core
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
@@ -81,6 +83,18 @@ class RunResult:
         return 1 if any(r.status not in ("fixed",) for r in self.findings) else 0
 
 
+_PER_JOB = 64  # fewer configs than this per worker process cost more to fork than they save
+_FORKED: Any = None  # (session, rules, options) inherited by forked rule workers
+
+
+def _rules_in_child(chunk: list[Path]):
+    session, rules, rule_options = _FORKED
+    before = set(session.prober._load_disk())
+    results = [session._rules_for(path, rules, rule_options) for path in chunk]
+    disk = session.prober._load_disk()
+    return results, {k: v for k, v in disk.items() if k not in before}
+
+
 def _not_a_config(path: Path) -> str | None:
     from freezefix.discover import looks_like_config
     from freezefix.textio import read_source
@@ -118,6 +132,7 @@ class Session:
         rules = [r for code, r in sorted(registry.rules.items()) if self.options.wants(code)]
         rule_options = Options(freeze=self.options.freeze)
         reported: dict[tuple, Reported] = {}
+        entries: list[Path] = []
         for path in self.discovery.files:
             if progress is not None:
                 progress(1)
@@ -136,16 +151,13 @@ class Session:
                 message = str(exc) if at_fault == path else f"cannot load: {_display(at_fault)}: {exc}"
                 result.errors.append((path, message))
                 continue
-            if is_fragment(path):
-                continue
-            result.configs_checked += 1
-            view = ConfigView.of(path, self.resolver.values(path), self.prober)
-            findings: list[Finding] = []
-            for rule in rules:
-                try:
-                    findings.extend(rule.check(view, rule_options))
-                except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
-                    result.errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
+            if not is_fragment(path):
+                entries.append(path)
+        result.configs_checked = len(entries)
+        # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
+        # in worker processes forked from here when there is enough to share out.
+        for path, findings, errors in self._run_rules(entries, rules, rule_options):
+            result.errors.extend(errors)
             self.per_config[path] = findings
             for finding in findings:
                 file, line, col = self._where(path, finding.key)
@@ -196,6 +208,37 @@ class Session:
                 findings.append(Reported(finding, path, suppression.line, suppression.col, [path]))
         return findings
 
+    def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]]]:
+        view = ConfigView.of(path, self.resolver.values(path), self.prober)
+        findings: list[Finding] = []
+        errors: list[tuple[Path, str]] = []
+        for rule in rules:
+            try:
+                findings.extend(rule.check(view, rule_options))
+            except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
+                errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
+        return path, findings, errors
+
+    def _run_rules(self, entries: list[Path], rules, rule_options):
+        jobs = max(1, min(self.options.jobs or os.cpu_count() or 1, len(entries) // _PER_JOB))
+        if jobs == 1:
+            return [self._rules_for(path, rules, rule_options) for path in entries]
+        chunks = [entries[i::jobs] for i in range(jobs)]
+        context = multiprocessing.get_context("fork")
+        global _FORKED
+        _FORKED = (self, rules, rule_options)
+        try:
+            with context.Pool(jobs) as pool:
+                outcomes = pool.map(_rules_in_child, chunks)
+        finally:
+            _FORKED = None
+        results = []
+        for chunk_results, probe_entries in outcomes:
+            results.extend(chunk_results)
+            self.prober._load_disk().update(probe_entries)  # what the children learnt, for the cache
+        order = {path: i for i, path in enumerate(entries)}
+        return sorted(results, key=lambda r: order[r[0]])
+
     def _where(self, config: Path, key: Key) -> tuple[Path, int, int]:
         for depth in range(len(key), 0, -1):
             origin = self.resolver.origin(config, key[:depth])
@@ -203,7 +246,9 @@ class Session:
                 return origin.path, origin.location.line, origin.location.col + 1
         return config, 1, 1
 
-    def fix(self, dry_run: bool, progress=None) -> RunResult:
+    def fix(self, dry_run: bool, progress=None, on_written=None) -> RunResult:
+        """``on_written(path)`` is called as each file is replaced (Ctrl-C between two files leaves
+        every file either as it was or fully rewritten: each write is atomic)."""
         result = self.check(progress)
         result.dry_run = dry_run
         wanted: dict[Path, list] = defaultdict(list)
@@ -218,7 +263,7 @@ class Session:
         if self.options.verify and plan.texts:
             from freezefix.verify.gate import Gate
 
-            gate = Gate(self, device=self.options.device)
+            gate = Gate(self, device=self.options.device, jobs=self.options.jobs)
             for _round in range(2):
                 verdicts = gate.verify(plan)
                 result.verdicts.update(verdicts)
@@ -258,6 +303,8 @@ class Session:
             try:
                 atomic_write(self.resolver.unit(path).source, new)
                 result.written.append(path)
+                if on_written is not None:
+                    on_written(path)
             except SourceError as exc:
                 result.errors.append((path, str(exc)))
                 for reported in result.findings:

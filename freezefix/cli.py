@@ -45,7 +45,8 @@ def _device(choice: str) -> str:
     return "cuda" if torch.cuda.is_available() else "meta"
 
 
-def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto") -> RunOptions:
+def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto",
+             jobs=None) -> RunOptions:
     """Command-line options over [tool.freezefix] over the defaults."""
     try:
         settings = load_settings(list(paths))
@@ -60,6 +61,7 @@ def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, v
         verify=verify,
         device=_device(device),
         exclude=settings.excluded if settings.exclude else None,
+        jobs=jobs,
     )
 
 
@@ -78,6 +80,7 @@ _common = [
     click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Write the findings there instead of standard output."),
     click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal)."),
+    click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes (default: one per core)."),
 ]
 
 
@@ -133,9 +136,9 @@ def main() -> None:
 
 @main.command()
 @common_options
-def check(paths, select, ignore, freeze, fmt, output_file, no_progress) -> None:
+def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs) -> None:
     """Report inconsistent freeze settings (exit 1 if any, 2 on errors)."""
-    session = Session(list(paths), _options(paths, select, ignore, freeze))
+    session = Session(list(paths), _options(paths, select, ignore, freeze, jobs=jobs))
     result, elapsed = _run(session, session.check, no_progress)
     _emit(result, fmt, output_file, "check", elapsed, report.finding_lines(result))
     if fmt == "text":
@@ -152,12 +155,18 @@ def check(paths, select, ignore, freeze, fmt, output_file, no_progress) -> None:
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply fixes that change training behaviour.")
 @click.option("--no-verify", is_flag=True, help="Skip the write gate (building the real models before writing).")
 @_device_option
-def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, dry_run, unsafe_fixes, no_verify, device) -> None:
+def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dry_run, unsafe_fixes, no_verify,
+          device) -> None:
     """Rewrite configs in place to fix what `check` reports, after proving each rewrite on the real model."""
     if no_verify:
         click.echo("freezefix: --no-verify: rewrites are NOT checked on the real model before writing", err=True)
-    session = Session(list(paths), _options(paths, select, ignore, freeze, unsafe_fixes, not no_verify, device))
-    result, elapsed = _run(session, lambda advance: session.fix(dry_run, advance), no_progress)
+    session = Session(list(paths), _options(paths, select, ignore, freeze, unsafe_fixes, not no_verify, device, jobs))
+    def written(path: Path) -> None:
+        dependents = session.result.inherited_by.get(path) or []
+        shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
+        click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
+
+    result, elapsed = _run(session, lambda advance: session.fix(dry_run, advance, written), no_progress)
     for line in report.verification_lines(result):
         click.echo(line, err=True)
     if dry_run and fmt == "text":
@@ -171,10 +180,6 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, dry_run,
             click.echo(line, err=True)
     else:
         _emit(result, fmt, output_file, "apply", elapsed, report.finding_lines(result, show_status=True))
-    for path in result.written:
-        dependents = result.inherited_by.get(path) or []
-        shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
-        click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
     if fmt == "text":
         for line in report.error_lines(result):
             click.echo(line, err=True)

@@ -7,10 +7,13 @@ and the writer can put it back.  Writes go to a temporary file in the same direc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,19 +75,39 @@ def atomic_write(source: SourceFile, new_text: str) -> None:
     if not os.access(path, os.W_OK) or not (st.st_mode & stat.S_IWUSR):
         raise SourceError("is read-only; not written")
     data = source.encode(new_text)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".freezefix-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        os.replace(tmp, path)
-    except BaseException as exc:
+    with _interrupts_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".freezefix-tmp", dir=path.parent)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise SourceError(f"write failed, original kept: {exc.strerror or exc}") from None
-        raise
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+            os.replace(tmp, path)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            if isinstance(exc, OSError):
+                raise SourceError(f"write failed, original kept: {exc.strerror or exc}") from None
+            raise
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C / SIGTERM while one file is being replaced; they take effect right after.
+
+    Python raises KeyboardInterrupt between any two bytecodes, including inside mkstemp after the
+    temporary file exists but before its name is returned; blocking the signals for the few system
+    calls of one write keeps every file either as it was or fully rewritten, with no stray temp file.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -59,3 +59,39 @@ def test_generated_configs_resolve_like_mmengine(tmp_path):
             warnings.simplefilter("ignore")
             expected = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
         assert resolver.values(path) == expected, path
+
+
+def test_sigint_during_apply_leaves_every_file_original_or_fully_rewritten(tmp_path):
+    import os
+    import shutil
+    import signal
+    import time
+
+    first = tmp_path / "interrupted"
+    _generate(first, 2000)
+    second = tmp_path / "completed"
+    shutil.copytree(first, second)
+    original = snapshot(first)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [sys.executable, "-m", "freezefix", "apply", "configs", "--no-verify", "--no-progress"]
+    subprocess.run(command, cwd=second, capture_output=True, env=env, timeout=600)
+    completed = snapshot(second)
+    assert completed != original
+
+    proc = subprocess.Popen(command, cwd=first, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
+    written = 0
+    for line in proc.stderr:  # interrupt once it is writing, in the middle of the rewrites
+        if line.startswith("rewrote "):
+            written += 1
+            if written == 20:
+                proc.send_signal(signal.SIGINT)
+                break
+    proc.stderr.read()
+    assert proc.wait(timeout=120) != 0
+    time.sleep(0.1)
+    after = snapshot(first)
+    assert set(after) == set(original), "no stray temporary files"
+    changed = [name for name in after if after[name] != original[name]]
+    assert 20 <= len(changed) < len([n for n in completed if completed[n] != original[n]])
+    for name in changed:
+        assert after[name] == completed[name], f"{name} is neither original nor fully rewritten"

@@ -19,6 +19,9 @@ class _Remove:
     def __repr__(self) -> str:
         return "REMOVE"
 
+    def __reduce__(self) -> str:
+        return "REMOVE"  # unpickles as the module's singleton, so `value is REMOVE` survives processes
+
 
 REMOVE: Any = _Remove()
 

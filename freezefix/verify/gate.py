@@ -104,10 +104,11 @@ def _diff(a: Any, b: Any, prefix: tuple = ()) -> list[str]:
 
 
 class Gate:
-    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S):
+    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S, jobs: int | None = None):
         self.session = session
         self.device = device
         self.timeout = timeout
+        self.jobs = jobs
 
     def verify(self, plan: Plan) -> dict[Path, ConfigVerdict]:
         resolver = self.session.resolver
@@ -121,12 +122,12 @@ class Gate:
             return {}
         with tempfile.TemporaryDirectory(prefix="freezefix-verify-") as tmp:
             overlay = self._overlay(Path(tmp), affected, plan)
-            jobs = []
-            for i, config in enumerate(affected):
-                jobs.append({"id": f"{i}:before", "config": str(config), "origin": str(config), "device": self.device})
-                jobs.append({"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config),
-                             "device": self.device})
-            answers = run_worker(jobs, self.timeout)
+            per_config = [
+                [{"id": f"{i}:before", "config": str(config), "origin": str(config), "device": self.device},
+                 {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device}]
+                for i, config in enumerate(affected)
+            ]
+            answers = self._run(per_config)
         after_findings = self._findings_after(plan, list(affected))
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):
@@ -134,6 +135,18 @@ class Gate:
                 config, changes, answers[f"{i}:before"], answers[f"{i}:after"], after_findings.get(config, [])
             )
         return verdicts
+
+    def _run(self, per_config: list[list[dict]]) -> dict:
+        """Worker processes in parallel (each starts in seconds, so only for long runs)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = max(1, min(self.jobs or os.cpu_count() or 1, len(per_config) // 25))
+        chunks = [[job for pair in per_config[i::workers] for job in pair] for i in range(workers)]
+        answers: dict = {}
+        with ThreadPoolExecutor(workers) as pool:
+            for part in pool.map(lambda chunk: run_worker(chunk, self.timeout), chunks):
+                answers.update(part)
+        return answers
 
     def _served(self, plan: Plan) -> dict[Path, list[Change]]:
         served: dict[Path, list[Change]] = {}
