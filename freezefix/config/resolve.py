@@ -58,7 +58,6 @@ class FileUnit:
     own: dict  # the file's own top-level names, after {{_base_.x}} substitution, before merging
     merged: dict  # plain-dict view of mmengine's result for this file
     locations: LocationMap
-    mm_merged: Any = field(repr=False, default=None)  # the ConfigDict form, reused by children
 
 
 @dataclass(frozen=True)
@@ -241,8 +240,6 @@ class Resolver:
         return unit
 
     def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
-        from mmengine.config import Config, ConfigDict
-
         if not path.exists() and path not in self.overlay:
             raise ConfigError("file not found", path)
         try:
@@ -277,7 +274,7 @@ class Resolver:
 
         bases: list[Path] = []
         base_scopes: list[str | None] = []
-        base_cfg = ConfigDict()
+        base_cfg = AttrDict()
         for spec in base_specs:
             if not isinstance(spec, str):
                 raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
@@ -294,7 +291,8 @@ class Resolver:
                 raise
             bases.append(bpath)
             base_scopes.append(scope)
-            base_dict = copy.deepcopy(base_unit.mm_merged)
+            # A fresh copy per child, as mmengine's re-execution gives: child code may mutate it.
+            base_dict = _attr_copy(base_unit.merged, scope)
             duplicates = base_cfg.keys() & base_dict.keys()
             if duplicates:
                 raise ConfigError(
@@ -302,7 +300,7 @@ class Resolver:
                     "(mmengine: duplicate key is not allowed among bases)",
                     path,
                 )
-            base_cfg.update(Config._dict_to_config_dict(base_dict, scope))
+            base_cfg.update(base_dict)
 
         tree = _RemoveBaseAssign().visit(copy.deepcopy(tree) if tree is original_tree else tree)
         scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
@@ -319,16 +317,17 @@ class Resolver:
             and not k.startswith("__")
             and not isinstance(v, (types.FunctionType, types.ModuleType))
         }
-        Config._parse_scope(cfg_dict)
         cfg_dict.pop(DEPRECATION_KEY, None)
         try:
-            cfg_dict = Config._substitute_base_vars(cfg_dict, placeholders, base_cfg)
+            # Always: besides substituting, it copies every container, which (as in mmengine)
+            # separates `test_evaluator = val_evaluator` before the merge pops `_delete_` from one.
+            cfg_dict = _substitute_base_vars(cfg_dict, placeholders, base_cfg)
         except (KeyError, AttributeError) as exc:
             raise ConfigError(f"{{{{_base_.…}}}} names a key the bases do not have: {exc}", path) from None
         cfg_dict.pop(BASE_KEY, None)
-        own = copy.deepcopy(cfg_dict)
+        own = to_plain(cfg_dict)  # a copy: the merge below pops `_delete_` from cfg_dict
         try:
-            merged = Config._merge_a_into_b(cfg_dict, base_cfg)
+            merged = _merge_a_into_b(cfg_dict, base_cfg)
         except TypeError as exc:
             raise ConfigError(str(exc), path) from None
         merged = {k: v for k, v in merged.items() if not k.startswith("__")}
@@ -336,10 +335,9 @@ class Resolver:
             source=source,
             bases=bases,
             base_scopes=base_scopes,
-            own=to_plain(own),
+            own=own,
             merged=to_plain(merged),
             locations=build_location_map(original_tree, source.text),
-            mm_merged=merged,
         )
 
     # -- provenance ---------------------------------------------------------------------------
@@ -358,6 +356,92 @@ class Resolver:
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None
+
+
+class AttrDict(dict):
+    """What ``_base_`` is inside a config: a dict whose keys read as attributes (``_base_.model``).
+
+    mmengine hands configs a ConfigDict; this plain-dict subclass behaves the same for what configs
+    do with it (read, copy, update) and costs a fraction to build for every child.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"'ConfigDict' object has no attribute '{name}'") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:  # `del _base_.tta_model` drops a key from the bases
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __deepcopy__(self, memo: dict) -> AttrDict:
+        return AttrDict({copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()})
+
+
+def _attr_copy(value: Any, scope: str | None = None, has_scope: bool = True) -> Any:
+    """Copy of plain config data with dicts as AttrDicts; for a ``pkg::`` base, the outermost dicts
+    with a ``type`` get ``_scope_`` as mmengine's ``_dict_to_config_dict`` gives them."""
+    if isinstance(value, dict):
+        out = AttrDict()
+        if has_scope and "type" in value:
+            has_scope = False
+            if scope is not None and value.get("_scope_") is None:
+                out["_scope_"] = scope
+        for k, v in value.items():
+            if k == "_scope_" and k in out:
+                continue
+            out[k] = _attr_copy(v, scope, has_scope)
+        if "_scope_" in out and list(out)[0] == "_scope_" and "_scope_" not in value:
+            # mmengine appends the key after the existing ones.
+            out["_scope_"] = out.pop("_scope_")
+        return out
+    if isinstance(value, list):
+        return [_attr_copy(v, scope, has_scope) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_attr_copy(v, scope, has_scope) for v in value)
+    return value
+
+
+def _merge_a_into_b(a: dict, b: dict) -> dict:
+    """mmengine's ``Config._merge_a_into_b`` (allow_list_keys=False) on plain dicts."""
+    b = dict(b)
+    for k, v in a.items():
+        if isinstance(v, dict):
+            if k in b and not v.pop(DELETE_KEY, False):
+                if not isinstance(b[k], dict):
+                    raise TypeError(
+                        f"{k}={v} in child config cannot inherit from base because {k} is a dict in the "
+                        f"child config but is of type {type(b[k])} in base config. You may set "
+                        f"`{DELETE_KEY}=True` to ignore the base config."
+                    )
+                b[k] = _merge_a_into_b(v, b[k])
+            else:
+                b[k] = v
+        else:
+            b[k] = v
+    return b
+
+
+def _substitute_base_vars(cfg: Any, placeholders: dict[str, str], base_cfg: dict) -> Any:
+    """mmengine's ``Config._substitute_base_vars``: placeholder strings → the base values they name."""
+    if isinstance(cfg, str) and cfg in placeholders:
+        value = base_cfg
+        for part in placeholders[cfg].split("."):
+            value = value[part]
+        return value
+    if isinstance(cfg, dict):
+        return type(cfg)({k: _substitute_base_vars(v, placeholders, base_cfg) for k, v in cfg.items()})
+    if isinstance(cfg, list):
+        return [_substitute_base_vars(v, placeholders, base_cfg) for v in cfg]
+    if isinstance(cfg, tuple):
+        return tuple(_substitute_base_vars(v, placeholders, base_cfg) for v in cfg)
+    return cfg
 
 
 def _lookup(tree: Any, key: Key) -> Any:
