@@ -12,7 +12,7 @@ from typing import Any
 from freezefix.analysis import ConfigView
 from freezefix.config.graph import BaseGraph
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
-from freezefix.discover import discover, is_fragment
+from freezefix.discover import discover, is_fragment, looks_like_config
 from freezefix.plan import Plan, Planner
 from freezefix.probe import Prober
 from freezefix.rules import Finding, Options, registry
@@ -28,7 +28,7 @@ class RunOptions:
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
     cache_dir: Path | None = None
-    device: str = "meta"  # where probes and the write gate build models: meta | cpu | cuda
+    device: str = "meta"  # where the write gate and explain build models: auto | meta | cpu | cuda
     verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
     exclude: Any = None  # callable(path) → bool, from [tool.freezefix] exclude
     jobs: int | None = None  # worker processes for the rules and the write gate; None: one per core
@@ -95,16 +95,6 @@ def _rules_in_child(chunk: list[Path]):
     return results, {k: v for k, v in disk.items() if k not in before}
 
 
-def _not_a_config(path: Path) -> str | None:
-    from freezefix.discover import looks_like_config
-    from freezefix.textio import read_source
-
-    try:
-        return looks_like_config(read_source(path).text)
-    except SourceError:
-        return None  # unreadable: the resolver reports it as an error
-
-
 def _display(path: Path) -> Path:
     try:
         return Path(os.path.relpath(path))
@@ -119,7 +109,8 @@ class Session:
         self.options = options
         self.discovery = discover(paths, options.exclude)
         self.resolver = Resolver()
-        self.prober = Prober(cache_dir=options.cache_dir, device=options.device)
+        # Class facts are about structure: meta suffices (cpu only when asked for), never cuda.
+        self.prober = Prober(cache_dir=options.cache_dir, device="cpu" if options.device == "cpu" else "meta")
         self.result = RunResult(files=len(self.discovery.files))
         self.per_config: dict[Path, list[Finding]] = {}
         self._ident: dict[int, tuple] = {}  # id(finding) → (code, file, line, col) it is reported at
@@ -136,12 +127,12 @@ class Session:
         for path in self.discovery.files:
             if progress is not None:
                 progress(1)
-            if path not in self.discovery.named:
-                why = _not_a_config(path)
-                if why:
-                    result.skipped.append((path, why))
-                    continue
             try:
+                if path not in self.discovery.named:
+                    why = looks_like_config(self.resolver.parsed(path)[1])
+                    if why:
+                        result.skipped.append((path, why))
+                        continue
                 self.resolver.unit(path)
             except NotAnalysable as exc:
                 result.skipped.append((path, str(exc)))

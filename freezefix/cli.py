@@ -37,14 +37,6 @@ def _cache_dir() -> Path | None:
     return Path(base)
 
 
-def _device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "meta"
-
-
 def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto",
              jobs=None) -> RunOptions:
     """Command-line options over [tool.freezefix] over the defaults."""
@@ -59,7 +51,7 @@ def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, v
         unsafe_fixes=unsafe_fixes or settings.unsafe_fixes,
         cache_dir=_cache_dir(),
         verify=verify,
-        device=_device(device),
+        device=device,
         exclude=settings.excluded if settings.exclude else None,
         jobs=jobs,
     )

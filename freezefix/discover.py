@@ -79,8 +79,8 @@ def _git_files(root: Path) -> list[Path] | None:
     return [root / name for name in out.decode("utf-8", "surrogateescape").split("\0") if name]
 
 
-def looks_like_config(text: str) -> str | None:
-    """None when ``text`` reads like an mmengine config, else why it is not one.
+def looks_like_config(tree) -> str | None:
+    """None when the module (its ``ast``) reads like an mmengine config, else why it is not one.
 
     Configs are executed to be resolved (as mmengine does), so a file found by walking a directory
     is first read with ``ast``: a script — a ``__main__`` guard, a class, a bare top-level call such
@@ -88,10 +88,6 @@ def looks_like_config(text: str) -> str | None:
     """
     import ast
 
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return None  # the resolver reports the syntax error itself
     assigned: set[str] = set()
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):

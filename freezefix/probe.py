@@ -269,6 +269,14 @@ class Prober:
         self.memory[key] = facts
         return facts
 
+    def remembered(self, key: list, compute):
+        """``compute()`` once per key and package versions (JSON-able results), kept in the disk cache."""
+        text = json.dumps(["memo", *key], default=repr)
+        disk = self._load_disk()
+        if text not in disk:
+            disk[text] = compute()
+        return disk[text]
+
     def model(self, values: dict, config_path: Path) -> ModelFacts:
         """Build the whole model once per (model dict, scope, plugins) and list its parameters."""
         from freezefix.models import build

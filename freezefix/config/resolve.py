@@ -161,6 +161,22 @@ def base_path(spec: str, child: Path) -> tuple[Path, str | None]:
     return Path(os.path.normpath(child.parent / spec)), None
 
 
+def _without_base_assignments(tree: ast.Module) -> ast.Module:
+    """The module minus its ``_base_ = ...`` assignments, as mmengine's RemoveAssignFromAST does.
+
+    A new Module over the same statement nodes (compile() does not modify them), so the tree kept
+    for provenance is untouched and nothing is copied; only a nested ``_base_`` assignment (in an
+    ``if``, say) takes the copying transformer.
+    """
+    def is_base(node: ast.AST) -> bool:
+        return isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY
+
+    top = [node for node in tree.body if not is_base(node)]
+    if any(is_base(node) for stmt in top for node in ast.walk(stmt)):
+        return _RemoveBaseAssign().visit(copy.deepcopy(tree))
+    return ast.Module(body=top, type_ignores=[])
+
+
 class _RemoveBaseAssign(ast.NodeTransformer):
     def visit_Assign(self, node: ast.Assign) -> ast.Assign | None:
         if isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY:
@@ -176,6 +192,7 @@ class Resolver:
         self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
+        self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
@@ -212,6 +229,21 @@ class Resolver:
         return list(seen)
 
     # -- loading ------------------------------------------------------------------------------
+    def parsed(self, path: Path) -> tuple[SourceFile, ast.Module]:
+        """The file's text and ``ast``, read and parsed once per run (ConfigError if it cannot be)."""
+        path = Path(os.path.abspath(path))
+        if path not in self._parsed:
+            try:
+                source = self.read(path)
+            except SourceError as exc:
+                raise ConfigError(str(exc), path) from None
+            try:
+                tree = ast.parse(source.text, filename=str(path))
+            except SyntaxError as exc:
+                raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
+            self._parsed[path] = (source, tree)
+        return self._parsed[path]
+
     def read(self, path: Path) -> SourceFile:
         if path in self.overlay:
             original = read_source(path) if path.exists() else None
@@ -242,10 +274,7 @@ class Resolver:
     def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
         if not path.exists() and path not in self.overlay:
             raise ConfigError("file not found", path)
-        try:
-            source = self.read(path)
-        except SourceError as exc:
-            raise ConfigError(str(exc), path) from None
+        source, original_tree = self.parsed(path)
         if source.has_bom:
             # mmengine reads configs as plain UTF-8, so the BOM reaches ast.parse and fails there.
             raise ConfigError(
@@ -253,10 +282,6 @@ class Resolver:
                 "character U+FEFF); save it as UTF-8 without BOM",
                 path,
             )
-        try:
-            original_tree = ast.parse(source.text, filename=str(path))
-        except SyntaxError as exc:
-            raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
         if _is_lazy_import(original_tree):
             raise NotAnalysable(
                 "not an old-style config: it imports non-standard modules or uses `with read_base()` "
@@ -302,7 +327,7 @@ class Resolver:
                 )
             base_cfg.update(base_dict)
 
-        tree = _RemoveBaseAssign().visit(copy.deepcopy(tree) if tree is original_tree else tree)
+        tree = _without_base_assignments(tree)
         scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
         try:
             with warnings.catch_warnings():
@@ -330,13 +355,15 @@ class Resolver:
             merged = _merge_a_into_b(cfg_dict, base_cfg)
         except TypeError as exc:
             raise ConfigError(str(exc), path) from None
+        # Fresh objects (the bases were copied for this file, its own values just executed), so
+        # they are kept as they are: AttrDict compares and serialises as the dict it is.
         merged = {k: v for k, v in merged.items() if not k.startswith("__")}
         return FileUnit(
             source=source,
             bases=bases,
             base_scopes=base_scopes,
             own=own,
-            merged=to_plain(merged),
+            merged=merged,
             locations=build_location_map(original_tree, source.text),
         )
 

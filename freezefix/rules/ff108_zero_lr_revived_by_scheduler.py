@@ -65,7 +65,13 @@ class ZeroLrRevivedByScheduler(Rule):
         base_lr = _base_lr(view)
         if view.optimizer.era == "mmengine":
             schedulers = view.values.get("param_scheduler")
-            for index, culprit, peak in _run_mmengine(schedulers, base_lr):
+            # Running a scheduler means importing mmengine.optim (and torch.distributed): once per
+            # distinct schedule, then from the cache.
+            revivers = view.prober.remembered(
+                ["param_scheduler", repr(schedulers), base_lr],
+                lambda: [[i, c, p] for i, c, p in _run_mmengine(schedulers, base_lr)],
+            )
+            for index, culprit, peak in revivers:
                 key = ("param_scheduler", str(index)) if isinstance(schedulers, list) else ("param_scheduler",)
                 yield self.finding(
                     f"{culprit['type']} gives 0-lr groups lr up to {peak:.3g}: the modules behind "

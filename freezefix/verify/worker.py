@@ -88,6 +88,14 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: d
     }
 
 
+def _device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "meta"
+
+
 def run_job(job: dict, cache: dict) -> dict:
     from mmengine.config import Config
 
@@ -104,10 +112,10 @@ def run_job(job: dict, cache: dict) -> dict:
     values = to_plain(cfg._cfg_dict)
     out["values"] = _jsonable(values)
     notes = import_plugins(values, origin)
-    key = json.dumps([repr(values.get("model")), repr(optim_wrapper_cfg(values)), values.get("default_scope"),
-                      job.get("device", "meta")])
+    device = _device(job.get("device", "meta"))
+    key = json.dumps([repr(values.get("model")), repr(optim_wrapper_cfg(values)), values.get("default_scope"), device])
     if key not in cache:
-        cache[key] = _build_and_measure(values, origin, job.get("device", "meta"))
+        cache[key] = _build_and_measure(values, origin, device)
     out.update(cache[key])
     out["notes"] = notes + out.get("notes", [])
     out["ok"] = "error" not in out
