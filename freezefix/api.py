@@ -73,6 +73,7 @@ class RunResult:
     inherited_by: dict[Path, list[Path]] = field(default_factory=dict)  # changed file → its dependents
     suppressed: int = 0  # findings silenced by `# freezefix: ignore` comments
     verdicts: dict[Path, Any] = field(default_factory=dict)  # config → ConfigVerdict of the gate
+    verify_stats: dict = field(default_factory=dict)  # loads, model builds and their time in the gate
 
     @property
     def exit_code(self) -> int:
@@ -258,6 +259,8 @@ class Session:
             for _round in range(2):
                 verdicts = gate.verify(plan)
                 result.verdicts.update(verdicts)
+                for name, value in gate.stats.items():
+                    result.verify_stats[name] = result.verify_stats.get(name, 0) + value
                 failed = {c: v for c, v in verdicts.items() if not v.ok and c in wanted}
                 if not failed:
                     break

@@ -158,6 +158,7 @@ def to_json(result: RunResult, command: str, elapsed: float) -> dict:
         "findings": [_finding_json(r) for r in result.findings],
         "errors": [{"path": rel(p), "message": m} for p, m in result.errors],
         "skipped": [{"path": rel(p), "reason": m} for p, m in result.skipped],
+        "verification_stats": result.verify_stats,
         "verification": [
             {"config": rel(c), "ok": v.ok, "level": v.level, "device": v.device, "summary": v.summary,
              "problems": v.problems, "notes": v.notes}

@@ -109,6 +109,7 @@ class Gate:
         self.device = device
         self.timeout = timeout
         self.jobs = jobs
+        self.stats: dict = {"jobs": 0, "builds": 0, "build_seconds": 0.0}
 
     def verify(self, plan: Plan) -> dict[Path, ConfigVerdict]:
         resolver = self.session.resolver
@@ -128,6 +129,9 @@ class Gate:
                 for i, config in enumerate(affected)
             ]
             answers = self._run(per_config)
+        built = [a for a in answers.values() if a.get("built")]
+        self.stats = {"jobs": len(answers), "builds": len(built),
+                      "build_seconds": round(sum(a.get("build_seconds", 0) for a in built), 3)}
         after_findings = self._findings_after(plan, list(affected))
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):

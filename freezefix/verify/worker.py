@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 import warnings
 from collections import Counter
@@ -114,8 +115,11 @@ def run_job(job: dict, cache: dict) -> dict:
     notes = import_plugins(values, origin)
     device = _device(job.get("device", "meta"))
     key = json.dumps([repr(values.get("model")), repr(optim_wrapper_cfg(values)), values.get("default_scope"), device])
+    out["built"] = key not in cache  # False: an identical (model, optimizer) pair was built already
     if key not in cache:
+        started = time.perf_counter()
         cache[key] = _build_and_measure(values, origin, device)
+        cache[key]["build_seconds"] = round(time.perf_counter() - started, 3)
     out.update(cache[key])
     out["notes"] = notes + out.get("notes", [])
     out["ok"] = "error" not in out
