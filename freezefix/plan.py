@@ -144,20 +144,21 @@ class Planner:
                     placement = self._override_placement(config, change)
                 place(config, change, placement)
 
-        # Simulate; move edits that hit configs which did not ask for them into overrides.
-        for _round in range(3):
+        # Simulate; move edits that hit configs which did not ask for them into overrides.  An
+        # override that still hits another config (the config is itself a base), or anything still
+        # wrong in the last round, is dropped with its reason: the plan never keeps collateral.
+        rounds = 4
+        for round_ in range(rounds):
             texts, errors = self._render(placements.values())
-            bad = self._collateral(texts, wanted, by_config, placements)
-            if not bad and not errors:
+            bad = self._collateral(texts, by_config, placements)
+            bad |= {i for i, p in placements.items() if p.file in errors}
+            if not bad:
                 break
-            moved = False
-            for ident in bad | {i for i, p in placements.items() if p.file in errors}:
-                placement = placements.pop(ident, None)
-                if placement is None:
-                    continue
+            for ident in bad:
+                placement = placements.pop(ident)
                 for config, change in placement.served:
                     del by_config[config][change]
-                    if placement.override or placement.file == config:
+                    if placement.override or placement.file == config or round_ == rounds - 1:
                         why = errors.get(placement.file) or (
                             f"editing {placement.file.name} would also change configs that "
                             "inherit it and did not ask for this"
@@ -165,9 +166,6 @@ class Planner:
                         plan.dropped.append((config, change, why))
                     else:
                         place(config, change, self._override_placement(config, change))
-                        moved = True
-            if not moved and not bad:
-                break
         texts, errors = self._render(placements.values())
         plan.errors.update(errors)
         plan.placements = list(placements.values())
@@ -189,7 +187,7 @@ class Planner:
                 errors[path] = f"could not rewrite: {exc}"
         return texts, errors
 
-    def _collateral(self, texts, wanted, by_config, placements) -> set[tuple]:
+    def _collateral(self, texts, by_config, placements) -> set[tuple]:
         """Placements whose edit changes a config in a way it did not ask for."""
         overlay = {path: new for path, (_, new) in texts.items()}
         after = Resolver(overlay=overlay)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def test_freeze_policy_produces_the_seed_recommended_config(copy_fixture, cli):
     check = cli("check", "configs", "--freeze", ",".join(FOUR))
     lines = check.stdout.splitlines()
     assert check.exit_code == 1 and len(lines) == 3
-    for line, cls in zip(lines, ("HardVFE", "SparseEncoder", "SECOND")):
+    for line, cls in zip(lines, ("HardVFE", "SparseEncoder", "SECOND"), strict=True):
         assert " FF105 " in line and f"{cls} has no norm_eval" in line and "[*]" not in line
 
 
@@ -248,3 +247,18 @@ def test_base_outside_the_given_paths_is_not_edited(copy_fixture, cli):
     assert result.exit_code == 0, result.output
     assert (root / BASE).read_bytes() == base_before
     assert (root / CHILD).read_text().endswith("model = dict(img_backbone=dict(frozen_stages=4))\n")
+
+
+def test_no_placement_without_collateral_means_no_edit(tmp_path, monkeypatch, cli):
+    # mid.py wants frozen_stages=4 (lr 0); leaf.py inherits mid.py but fine-tunes (lr 0.1).  Editing
+    # base.py or overriding in mid.py would both change leaf.py: the fix is dropped, with the reason.
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, "base.py", "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=1))\n")
+    _write(tmp_path, "mid.py", "_base_ = './base.py'\noptim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), "
+           "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
+    _write(tmp_path, "leaf.py", "_base_ = './mid.py'\noptim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))\n")
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.py")}
+    result = cli("apply", ".")
+    assert result.exit_code == 1
+    assert "FF101 [*]" in result.stdout and "skipped: editing mid.py would also change configs that inherit it" in result.stdout
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.py")} == before

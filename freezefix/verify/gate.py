@@ -56,10 +56,11 @@ def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float 
         )
         lines: queue.Queue = queue.Queue()
 
-        def pump(stream=proc.stdout) -> None:
+        # Bound as defaults: after a restart, the old worker's pump must not feed the new queue.
+        def pump(stream=proc.stdout, sink=lines) -> None:
             for line in stream:
-                lines.put(line)
-            lines.put(None)
+                sink.put(line)
+            sink.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
         proc.stdin.write(json.dumps(pending))
