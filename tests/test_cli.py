@@ -262,3 +262,50 @@ def test_no_placement_without_collateral_means_no_edit(tmp_path, monkeypatch, cl
     assert result.exit_code == 1
     assert "FF101 [*]" in result.stdout and "skipped: editing mid.py would also change configs that inherit it" in result.stdout
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.py")} == before
+
+
+def test_symlink_loops_are_per_file_errors_and_never_followed(tmp_path, monkeypatch, cli):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    good = _write(tmp_path, "good.py", GOOD)
+    os.symlink("self.py", tmp_path / "self.py")  # a link to itself
+    (tmp_path / "sub").mkdir()
+    os.symlink("..", tmp_path / "sub" / "up")  # a directory loop: walking must not follow it
+    result = cli("check", ".", "self.py")
+    assert result.exit_code == 2
+    assert "self.py: error: cannot read: Too many levels of symbolic links" in result.stderr
+    assert "good.py" in result.stdout  # the good config was still checked (its FF101)
+    assert good.read_text() == GOOD
+
+
+def test_disk_full_on_write_keeps_the_original_and_no_temp_file(tmp_path, monkeypatch, cli):
+    import errno
+
+    import freezefix.textio
+
+    monkeypatch.chdir(tmp_path)
+    target = _write(tmp_path, "cfg.py", GOOD)
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(freezefix.textio.os, "fsync", no_space)
+    result = cli("apply", "cfg.py", "--no-verify")
+    assert result.exit_code == 2
+    assert "cfg.py: error: write failed, original kept: No space left on device" in result.stderr
+    assert target.read_text() == GOOD
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg.py"]
+
+
+def test_missing_plugin_import_falls_back_to_module_level(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    cfg = _write(tmp_path, "plugin_cfg.py", "custom_imports = dict(imports=['not_installed_plugin'], allow_failed_imports=False)\n"
+                 "model = dict(type='PluginDetector', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=1))\n"
+                 "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), "
+                 "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
+    result = cli("apply", "plugin_cfg.py")
+    assert result.exit_code == 0, result.output
+    assert "verified at module level on meta: plugin_cfg.py" in result.stderr
+    assert "custom_imports 'not_installed_plugin' not importable" in result.stderr
+    assert "frozen_stages=4" in cfg.read_text()

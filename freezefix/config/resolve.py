@@ -272,8 +272,11 @@ class Resolver:
         return unit
 
     def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
-        if not path.exists() and path not in self.overlay:
-            raise ConfigError("file not found", path)
+        if path not in self.overlay:
+            try:
+                os.stat(path)
+            except OSError as exc:  # missing, or a symlink that loops or dangles
+                raise ConfigError("file not found" if not path.is_symlink() else f"cannot read: {exc.strerror}", path) from None
         source, original_tree = self.parsed(path)
         if source.has_bom:
             # mmengine reads configs as plain UTF-8, so the BOM reaches ast.parse and fails there.
