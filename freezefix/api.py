@@ -298,7 +298,7 @@ class Session:
                 atomic_write(self.resolver.unit(path).source, new)
                 result.written.append(path)
                 if on_written is not None:
-                    on_written(path)
+                    on_written(path, len(result.inherited_by.get(path, ())))
             except SourceError as exc:
                 result.errors.append((path, str(exc)))
                 for reported in result.findings:
@@ -316,9 +316,35 @@ class Session:
         )
 
 
+MAX_PASSES = 4
+
+
+def apply_until_stable(paths: list[Path], options: RunOptions, dry_run: bool = False, progress=None,
+                       on_written=None) -> RunResult:
+    """``apply`` in passes, as ruff does: a fix can uncover another (FF103's 5 → 4 makes a module
+    fully frozen, and its lr_mult 0.1 dead: FF102), so after a pass that wrote files the repo is
+    checked again, up to MAX_PASSES.  A dry run shows the first pass only (nothing is on disk)."""
+    fixed: list[Reported] = []
+    written: list[Path] = []
+    errors: list[tuple[Path, str]] = []
+    verdicts: dict = {}
+    for _ in range(MAX_PASSES):
+        result = Session(paths, options).fix(dry_run, progress, on_written)
+        progress = None  # one bar, for the first pass
+        errors.extend(e for e in result.errors if e not in errors)
+        verdicts.update(result.verdicts)
+        written.extend(p for p in result.written if p not in written)
+        fixed.extend(r for r in result.findings if r.status == "fixed")
+        if dry_run or not result.written or result.errors:
+            break
+    result.findings = fixed + [r for r in result.findings if r.status != "fixed"]
+    result.written, result.errors, result.verdicts = written, errors, verdicts
+    return result
+
+
 def check_paths(paths: list[Path], options: RunOptions | None = None) -> RunResult:
     return Session(paths, options or RunOptions()).check()
 
 
 def fix_paths(paths: list[Path], options: RunOptions | None = None, dry_run: bool = False) -> RunResult:
-    return Session(paths, options or RunOptions()).fix(dry_run)
+    return apply_until_stable(paths, options or RunOptions(), dry_run)

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from freezefix import report
-from freezefix.api import RunOptions, RunResult, Session
+from freezefix.api import RunOptions, RunResult, Session, apply_until_stable
 from freezefix.settings import SettingsError, load_settings
 
 # mmengine imports pkg_resources to find `pkg::` bases; its deprecation notice is not the user's business.
@@ -152,13 +152,16 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
     """Rewrite configs in place to fix what `check` reports, after proving each rewrite on the real model."""
     if no_verify:
         click.echo("freezefix: --no-verify: rewrites are NOT checked on the real model before writing", err=True)
-    session = Session(list(paths), _options(paths, select, ignore, freeze, unsafe_fixes, not no_verify, device, jobs))
-    def written(path: Path) -> None:
-        dependents = session.result.inherited_by.get(path) or []
-        shared = f" (inherited by {len(dependents)} config{'s' * (len(dependents) != 1)}, re-checked)" if dependents else ""
+    options = _options(paths, select, ignore, freeze, unsafe_fixes, not no_verify, device, jobs)
+
+    def written(path: Path, dependents: int) -> None:
+        shared = f" (inherited by {dependents} config{'s' * (dependents != 1)}, re-checked)" if dependents else ""
         click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
 
-    result, elapsed = _run(session, lambda advance: session.fix(dry_run, advance, written), no_progress)
+    start = time.perf_counter()
+    with _progress(len(Session(list(paths), options).discovery.files), not no_progress) as advance:
+        result = apply_until_stable(list(paths), options, dry_run, advance, written)
+    elapsed = time.perf_counter() - start
     for line in report.verification_lines(result):
         click.echo(line, err=True)
     if dry_run and fmt == "text":

@@ -46,9 +46,8 @@ def summary(result: RunResult, applying: bool, elapsed: float | None = None) -> 
         fixed = sum(1 for r in result.findings if r.status in ("fixed", "would-fix"))
         verb = "would fix" if result.dry_run else "fixed"
         parts.append(f"{fixed} {verb}")
-        if result.plan is not None:
-            files = len(result.plan.texts)
-            parts.append(f"{files} file{'s' * (files != 1)} {'would change' if result.dry_run else 'changed'}")
+        files = len(result.plan.texts) if result.dry_run and result.plan else len(result.written)
+        parts.append(f"{files} file{'s' * (files != 1)} {'would change' if result.dry_run else 'changed'}")
     else:
         parts.append(f"{safe} fixable with `freezefix apply`")
     if unsafe:
@@ -151,7 +150,8 @@ def to_json(result: RunResult, command: str, elapsed: float) -> dict:
             "suppressed": result.suppressed,
             "skipped": len(result.skipped),
             "errors": len(result.errors),
-            "changed_files": [rel(p) for p in (result.plan.texts if result.plan else {})],
+            "changed_files": [rel(p) for p in (
+                (result.plan.texts if result.plan else {}) if result.dry_run else result.written)],
             "seconds": round(elapsed, 3),
             "exit_code": result.exit_code,
         },
