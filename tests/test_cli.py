@@ -60,7 +60,9 @@ def test_seed_check_reports_the_trap_where_it_is_written(copy_fixture, cli):
 def test_freeze_policy_produces_the_seed_recommended_config(copy_fixture, cli):
     root = copy_fixture("seed_cmt")
     result = cli("apply", "configs", "--freeze", ",".join(FOUR))
-    assert result.exit_code == 0, result.output
+    # Exit 1: what no config setting can fix remains (BatchNorm drift in the point-cloud modules).
+    assert result.exit_code == 1, result.output
+    assert "5 fixed" in result.stderr and result.stdout.count(" FF105 ") == 3
     from freezefix.config.resolve import Resolver
 
     values = Resolver().values(root / CHILD)
@@ -134,7 +136,9 @@ def test_frozen_stages_on_second_is_ff104(tmp_path, monkeypatch, cli):
     assert cli("apply", "second.py").exit_code == 1
     assert (tmp_path / "second.py").read_text() == SECOND_CFG
     # ... and with it: the argument goes, an lr_mult=0.0 key comes, under mmcv 1.x's optimizer=.
-    assert cli("apply", "second.py", "--unsafe-fixes").exit_code == 0
+    fixed = cli("apply", "second.py", "--unsafe-fixes")
+    # Exit 1: SECOND's BatchNorm statistics still drift under lr 0 (FF105), which no setting fixes.
+    assert fixed.exit_code == 1 and "→ fixed" in fixed.stdout and " FF105 " in fixed.stdout
     text = (tmp_path / "second.py").read_text()
     assert "frozen_stages" not in text
     assert "optimizer = dict(type='AdamW', lr=2e-4, paramwise_cfg=dict(custom_keys={'pts_backbone': dict(lr_mult=0.0)}))" in text

@@ -158,3 +158,15 @@ def test_new_style_config_is_skipped_with_a_reason(tmp_path):
     (tmp_path / "new.py").write_text("from mmengine.config import read_base\nwith read_base():\n    from .x import *\n")
     with pytest.raises(NotAnalysable, match="read_base"):
         Resolver().unit(tmp_path / "new.py")
+
+
+def test_a_config_that_loops_is_stopped_with_an_error(tmp_path, monkeypatch):
+    import freezefix.config.resolve as resolve
+
+    monkeypatch.setattr(resolve, "EXEC_TIMEOUT_S", 0.5)
+    (tmp_path / "loop.py").write_text("x = 0\nfor i in iter(int, 1):\n    x += 1\n")
+    (tmp_path / "ok.py").write_text("model = dict(a=1)\n")
+    resolver = Resolver()
+    with pytest.raises(ConfigError, match="did not finish executing within 0.5 s"):
+        resolver.unit(tmp_path / "loop.py")
+    assert resolver.values(tmp_path / "ok.py") == {"model": {"a": 1}}

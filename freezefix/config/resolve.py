@@ -16,9 +16,12 @@ new-style ``with read_base()`` configs are skipped with a reason.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import os
 import re
+import signal
+import threading
 import types
 import uuid
 import warnings
@@ -333,9 +336,11 @@ class Resolver:
         tree = _without_base_assignments(tree)
         scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _time_limit(EXEC_TIMEOUT_S):
                 warnings.simplefilter("ignore")
                 exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
+        except _ExecTimeout:
+            raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
         except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
             raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
         cfg_dict = {
@@ -386,6 +391,32 @@ class Resolver:
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None
+
+
+EXEC_TIMEOUT_S = float(os.environ.get("FREEZEFIX_EXEC_TIMEOUT", "20"))
+
+
+class _ExecTimeout(BaseException):
+    """Raised into a config's code by the timer; a BaseException so the config cannot catch it."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Stop a config that runs too long (main thread, POSIX: a real-time interval timer)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _ExecTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class AttrDict(dict):
