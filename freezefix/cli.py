@@ -219,3 +219,30 @@ def explain(config, device, fmt, freeze) -> None:
     else:
         render(explanation, Console(width=max(160, Console().width)))
     sys.exit(2 if explanation.error else 0)
+
+
+@main.command()
+@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Timed steps after one warm-up.")
+@click.option("--input-shape", help="Synthetic image batch, e.g. 6,3,256,704 (default: 6 views on cuda, 1 on cpu).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a bar chart PNG.")
+@click.option("--freeze", help="Freeze policy whose fixes are measured (as for apply).")
+@click.option("--unsafe-fixes", is_flag=True, help="Measure the unsafe fixes too.")
+def bench(config, device, steps, input_shape, fmt, plot_path, freeze, unsafe_fixes) -> None:
+    """Measure what freezefix's fixes save on CONFIG's real model: grads, optimizer state, step time, memory."""
+    from rich.console import Console
+
+    from freezefix.bench import plot, render, run_bench
+
+    shape = tuple(int(v) for v in input_shape.split(",")) if input_shape else None
+    options = _options([config], freeze=freeze, unsafe_fixes=unsafe_fixes, verify=False)
+    result = run_bench(config, options, steps=steps, input_shape=shape, device=device)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        render(result, Console(width=max(120, Console().width)))
+    if plot_path is not None and not result.error:
+        plot(result, plot_path)
+    sys.exit(2 if result.error else 0)
