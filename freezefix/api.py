@@ -31,7 +31,7 @@ class RunOptions:
     device: str = "meta"  # where the write gate and explain build models: auto | meta | cpu | cuda
     verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
     exclude: Any = None  # callable(path) → bool, from [tool.freezefix] exclude
-    jobs: int | None = None  # worker processes for the rules and the write gate; None: one per core
+    jobs: int | None = None  # rules: forked workers only when given; write gate: None means one per core
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
@@ -89,6 +89,10 @@ _FORKED: Any = None  # (session, rules, options) inherited by forked rule worker
 
 
 def _rules_in_child(chunk: list[Path]):
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)  # no OpenMP region in a forked child
     session, rules, rule_options = _FORKED
     before = set(session.prober._load_disk())
     results = [session._rules_for(path, rules, rule_options) for path in chunk]
@@ -212,17 +216,28 @@ class Session:
         return path, findings, errors
 
     def _run_rules(self, entries: list[Path], rules, rule_options):
-        jobs = max(1, min(self.options.jobs or os.cpu_count() or 1, len(entries) // _PER_JOB))
+        """Rules per config: in this process, or, with an explicit ``--jobs N``, in N forked workers.
+
+        Forking is opt-in: a process that has run torch CPU kernels (an OpenMP pool) or holds other
+        threads can deadlock its forked children, so the workers pin torch to one thread and the
+        parent gives them a deadline, after which it does the work itself.
+        """
+        jobs = max(1, min(self.options.jobs or 1, len(entries) // _PER_JOB))
         if jobs == 1:
             return [self._rules_for(path, rules, rule_options) for path in entries]
         chunks = [entries[i::jobs] for i in range(jobs)]
         context = multiprocessing.get_context("fork")
         global _FORKED
         _FORKED = (self, rules, rule_options)
+        pool = context.Pool(jobs)
         try:
-            with context.Pool(jobs) as pool:
-                outcomes = pool.map(_rules_in_child, chunks)
+            outcomes = pool.map_async(_rules_in_child, chunks).get(timeout=120 + 2 * len(entries))
+        except multiprocessing.TimeoutError:
+            pool.terminate()
+            return [self._rules_for(path, rules, rule_options) for path in entries]
         finally:
+            pool.terminate()
+            pool.join()
             _FORKED = None
         results = []
         for chunk_results, probe_entries in outcomes:

@@ -72,7 +72,9 @@ _common = [
     click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path),
                  help="Write the findings there instead of standard output."),
     click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal)."),
-    click.option("--jobs", "-j", type=click.IntRange(min=1), help="Worker processes (default: one per core)."),
+    click.option("--jobs", "-j", type=click.IntRange(min=1),
+                 help="Worker processes: the write gate uses one per core by default; the rules run "
+                      "in-process unless this is given."),
 ]
 
 

@@ -95,3 +95,18 @@ def test_sigint_during_apply_leaves_every_file_original_or_fully_rewritten(tmp_p
     assert 20 <= len(changed) < len([n for n in completed if completed[n] != original[n]])
     for name in changed:
         assert after[name] == completed[name], f"{name} is neither original nor fully rewritten"
+
+
+def test_forked_rule_workers_match_in_process_after_torch_cpu_work(tmp_path):
+    import torch
+
+    from freezefix.api import RunOptions, Session
+
+    torch.randn(512, 512) @ torch.randn(512, 512)  # the parent now has a live OpenMP pool
+    repo = tmp_path / "repo"
+    _generate(repo, 300)
+    alone = Session([repo / "configs"], RunOptions(jobs=1, cache_dir=None)).check()
+    forked = Session([repo / "configs"], RunOptions(jobs=2, cache_dir=None)).check()
+    key = [(r.finding.code, str(r.path), r.line) for r in alone.findings]
+    assert key == [(r.finding.code, str(r.path), r.line) for r in forked.findings]
+    assert len(key) > 50 and not forked.errors
