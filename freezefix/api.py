@@ -335,7 +335,7 @@ MAX_PASSES = 4
 
 
 def apply_until_stable(paths: list[Path], options: RunOptions, dry_run: bool = False, progress=None,
-                       on_written=None) -> RunResult:
+                       on_written=None, first: Session | None = None) -> RunResult:
     """``apply`` in passes, as ruff does: a fix can uncover another (FF103's 5 → 4 makes a module
     fully frozen, and its lr_mult 0.1 dead: FF102), so after a pass that wrote files the repo is
     checked again, up to MAX_PASSES.  A dry run shows the first pass only (nothing is on disk)."""
@@ -344,7 +344,8 @@ def apply_until_stable(paths: list[Path], options: RunOptions, dry_run: bool = F
     errors: list[tuple[Path, str]] = []
     verdicts: dict = {}
     for _ in range(MAX_PASSES):
-        result = Session(paths, options).fix(dry_run, progress, on_written)
+        session, first = first or Session(paths, options), None  # later passes read the new files
+        result = session.fix(dry_run, progress, on_written)
         progress = None  # one bar, for the first pass
         errors.extend(e for e in result.errors if e not in errors)
         verdicts.update(result.verdicts)

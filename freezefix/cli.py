@@ -161,8 +161,9 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
         click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
 
     start = time.perf_counter()
-    with _progress(len(Session(list(paths), options).discovery.files), not no_progress) as advance:
-        result = apply_until_stable(list(paths), options, dry_run, advance, written)
+    first = Session(list(paths), options)  # its discovery sizes the progress bar and serves pass one
+    with _progress(len(first.discovery.files), not no_progress) as advance:
+        result = apply_until_stable(list(paths), options, dry_run, advance, written, first)
     elapsed = time.perf_counter() - start
     for line in report.verification_lines(result):
         click.echo(line, err=True)

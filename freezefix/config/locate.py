@@ -39,11 +39,6 @@ class Location:
     def as_computed(self) -> Location:
         return replace(self, how="computed", literal=_NOT_LITERAL)
 
-    @property
-    def describe(self) -> str:
-        where = {"dict-call": "dict(...)", "dict-literal": "{...}"}.get(self.how, self.how)
-        return f"{where} via variable `{self.via}`" if self.via else where
-
 
 def _same(a: Any, b: Any) -> bool:
     # 0 and 0.0 and False are equal in Python but not the same config value.

@@ -34,10 +34,6 @@ class Change:
     def __hash__(self) -> int:  # values may be dicts (a new custom_keys entry)
         return hash((self.key, repr(self.value)))
 
-    def describe(self) -> str:
-        target = ".".join(self.key)
-        return f"remove {target}" if self.value is REMOVE else f"{target} = {self.value!r}"
-
 
 @dataclass(frozen=True)
 class Fix:
