@@ -1,7 +1,8 @@
 """``freezefix bench``: what a freeze fix saves, measured on the real model, before and after.
 
-Both variants are built from the config with mmengine's loader and the registries: as it is, and
-with freezefix's fixes applied (the planned texts in a temporary overlay, nothing written).  For
+Both variants are built with the installed stack's config loader, registries and optimizer
+constructor: as it is, and with freezefix's fixes applied (the planned texts in a temporary
+overlay, nothing written).  For
 each: the parameters that require grad, and the bytes of gradients and optimizer state held for the
 modules the fix is about (after one real optimizer step, so AdamW has allocated its state); then N
 timed training steps of the modules that take dense inputs (image backbones and necks) on synthetic
@@ -77,21 +78,14 @@ def _state_bytes(optimizer: Any, params: set[int]) -> int:
 def _measure(config_file: Path, origin: Path, name: str, modules: list[str], device: str,
              steps: int, shape: tuple[int, ...]) -> tuple[Variant, list[str]]:
     import torch
-    from mmengine.config import Config
-    from mmengine.optim import build_optim_wrapper
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    from freezefix.config.resolve import to_plain
     from freezefix.models import build
-    from freezefix.verify.worker import optim_wrapper_cfg
+    from freezefix.stacks import current
 
-    import logging
-
-    from mmengine.logging import MMLogger
-
-    # mmengine logs one line per frozen parameter it leaves out of the optimizer: not news here.
-    MMLogger.get_current_instance().setLevel(logging.ERROR)
-    values = to_plain(Config.fromfile(str(config_file), import_custom_modules=False)._cfg_dict)
+    stack = current()
+    stack.quiet()
+    values = stack.load_config(str(config_file))
     built = build(values, origin, device="cpu")
     if built.model is None:
         raise RuntimeError(built.error or "the model could not be built")
@@ -100,7 +94,7 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
     subject = [getattr(model, m) for m in modules if hasattr(model, m)]
     subject_params = [p for m in subject for p in m.parameters()]
     ids = {id(p) for p in subject_params}
-    wrapper = build_optim_wrapper(model, optim_wrapper_cfg(values))
+    optimizer, _ = stack.build_optimizer(model, values)
     model.train()
     variant.trainable_params = sum(p.numel() for p in subject_params if p.requires_grad)
     dense = [m for m in DENSE if hasattr(model, m) and isinstance(values["model"].get(m), dict)]
@@ -124,7 +118,7 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
             saved += tensor.numel() * tensor.element_size()
             return tensor
 
-        wrapper.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         x = torch.randn(*shape, device=device)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             out = x
@@ -133,12 +127,12 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
             tensors = out if isinstance(out, (list, tuple)) else [out]
             loss = sum(t.float().mean() for t in tensors)
         loss.backward()
-        wrapper.optimizer.step()
+        optimizer.step()
         return saved
 
     saved = step()  # warm-up; AdamW allocates its state here
     variant.grad_bytes = sum(p.grad.numel() * p.grad.element_size() for p in subject_params if p.grad is not None)
-    variant.optimizer_state_bytes = _state_bytes(wrapper.optimizer, ids)
+    variant.optimizer_state_bytes = _state_bytes(optimizer, ids)
     times = []
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -150,7 +144,7 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
         times.append(time.perf_counter() - start)
     variant.step_seconds = statistics.median(times)
     all_grads = sum(p.grad.numel() * p.grad.element_size() for p in model.parameters() if p.grad is not None)
-    all_state = _state_bytes(wrapper.optimizer, {id(p) for p in model.parameters()})
+    all_state = _state_bytes(optimizer, {id(p) for p in model.parameters()})
     variant.peak_bytes = (torch.cuda.max_memory_allocated() if device == "cuda" else saved + all_grads + all_state)
     params = dict(model.named_parameters())
     variant.frozen_bit_identical = all(torch.equal(params[n], v) for n, v in frozen.items()) if frozen else None

@@ -8,6 +8,7 @@ from typing import Any
 
 from freezefix.analysis import ConfigView
 from freezefix.api import RunOptions, Session
+from freezefix.stacks import current
 from freezefix.verify.gate import run_worker
 
 
@@ -18,6 +19,8 @@ class Explanation:
     device: str = "meta"
     base_lr: float | None = None
     era: str | None = None
+    stack: str | None = None  # 'mmengine' | 'mmcv1': whose optimizer constructor gave the lrs
+    stack_versions: str | None = None
     modules: list[dict] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -26,7 +29,8 @@ class Explanation:
     def to_json(self) -> dict:
         return {
             "config": str(self.config), "level": self.level, "device": self.device, "base_lr": self.base_lr,
-            "optimizer_era": self.era, "modules": self.modules, "findings": self.findings, "notes": self.notes,
+            "optimizer_era": self.era, "stack": self.stack,
+            "stack_versions": self.stack_versions, "modules": self.modules, "findings": self.findings, "notes": self.notes,
             "error": self.error,
         }
 
@@ -47,6 +51,8 @@ def explain(config: Path, options: RunOptions) -> Explanation:
     view = ConfigView.of(path, session.resolver.values(path), session.prober)
     out.level, out.device = answer.get("level", "model"), answer.get("device", options.device)
     out.base_lr = answer.get("base_lr")
+    out.stack = answer.get("stack")
+    out.stack_versions = current().describe()
     out.era = view.optimizer.era if view.optimizer else None
     out.notes = list(answer.get("notes", []))
     out.notes += [f"type {k!r} was built as {v!r} (mmcv-1.x era name)" for k, v in answer.get("substitutions", {}).items()]
@@ -74,17 +80,24 @@ def explain(config: Path, options: RunOptions) -> Explanation:
 
 def _row(name: str, stats: dict, view: ConfigView, base_lr: float | None) -> dict:
     key = view.optimizer.match(f"{name}.") if view.optimizer else None
-    lrs = []
-    for lr, numel in sorted(stats["lr"].items()):
-        if lr == "not in optimizer":
-            lrs.append({"lr": None, "params": numel})
-        else:
-            value = float(lr)
-            lrs.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel})
+    def groups(histogram: dict[str, int]) -> list[dict]:
+        out = []
+        for lr, numel in sorted(histogram.items()):
+            if lr == "not in optimizer":
+                out.append({"lr": None, "params": numel})
+            else:
+                value = float(lr)
+                out.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel})
+        return out
+
     return {
         "module": name, "class": stats["class"], "params": stats["params"],
         "trainable_constructed": stats["trainable_constructed"], "trainable_after_train": stats["trainable_train"],
-        "bn_training": stats["bn_training"], "bn_total": stats["bn_total"], "lr": lrs, "custom_key": key,
+        "bn_training": stats["bn_training"], "bn_total": stats["bn_total"],
+        # lr: the params that trained when the optimizer was built; frozen_in_optimizer: params that
+        # were frozen then but which the constructor put in the optimizer anyway (mmcv 1.x does).
+        "lr": groups(stats["lr"]), "frozen_in_optimizer": groups(stats.get("frozen_in_optimizer", {})),
+        "custom_key": key,
     }
 
 
@@ -109,8 +122,13 @@ def render(explanation: Explanation, console: Any) -> None:
         console.print(f"{finding['code']} {finding['message']}")
     for note in e.notes:
         console.print(f"note: {note}")
-    if e.era == "mmcv1":
-        console.print("note: optimizer= is mmcv 1.x style; lrs shown are those mmengine's constructor gives it")
+    constructor = ("mmcv.runner.build_optimizer" if e.stack == "mmcv1" else "mmengine's build_optim_wrapper")
+    console.print(f"note: lrs are those {constructor} gives ({e.stack_versions})")
+    held = sum(item["params"] for row in e.modules for item in row.get("frozen_in_optimizer", []))
+    if held:
+        console.print(f"note: {held:,} frozen params are in the optimizer anyway (its own groups at the lr shown "
+                      "after 'frozen:'); harmless: they get no gradient, and torch optimizers skip a param "
+                      "whose grad is None (no update, no state)")
 
 
 def _cells(row: dict, bold: bool) -> list[str]:
@@ -122,6 +140,8 @@ def _cells(row: dict, bold: bool) -> list[str]:
             else:
                 mult = f" (×{item['lr_mult']:g})" if item.get("lr_mult") is not None else ""
                 parts.append(f"{item['lr']:g}{mult}: {item['params']:,}")
+        for item in row.get("frozen_in_optimizer", []):
+            parts.append(f"frozen: {item['lr']:g}: {item['params']:,}")
         key = f" ← {row['custom_key']!r}" if row.get("custom_key") and bold else ""
         return "; ".join(parts) + key
 

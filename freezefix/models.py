@@ -1,9 +1,11 @@
 """Building whole models (or their top-level modules) from a resolved config's ``model`` dict.
 
-Shared by the in-process rules that need every parameter name (FF106, FF107) and by the
-verification worker.  mmcv-1.x era configs name mmdet classes without a scope (``type='ResNet'``)
-and carry no ``default_scope``; under mmengine's registries such a type is looked up in the sibling
-scopes and rewritten as ``mmdet.ResNet``, and every such substitution is reported.
+Shared by the in-process rules that need every parameter name (FF106, FF107), the verification
+worker and ``bench``; the building itself is the installed stack's (``freezefix.stacks``).
+mmcv-1.x era configs name mmdet classes without a scope (``type='ResNet'``) and carry no
+``default_scope``; under mmengine's registries such a type is looked up in the sibling scopes and
+rewritten as ``mmdet.ResNet``, and every such substitution is reported.  The mmcv 1.x stack's own
+build helpers make that fallback themselves, so there nothing is rewritten.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.probe import SIBLING_SCOPES, _offline, _registries
+from freezefix.probe import _find_class, _offline, _registries
+from freezefix.stacks import current
 
 _IGNORED = ("init_cfg", "pretrained")
 
@@ -47,7 +50,7 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
         type_name = cfg.get("type")
         if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in cfg:
             if default.get(type_name) is None:
-                for sibling in SIBLING_SCOPES:
+                for sibling in current().sibling_scopes:
                     registry = registries.get(sibling)
                     if sibling != scope and registry is not None and type_name in registry.module_dict:
                         out["type"] = substitutions[type_name] = f"{sibling}.{type_name}"
@@ -95,9 +98,8 @@ def import_plugins(values: dict, config_path: Path) -> list[str]:
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:
     """Build the config's model on ``device``; fall back to its top-level modules in a container."""
     import torch
-    from mmengine.config import ConfigDict
-    from mmengine.registry import DefaultScope
 
+    stack = current()
     result = Built(device=device)
     model_cfg = values.get("model")
     if not isinstance(model_cfg, dict):
@@ -106,18 +108,16 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
     result.notes.extend(import_plugins(values, config_path))
     _registries.cache_clear()  # plugins may have registered classes since the first look
     scope = default_scope_of(values)
-    cfg = scope_types(model_cfg, scope, result.substitutions)
-    instance = f"freezefix-build-{scope}"
-    if not DefaultScope.check_instance_created(instance):
-        DefaultScope.get_instance(instance, scope_name=scope)
-    registry = _registries().get(scope) or next(iter(_registries().values()))
+    if stack.rewrites_unscoped_types:
+        cfg = scope_types(model_cfg, scope, result.substitutions)
+    else:
+        cfg = {k: v for k, v in model_cfg.items() if k not in _IGNORED}
     errors = []
     for dev in dict.fromkeys([device, "cpu"]):
         try:
-            with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(dev):
+            with warnings.catch_warnings(), _offline(), torch.device(dev):
                 warnings.simplefilter("ignore")
-                # Detectors read nested settings as attributes (train_cfg.pts): ConfigDict, as mmengine gives.
-                result.model = registry.build(ConfigDict(copy.deepcopy(cfg)))
+                result.model = stack.build_model(copy.deepcopy(cfg), values, scope)
             result.device = dev
             return result
         except Exception as exc:  # noqa: BLE001 - try the next device, then module level
@@ -133,9 +133,11 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         if not isinstance(sub, dict) or "type" not in sub:
             continue
         try:
-            with warnings.catch_warnings(), _offline(), DefaultScope.overwrite_default_scope(scope), torch.device(device):
+            cls, found_in = _find_class(sub["type"], scope)
+            with warnings.catch_warnings(), _offline(), torch.device(device):
                 warnings.simplefilter("ignore")
-                container.add_module(name, registry.build(ConfigDict(copy.deepcopy(sub))))
+                part = stack.build_module(_registries()[found_in], stack.config_dict(dict(copy.deepcopy(sub), type=cls)), found_in)
+            container.add_module(name, part)
             built_any = True
         except Exception as exc:  # noqa: BLE001
             result.notes.append(f"{name} could not be built: {_describe(exc)}")
@@ -145,7 +147,6 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
     result.model = container
     result.level = "module"
     return result
-
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib
 import inspect
 import json
 import os
@@ -24,10 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from freezefix.stacks import current
+
 # Arguments that never change the structure of a module but may load weights from a hub.
 _IGNORED_ARGS = ("init_cfg", "pretrained")
-# Scopes tried, in order, for a type written without one (`type='ResNet'` in mmcv-1.x era configs).
-SIBLING_SCOPES = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
 MAX_PROBED_STAGES = 8
 _SCHEMA = 3  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
@@ -107,7 +106,8 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain"):
+    for name in ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain",
+                 "mmcls", "mmseg"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -117,21 +117,8 @@ def package_versions() -> dict[str, str]:
 
 @lru_cache(maxsize=None)
 def _registries() -> dict[str, Any]:
-    """The MODELS registry of each installed OpenMMLab package, with its modules registered."""
-    registries = {}
-    for scope, registry_module, models_module in (
-        ("mmdet3d", "mmdet3d.registry", "mmdet3d.models"),
-        ("mmdet", "mmdet.registry", "mmdet.models"),
-        ("mmpretrain", "mmpretrain.registry", "mmpretrain.models"),
-        ("mmseg", "mmseg.registry", "mmseg.models"),
-    ):
-        try:
-            registry = importlib.import_module(registry_module).MODELS
-            importlib.import_module(models_module)
-        except Exception:  # noqa: BLE001 - a package that is absent or broken simply does not count
-            continue
-        registries[scope] = registry
-    return registries
+    """The model registry of each installed OpenMMLab package, with its modules registered."""
+    return current().registries()
 
 
 def _find_class(type_name: str, scope_hint: str | None) -> tuple[Any, str]:
@@ -145,7 +132,7 @@ def _find_class(type_name: str, scope_hint: str | None) -> tuple[Any, str]:
             if cls is not None:
                 return cls, scope
         raise LookupError(f"{type_name!r} is not in any installed registry")
-    order = [s for s in (scope_hint, *SIBLING_SCOPES) if s in registries]
+    order = [s for s in (scope_hint, *current().sibling_scopes) if s in registries]
     for scope in dict.fromkeys(order):
         cls = registries[scope].get(type_name)
         if cls is not None:
@@ -177,16 +164,9 @@ def _accepts(cls: Any, name: str) -> bool:
 
 def _build(cls: Any, scope: str, kwargs: dict, device: str) -> Any:
     import torch
-    from mmengine.registry import DefaultScope
 
-    registry = _registries()[scope]
-    cfg = dict(kwargs, type=cls)
-    # Nested configs (norm_cfg, block types) are looked up in the class's own scope.
-    scope_name = f"freezefix-probe-{scope}"
-    if not DefaultScope.check_instance_created(scope_name):
-        DefaultScope.get_instance(scope_name, scope_name=scope)
-    with DefaultScope.overwrite_default_scope(scope), torch.device(device):
-        return registry.build(cfg)
+    with torch.device(device):
+        return current().build_module(_registries()[scope], dict(kwargs, type=cls), scope)
 
 
 def _state(module: Any) -> FreezeState:

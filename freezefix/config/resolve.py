@@ -121,7 +121,10 @@ def _substitute_text(text: str, filename: str) -> tuple[str, dict[str, str]]:
 
 
 def _is_lazy_import(tree: ast.Module) -> bool:
-    from mmengine.config.utils import _is_builtin_module
+    try:
+        from mmengine.config.utils import _is_builtin_module
+    except ImportError:
+        return False  # mmcv 1.x's Config has no lazy-import configs: it executes imports as written
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
@@ -154,7 +157,11 @@ def _base_files(tree: ast.Module) -> list[str]:
 def base_path(spec: str, child: Path) -> tuple[Path, str | None]:
     """Where a ``_base_`` entry points, and its registry scope for ``pkg::`` entries."""
     if "::" in spec:
-        from mmengine.config import Config
+        try:
+            from mmengine.config import Config
+        except ImportError:
+            raise ConfigError(f"base {spec!r} names a package (`pkg::`), which only mmengine's Config reads",
+                              child) from None
 
         try:
             path, scope = Config._get_cfg_path(spec, str(child))

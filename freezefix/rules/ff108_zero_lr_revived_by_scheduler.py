@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from freezefix.analysis import ConfigView
 from freezefix.rules.base import Example, Finding, Options, Rule, registry
+from freezefix.stacks import stack_name
 
 _CFG = """\
 model = dict(
@@ -100,8 +101,8 @@ def _run_mmengine(schedulers: Any, base_lr: float) -> Iterator[tuple[int, dict, 
     """Run each configured scheduler on a real optimizer with a 0-lr group; yield the revivers."""
     if isinstance(schedulers, dict):
         schedulers = [schedulers]
-    if not isinstance(schedulers, list):
-        return
+    if not isinstance(schedulers, list) or stack_name() != "mmengine":
+        return  # an mmengine schedule in an mmcv 1.x environment cannot run there, nor be trained with
     import torch
     from mmengine.optim import OptimWrapper
     from mmengine.registry import PARAM_SCHEDULERS

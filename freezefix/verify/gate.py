@@ -278,6 +278,6 @@ def _module_summary(name: str, before: dict | None, after: dict) -> str:
             f"{after['trainable_train']:,}; BN eval {bn_eval_before}/{before['bn_total']} → "
             f"{bn_eval_after}/{after['bn_total']}")
     if lr0_before != lr0_after:
-        text += f"; params at lr 0 or out of the optimizer {lr0_before:,} → {lr0_after:,}"
+        text += f"; trainable params at lr 0 or left out of the optimizer {lr0_before:,} → {lr0_after:,}"
     return text
 

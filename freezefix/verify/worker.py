@@ -1,4 +1,4 @@
-"""The verification worker: loads configs with mmengine and builds the real models, in its own process.
+"""The verification worker: loads configs and builds the real models with the installed stack, in its own process.
 
 Config code and plugin packages are arbitrary Python, and a model build can hang or take the
 process down; so this runs as ``python -m freezefix.verify.worker``, reads a JSON list of jobs on
@@ -7,16 +7,16 @@ deadline per job and restarts the worker past one that hangs).
 
 A job: ``{"id", "config", "origin", "device"}`` — ``config`` is the file to load (maybe a patched
 copy in an overlay directory), ``origin`` the file it stands for in the user's repository (plugin
-directories are looked up from there).  The answer holds mmengine's resolved values and, per
-top-level module and per child of it (the stages of a backbone), what trains: parameters, trainable
-after construction and after ``train()``, BatchNorm layers in training mode, and the lr each
-parameter gets from the optimizer built by the real mmengine constructor.
+directories are looked up from there).  The answer holds the stack's resolved values (mmengine's or
+mmcv 1.x's ``Config``) and, per top-level module and per child of it (the stages of a backbone),
+what trains: parameters, trainable after construction and after ``train()``, BatchNorm layers in
+training mode, the lr each parameter gets from the optimizer the stack's own constructor builds,
+and which frozen parameters that optimizer holds anyway (mmcv 1.x keeps them at the base lr).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 import time
@@ -31,41 +31,19 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
-def optim_wrapper_cfg(values: dict) -> dict | None:
-    """The optimizer config as mmengine's ``build_optim_wrapper`` takes it, for either era."""
-    wrapper = values.get("optim_wrapper")
-    if isinstance(wrapper, dict):
-        cfg = dict(wrapper)
-    elif isinstance(values.get("optimizer"), dict):
-        # mmcv 1.x: optimizer=dict(type=..., lr=..., paramwise_cfg=...) → an OptimWrapper around it.
-        optimizer = dict(values["optimizer"])
-        paramwise = optimizer.pop("paramwise_cfg", None)
-        cfg = dict(type="OptimWrapper", optimizer=optimizer)
-        if paramwise:
-            cfg["paramwise_cfg"] = paramwise
-    else:
-        return None
-    if cfg.get("type") == "AmpOptimWrapper":
-        cfg["type"] = "OptimWrapper"  # mixed precision needs CUDA; param groups are the same
-    cfg.pop("loss_scale", None)
-    return cfg
-
-
 def _lr_of_params(model: Any, values: dict) -> tuple[dict[str, float], float | None, str | None]:
-    from mmengine.optim import build_optim_wrapper
+    from freezefix.stacks import current
 
-    cfg = optim_wrapper_cfg(values)
-    if cfg is None:
-        return {}, None, "no optimizer in the config"
     try:
-        wrapper = build_optim_wrapper(model, cfg)
+        optimizer, base_lr = current().build_optimizer(model, values)
+    except LookupError as exc:
+        return {}, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, the rest of the facts still count
         return {}, None, f"optimizer could not be built: {type(exc).__name__}: {exc}"
     by_id = {}
-    for group in wrapper.optimizer.param_groups:
+    for group in optimizer.param_groups:
         for param in group["params"]:
             by_id[id(param)] = float(group["lr"])
-    base_lr = cfg.get("optimizer", {}).get("lr")
     return {n: by_id[id(p)] for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
 
 
@@ -74,9 +52,13 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: d
 
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
     bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
-    lr_numel: Counter = Counter()
+    lr_numel: Counter = Counter()  # over the params that trained when the optimizer was built
+    frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:
-        lr_numel["not in optimizer" if name not in lrs else repr(lrs[name])] += param.numel()
+        if constructed.get(name):
+            lr_numel["not in optimizer" if name not in lrs else repr(lrs[name])] += param.numel()
+        elif name in lrs:
+            frozen_in_optimizer[repr(lrs[name])] += param.numel()
     return {
         "class": type(module).__name__,
         "params": sum(p.numel() for _, p in params),
@@ -86,6 +68,7 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: d
         "bn_total": len(bns),
         "bn_training": sum(1 for m in bns if m.training),
         "lr": dict(lr_numel),
+        "frozen_in_optimizer": dict(frozen_in_optimizer),
     }
 
 
@@ -98,23 +81,21 @@ def _device(choice: str) -> str:
 
 
 def run_job(job: dict, cache: dict) -> dict:
-    from mmengine.config import Config
-
-    from freezefix.config.resolve import to_plain
     from freezefix.models import import_plugins
+    from freezefix.stacks import current
 
-    out: dict[str, Any] = {"id": job["id"], "ok": False}
+    out: dict[str, Any] = {"id": job["id"], "ok": False, "stack": current().name}
     origin = Path(job.get("origin") or job["config"])
     try:
-        cfg = Config.fromfile(job["config"], import_custom_modules=False)
+        values = current().load_config(job["config"])
     except Exception as exc:  # noqa: BLE001
-        out["error"] = f"mmengine cannot load it: {type(exc).__name__}: {exc}"
+        out["error"] = f"{current().name} cannot load it: {type(exc).__name__}: {exc}"
         return out
-    values = to_plain(cfg._cfg_dict)
     out["values"] = _jsonable(values)
     notes = import_plugins(values, origin)
     device = _device(job.get("device", "meta"))
-    key = json.dumps([repr(values.get("model")), repr(optim_wrapper_cfg(values)), values.get("default_scope"), device])
+    optim = {k: values.get(k) for k in ("optimizer", "optim_wrapper")}
+    key = json.dumps([repr(values.get("model")), repr(optim), values.get("default_scope"), device])
     out["built"] = key not in cache  # False: an identical (model, optimizer) pair was built already
     if key not in cache:
         started = time.perf_counter()
@@ -168,7 +149,9 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     warnings.simplefilter("ignore")
-    logging.getLogger("mmengine").setLevel(logging.ERROR)
+    from freezefix.stacks import current
+
+    current().quiet()
     jobs = json.load(sys.stdin)
     cache: dict = {}
     for job in jobs:

@@ -1,0 +1,96 @@
+"""The OpenMMLab stack freezefix runs in: one interface, two implementations.
+
+freezefix runs inside the user's training environment and asks that environment's own code every
+question about a model: which class a type names, what it freezes, which lr each parameter gets.
+Two stacks are in use and they answer differently (DESIGN.md §1):
+
+- ``mmengine``: mmengine + mmcv 2.x + mmdet 3.x + mmdet3d ≥ 1.1 — ``mmengine.Config``, scoped
+  ``MODELS`` registries with ``DefaultScope``, ``build_optim_wrapper``;
+- ``mmcv1``: mmcv-full 1.x + mmdet 2.x + mmdet3d 1.0 — ``mmcv.Config``, parent/child registries
+  whose build helpers fall back from mmdet3d to mmdet, ``mmcv.runner.build_optimizer`` (which keeps
+  frozen parameters in the optimizer as their own groups at the base lr).
+
+The stack is chosen by what is installed: mmcv 1.x (``mmcv-full``) means ``mmcv1``, anything else
+with mmengine means ``mmengine``.  ``FREEZEFIX_STACK=mmengine|mmcv1`` forces one.  Every caller goes
+through :func:`current`; nothing else in freezefix imports mmengine or mmcv directly.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+
+class StackUnavailable(RuntimeError):
+    """No OpenMMLab stack freezefix can build models with is installed."""
+
+
+class Stack(Protocol):
+    name: str  # 'mmengine' | 'mmcv1'
+    # Scopes tried, in order, for a type written without one (`type='ResNet'` in mmdet3d configs).
+    sibling_scopes: tuple[str, ...]
+    # Whether unscoped types must be rewritten to the scope that has them before a whole-model
+    # build (mmengine), or the stack's own build helpers fall back by themselves (mmcv 1.x).
+    rewrites_unscoped_types: bool
+
+    def describe(self) -> str:
+        """'mmcv-full 1.7.0, mmdet 2.28.2, mmdet3d 1.0.0rc6' — for reports."""
+
+    def registries(self) -> dict[str, Any]:
+        """scope → the registry its model classes are in, with the model modules imported."""
+
+    def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
+        """Build one module config (``type`` may be the class itself) as that scope's code would."""
+
+    def config_dict(self, cfg: dict) -> Any:
+        """The stack's ConfigDict (attribute access), which detectors expect for nested settings."""
+
+    def build_model(self, model_cfg: dict, values: dict, scope: str) -> Any:
+        """Build a whole detector the way the stack's train script does."""
+
+    def load_config(self, path: str) -> dict:
+        """The stack's own ``Config.fromfile`` (custom imports not run), as plain dicts and lists."""
+
+    def build_optimizer(self, model: Any, values: dict) -> tuple[Any, float | None]:
+        """The torch optimizer the stack's own constructor builds for ``model``, and the base lr."""
+
+    def quiet(self) -> None:
+        """Silence the stack's per-parameter log lines (they are not news to a freezefix user)."""
+
+
+def installed_version(*names: str) -> str | None:
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def stack_name() -> str:
+    """Which stack this environment has, without importing it (cheap: package metadata only)."""
+    forced = os.environ.get("FREEZEFIX_STACK")
+    if forced in ("mmengine", "mmcv1"):
+        return forced
+    mmcv = installed_version("mmcv-full", "mmcv")
+    if mmcv is not None and mmcv.split(".")[0] in ("0", "1"):
+        return "mmcv1"
+    return "mmengine"
+
+
+@lru_cache(maxsize=None)
+def current() -> Stack:
+    if stack_name() == "mmcv1":
+        from freezefix.stacks.mmcv1_stack import Mmcv1Stack
+
+        return Mmcv1Stack()
+    from freezefix.stacks.mmengine_stack import MmengineStack
+
+    return MmengineStack()
+
+
+def describe_versions(names: tuple[str, ...]) -> str:
+    found = [(n, installed_version(n)) for n in names]
+    return ", ".join(f"{n} {v}" for n, v in found if v) or "no OpenMMLab package"

@@ -1,0 +1,97 @@
+"""The mmcv 1.x stack: mmcv-full 1.x + mmdet 2.x + mmdet3d 1.0 (and mmcls / mmseg 0.x).
+
+Where most BEV research repos (CMT, PETR, BEVFormer, UniAD …) train.  Its registries form a tree
+under mmcv's ``MODELS``; an unscoped ``type='ResNet'`` in an mmdet3d config is found because
+mmdet3d's ``build_backbone`` & co. fall back to mmdet's registry themselves, so nothing is rewritten.
+Its optimizer constructor (``mmcv.runner.build_optimizer``) keeps parameters with
+``requires_grad=False`` in the optimizer, each in its own group at the base lr: harmless, since they
+never get a gradient and torch optimizers skip parameters whose ``grad`` is None.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+from typing import Any
+
+from freezefix.stacks import describe_versions
+
+
+def optimizer_cfg(values: dict) -> dict | None:
+    """The optimizer config as ``mmcv.runner.build_optimizer`` takes it, for either config era."""
+    if isinstance(values.get("optimizer"), dict):
+        return copy.deepcopy(values["optimizer"])
+    wrapper = values.get("optim_wrapper")
+    if isinstance(wrapper, dict) and isinstance(wrapper.get("optimizer"), dict):
+        # An mmengine era config in an mmcv 1.x environment: the same settings, mmcv 1.x's shape.
+        cfg = copy.deepcopy(wrapper["optimizer"])
+        for key in ("paramwise_cfg", "constructor"):
+            if key in wrapper:
+                cfg[key] = copy.deepcopy(wrapper[key])
+        return cfg
+    return None
+
+
+class Mmcv1Stack:
+    name = "mmcv1"
+    sibling_scopes = ("mmdet3d", "mmdet", "mmcls", "mmseg")
+    rewrites_unscoped_types = False
+
+    def describe(self) -> str:
+        return describe_versions(("mmcv-full", "mmcv", "mmdet", "mmdet3d"))
+
+    def registries(self) -> dict[str, Any]:
+        registries = {}
+        for scope in self.sibling_scopes:
+            try:
+                importlib.import_module(f"{scope}.models")
+                registry = importlib.import_module(f"{scope}.models.builder").MODELS
+            except Exception:  # noqa: BLE001 - a package that is absent or broken simply does not count
+                continue
+            registries[scope] = registry
+        return registries
+
+    def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
+        # Nested types are built by the class's own module through its package's build helpers.
+        return registry.build(cfg)
+
+    def config_dict(self, cfg: dict) -> Any:
+        from mmcv import ConfigDict
+
+        return ConfigDict(cfg)
+
+    def build_model(self, model_cfg: dict, values: dict, scope: str) -> Any:
+        # As the repos' tools/train.py do; train_cfg / test_cfg may sit beside the model (mmdet 2.0
+        # style).  An mmengine era train_cfg=dict(type='EpochBasedTrainLoop') is a loop, not the model's.
+        cfg = self.config_dict(model_cfg)
+        train_cfg, test_cfg = (
+            self.config_dict(side) if isinstance(side, dict) and "type" not in side else None
+            for side in (values.get("train_cfg"), values.get("test_cfg"))
+        )
+        if scope == "mmdet3d" and "mmdet3d" in self.registries():
+            from mmdet3d.models import build_model
+
+            return build_model(cfg, train_cfg=train_cfg, test_cfg=test_cfg)
+        from mmdet.models import build_detector
+
+        return build_detector(cfg, train_cfg=train_cfg, test_cfg=test_cfg)
+
+    def load_config(self, path: str) -> dict:
+        from mmcv import Config
+
+        from freezefix.config.resolve import to_plain
+
+        return to_plain(Config.fromfile(path, import_custom_modules=False)._cfg_dict)
+
+    def build_optimizer(self, model: Any, values: dict) -> tuple[Any, float | None]:
+        from mmcv.runner import build_optimizer
+
+        cfg = optimizer_cfg(values)
+        if cfg is None:
+            raise LookupError("no optimizer in the config")
+        return build_optimizer(model, cfg), cfg.get("lr")
+
+    def quiet(self) -> None:
+        for name in ("mmcv", "mmdet", "mmdet3d"):
+            logging.getLogger(name).setLevel(logging.ERROR)
