@@ -13,12 +13,11 @@ from __future__ import annotations
 import copy
 import importlib
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.probe import _find_class, _offline, _registries
+from freezefix.probe import _find_class, _registries, on_first_device
 from freezefix.stacks import current
 
 _IGNORED = ("init_cfg", "pretrained")
@@ -112,19 +111,12 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         cfg = scope_types(model_cfg, scope, result.substitutions)
     else:
         cfg = {k: v for k, v in model_cfg.items() if k not in _IGNORED}
-    errors = []
-    for dev in dict.fromkeys([device, "cpu"]):
-        try:
-            with warnings.catch_warnings(), _offline(), torch.device(dev):
-                warnings.simplefilter("ignore")
-                result.model = stack.build_model(copy.deepcopy(cfg), values, scope)
-            result.device = dev
-            return result
-        except Exception as exc:  # noqa: BLE001 - try the next device, then module level
-            errors.append(_describe(exc))
-            if dev != "meta" or "meta" not in str(exc).lower():
-                break
-    result.notes.append(f"the model class could not be built ({errors[-1]})")
+    try:
+        result.model, result.device = on_first_device(lambda: stack.build_model(copy.deepcopy(cfg), values, scope), device)
+        return result
+    except Exception as exc:  # noqa: BLE001 - then module level
+        error = _describe(exc)
+    result.notes.append(f"the model class could not be built ({error})")
     container = torch.nn.Module()
     names = modules if modules is not None else [k for k, v in cfg.items() if isinstance(v, dict) and "type" in v]
     built_any = False
@@ -134,15 +126,14 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
             continue
         try:
             cls, found_in = _find_class(sub["type"], scope)
-            with warnings.catch_warnings(), _offline(), torch.device(device):
-                warnings.simplefilter("ignore")
-                part = stack.build_module(_registries()[found_in], stack.config_dict(dict(copy.deepcopy(sub), type=cls)), found_in)
+            part_cfg = stack.config_dict(dict(copy.deepcopy(sub), type=cls))
+            part, result.device = on_first_device(lambda: stack.build_module(_registries()[found_in], part_cfg, found_in), device)
             container.add_module(name, part)
             built_any = True
         except Exception as exc:  # noqa: BLE001
             result.notes.append(f"{name} could not be built: {_describe(exc)}")
     if not built_any:
-        result.error = errors[-1]
+        result.error = error
         return result
     result.model = container
     result.level = "module"

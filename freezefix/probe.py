@@ -162,11 +162,42 @@ def _accepts(cls: Any, name: str) -> bool:
     return False
 
 
-def _build(cls: Any, scope: str, kwargs: dict, device: str) -> Any:
+def on_device(device: str) -> Any:
+    """A context in which new modules' tensors are created on ``device``.
+
+    torch < 2.0 (still found in old BEV environments) has no device context; there only the CPU is
+    possible, and the RuntimeError below sends callers down their CPU fallback (meta is a speed-up,
+    never a requirement).
+    """
     import torch
 
-    with torch.device(device):
-        return current().build_module(_registries()[scope], dict(kwargs, type=cls), scope)
+    if hasattr(torch.device, "__enter__"):
+        return torch.device(device)
+    if device == "cpu":
+        return contextlib.nullcontext()
+    raise RuntimeError(f"building on the {device} device needs torch >= 2.0; falling back to the CPU (not meta)")
+
+
+def _build(cls: Any, scope: str, kwargs: dict) -> Any:
+    return current().build_module(_registries()[scope], dict(kwargs, type=cls), scope)
+
+
+def on_first_device(build_it: Any, device: str) -> tuple[Any, str]:
+    """``build_it()`` on ``device``; on the CPU when some op cannot be created on meta.
+
+    Never downloads weights, and silences constructors' warnings about deprecated arguments of the
+    user's config (not ours to show).
+    """
+    try:
+        with warnings.catch_warnings(), _offline(), on_device(device):
+            warnings.simplefilter("ignore")
+            return build_it(), device
+    except (NotImplementedError, RuntimeError) as exc:
+        if device != "meta" or "meta" not in str(exc).lower():
+            raise
+    with warnings.catch_warnings(), _offline(), on_device("cpu"):
+        warnings.simplefilter("ignore")
+        return build_it(), "cpu"
 
 
 def _state(module: Any) -> FreezeState:
@@ -317,18 +348,7 @@ class Prober:
         return facts
 
     def _build(self, cls: Any, scope: str, kwargs: dict) -> Any:
-        with warnings.catch_warnings(), _offline():
-            # Constructors warn about deprecated arguments of the user's config: not ours to show.
-            warnings.simplefilter("ignore")
-            return self._build_on_device(cls, scope, kwargs)
-
-    def _build_on_device(self, cls: Any, scope: str, kwargs: dict) -> Any:
-        try:
-            return _build(cls, scope, kwargs, self.device)
-        except (NotImplementedError, RuntimeError) as exc:
-            if self.device != "meta" or "meta" not in str(exc).lower():
-                raise
-            return _build(cls, scope, kwargs, "cpu")  # some ops cannot be created on meta
+        return on_first_device(lambda: _build(cls, scope, kwargs), self.device)[0]
 
     def _scan(self, facts: ClassFacts, cls: Any, scope: str, kwargs: dict) -> None:
         facts.scanned = True

@@ -1,0 +1,206 @@
+"""freezefix on the OLD OpenMMLab stack most BEV research repos train on.
+
+mmcv-full 1.7.0 + mmdet 2.28.2 + mmdet3d 1.0.0rc6, in the venv scripts/setup_venv_mmcv1.sh makes;
+scripts/test_mmcv1.sh (the second CI lane) runs this file there.  In the mmengine venv it is skipped.
+Every number here is read off the real classes and the real mmcv 1.x optimizer constructor.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from freezefix.stacks import stack_name
+
+from ..conftest import FIXTURES, snapshot
+
+pytestmark = pytest.mark.skipif(stack_name() != "mmcv1", reason="needs the mmcv 1.x stack (bash scripts/test_mmcv1.sh)")
+
+BASE = "configs/_base_/models/cmt_voxel0075_r50.py"
+CHILD = "configs/cmt/cmt_voxel0075_r50_finetune.py"
+LAYER4 = 14_942_208  # ResNet50's layer4: what frozen_stages=3 leaves trainable
+RESNET50 = 23_508_032
+
+
+def _mvxnet() -> Path:
+    import mmdet3d
+
+    return Path(mmdet3d.__file__).parent / ".mim/configs/mvxnet/dv_mvx-fpn_second_secfpn_adamw_2x8_80e_kitti-3d-3class.py"
+
+
+def test_the_mmcv1_stack_is_chosen_and_mmengine_is_absent():
+    import importlib.util
+
+    from freezefix.stacks import current
+
+    assert current().name == "mmcv1"
+    assert "mmcv-full 1.7.0" in current().describe() and "mmdet3d 1.0.0rc6" in current().describe()
+    # freezefix must not need mmengine here (it would also pull opencv-python beside the headless build).
+    assert importlib.util.find_spec("mmengine") is None
+
+
+def test_probe_reads_the_real_mmdet2_classes():
+    from freezefix.probe import Prober
+
+    prober = Prober()
+    resnet = prober.facts(dict(type="ResNet", depth=50, frozen_stages=3, norm_eval=True), scope_hint="mmdet3d")
+    assert resnet.scope == "mmdet" and resnet.class_path == "mmdet.models.backbones.resnet.ResNet"
+    assert resnet.observed.trainable_params == LAYER4
+    assert resnet.full_freeze == 4 and resnet.first_invalid == 5 and resnet.total_params == RESNET50
+    second = prober.facts(dict(type="SECOND", in_channels=256, frozen_stages=3), scope_hint="mmdet3d")
+    # mmcv 1.x re-raises a constructor's error with the class name in front.
+    assert second.scope == "mmdet3d" and not second.accepts_frozen_stages
+    assert second.error.startswith("TypeError") and "frozen_stages" in second.error
+
+
+def test_seed_is_checked_fixed_and_verified_on_the_real_classes(copy_fixture, cli):
+    root = copy_fixture("seed_cmt")
+    check = cli("check", "configs")
+    assert check.exit_code == 1
+    assert check.stdout.splitlines()[0].startswith(f"{BASE}:14:23: FF101 [*] img_backbone: lr_mult=0.0")
+    original = (root / BASE).read_bytes()
+    applied = cli("apply", "configs")
+    assert applied.exit_code == 0, applied.output
+    assert (root / BASE).read_bytes() == original.replace(b"frozen_stages=3,", b"frozen_stages=4,")
+    # The gate built both real models with mmdet3d.models.build_model (the plugin's CmtDetector
+    # registered in mmdet's DETECTORS, as CMT does) and measured layer4 before and after.
+    assert f"img_backbone (ResNet): {LAYER4:,} trainable params in layer4 → 0" in applied.output
+    assert "module level" not in applied.output
+    assert cli("check", "configs").exit_code == 0
+    after = snapshot(root)
+    assert cli("apply", "configs").exit_code == 0 and snapshot(root) == after
+
+
+def _independent_model_and_optimizer(config: Path):
+    """The model and optimizer as an mmcv 1.x train script builds them: no freezefix code involved."""
+    import importlib
+    import sys
+
+    import torch
+    from mmcv import Config
+    from mmcv.runner import build_optimizer
+    from mmdet3d.models import build_model
+
+    cfg = Config.fromfile(str(config))
+    if cfg.get("plugin"):
+        root = next(p for p in config.resolve().parents if (p / cfg.plugin_dir).is_dir())
+        sys.path.insert(0, str(root))
+        importlib.import_module(cfg.plugin_dir.strip("/").replace("/", "."))
+    with torch.device("cpu"):
+        model = build_model(cfg.model, train_cfg=cfg.get("train_cfg"), test_cfg=cfg.get("test_cfg"))
+    optimizer = build_optimizer(model, cfg.optimizer)
+    model.train()
+    return model, optimizer
+
+
+def test_explain_shows_the_mmcv1_optimizer_truth_for_the_seed(cli):
+    config = FIXTURES / "seed_cmt" / CHILD
+    result = cli("explain", str(config), "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["stack"] == "mmcv1" and data["base_lr"] == 0.0001
+    backbone = next(r for r in data["modules"] if r["module"] == "img_backbone")
+    # layer4 trains at lr 0 (the trap); everything frozen_stages=3 froze is STILL in the optimizer,
+    # in groups of its own at the base lr, because mmcv 1.x's constructor keeps frozen params.
+    assert backbone["lr"] == [{"lr": 0.0, "lr_mult": 0.0, "params": LAYER4}]
+    assert backbone["frozen_in_optimizer"] == [{"lr": 0.0001, "lr_mult": 1.0, "params": RESNET50 - LAYER4}]
+    # The same, counted on a model and optimizer built independently, as CMT's tools/train.py would.
+    model, optimizer = _independent_model_and_optimizer(config)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    frozen = [p for p in model.img_backbone.parameters() if not p.requires_grad]
+    assert sum(p.numel() for p in frozen) == RESNET50 - LAYER4
+    assert all(lr_of[id(p)] == 0.0001 for p in frozen)
+    text = cli("explain", str(config))
+    assert "frozen: 0.0001: 8,565,824" in text.stdout and "mmcv.runner.build_optimizer" in text.stdout
+    assert "grad is None" in text.stdout
+
+
+def test_frozen_params_held_by_the_mmcv1_optimizer_are_never_updated():
+    """What explain's note claims, shown on the real stack: no update, no optimizer state."""
+    import torch
+    from mmcv.runner import build_optimizer
+    from mmdet.models import build_backbone
+
+    torch.manual_seed(0)
+    backbone = build_backbone(dict(type="ResNet", depth=18, frozen_stages=2, norm_eval=True))
+    optimizer = build_optimizer(backbone, dict(type="AdamW", lr=1e-2, weight_decay=0.05,
+                                               paramwise_cfg=dict(custom_keys={"layer4": dict(lr_mult=0.1)})))
+    backbone.train()
+    frozen = {n: p.detach().clone() for n, p in backbone.named_parameters() if not p.requires_grad}
+    trained = {n: p.detach().clone() for n, p in backbone.named_parameters() if p.requires_grad}
+    held = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    assert frozen and all(id(p) in held for n, p in backbone.named_parameters() if n in frozen)
+    for _ in range(2):
+        optimizer.zero_grad()
+        sum(o.mean() for o in backbone(torch.randn(2, 3, 64, 64))).backward()
+        optimizer.step()
+    for name, param in backbone.named_parameters():
+        if name in frozen:
+            assert param.grad is None and torch.equal(param, frozen[name]) and param not in optimizer.state
+        else:
+            assert param in optimizer.state and not torch.equal(param, trained[name])
+
+
+def test_explain_on_mmdet3d_rc6_shipped_mvxnet_matches_the_model_built_independently(cli):
+    result = cli("explain", str(_mvxnet()), "--format", "json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["level"] == "model" and data["stack"] == "mmcv1"
+    model, _ = _independent_model_and_optimizer(_mvxnet())
+    expected = {}
+    for name, child in model.named_children():
+        params = list(child.parameters())
+        if params:
+            expected[name] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+    reported = {row["module"]: (row["params"], row["trainable_after_train"]) for row in data["modules"]}
+    assert reported == expected
+    assert reported["img_backbone"] == (RESNET50, 23_232_512)
+
+
+def test_a_plugin_that_cannot_be_imported_falls_back_to_module_level_and_says_so(copy_fixture, cli):
+    root = copy_fixture("seed_cmt")
+    (root / "projects/mmdet3d_plugin/cmt_detector.py").write_text("import cmt_compiled_ops  # not installed\n")
+    applied = cli("apply", "configs")
+    assert applied.exit_code == 0, applied.output
+    assert "not importable" in applied.output and "module level" in applied.output
+    assert b"frozen_stages=4," in (root / BASE).read_bytes()
+
+
+def _shipped_configs() -> list[Path]:
+    import mmdet
+    import mmdet3d
+
+    found = []
+    for package in (mmdet3d, mmdet):
+        found += sorted((Path(package.__file__).parent / ".mim/configs").rglob("*.py"))
+    return found
+
+
+def test_resolver_equals_mmcv_config_on_every_shipped_config():
+    """Our resolver gives mmcv.Config's values on the configs shipped with mmdet 2.28 / mmdet3d rc6."""
+    import warnings
+
+    from mmcv import Config
+
+    from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver, to_plain
+
+    configs = _shipped_configs()
+    assert len(configs) > 500
+    resolver, compared, unloadable = Resolver(), 0, []
+    for path in configs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
+        except Exception as exc:  # noqa: BLE001 - mmcv itself cannot load it: we must say so too
+            unloadable.append(path)
+            with pytest.raises((ConfigError, NotAnalysable)):
+                resolver.values(path)
+            continue
+        assert resolver.values(path) == expected, path
+        compared += 1
+    print(f"{compared} configs equal mmcv.Config's values; {len(unloadable)} unloadable by mmcv too")
+    assert compared > 500
