@@ -53,9 +53,10 @@ if ! "$venv/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
   "${pip[@]}" install -q --no-deps "$wheel"
 fi
 
-# mmdet3d 1.0.0rc6 asserts mmcv<=1.7.0 and pulls open3d & co. through its declared requirements;
-# building models needs none of them.
-"${pip[@]}" install -q --pre --no-deps --no-build-isolation mmdet mmdet3d
+# mmdet3d 1.0.0rc6 asserts mmcv<=1.7.0, imports mmseg 0.x at the top, and pulls open3d & co.
+# through its declared requirements; building models needs none of them.
+"${pip[@]}" install -q prettytable
+"${pip[@]}" install -q --pre --no-deps --no-build-isolation mmdet mmsegmentation mmdet3d
 
 # freezefix itself (editable) with its own and its test dependencies; no mmengine in this stack.
 "${pip[@]}" install -q --no-build-isolation -e "$root[test]"
