@@ -17,9 +17,10 @@ Example
     the module with ``frozen_stages`` instead.
 
 Fix safety
-    Reported only.  For mmengine schedulers the claim is checked by running the configured
-    scheduler on a real optimizer with a 0-lr group; mmcv 1.x ``lr_config`` policies are judged from
-    their documented formulas (they cannot be run under mmengine).
+    Reported only.  The claim is checked by running the configured schedule on a real optimizer
+    with a 0-lr group, with the installed stack's own code: mmengine's ``param_scheduler`` classes,
+    or mmcv 1.x's ``LrUpdaterHook`` for ``lr_config``.  An mmcv 1.x ``lr_config`` in an mmengine
+    environment (which has no such hooks) is judged from the policies' documented formulas.
 """
 
 from __future__ import annotations
@@ -82,7 +83,14 @@ class ZeroLrRevivedByScheduler(Rule):
                 )
         else:
             lr_config = view.values.get("lr_config")
-            why = _mmcv1_revives(lr_config)
+            if stack_name() == "mmcv1":
+                epochs = _mmcv1_max_epochs(view.values)
+                peak = view.prober.remembered(
+                    ["lr_config", repr(lr_config), base_lr, epochs], lambda: _run_mmcv1_hook(lr_config, base_lr, epochs)
+                )
+                why = f"policy={lr_config['policy']!r} gives 0-lr groups lr up to {peak:.3g}" if peak else None
+            else:
+                why = _mmcv1_revives(lr_config)
             if why:
                 yield self.finding(
                     f"lr_config {why}: the modules behind {', '.join(repr(k) for k in zero_keys)} train "
@@ -128,6 +136,52 @@ def _run_mmengine(schedulers: Any, base_lr: float) -> Iterator[tuple[int, dict, 
                 break
         if peak > 0:
             yield index, cfg, peak
+
+
+_ITERS_PER_EPOCH = 20  # the schedule's shape, not the data set's size, decides whether 0 leaves 0
+
+
+def _mmcv1_max_epochs(values: dict) -> int:
+    runner = values.get("runner")
+    for epochs in (runner.get("max_epochs") if isinstance(runner, dict) else None, values.get("total_epochs")):
+        if isinstance(epochs, int) and epochs > 0:
+            return epochs
+    return 12
+
+
+def _run_mmcv1_hook(lr_config: Any, base_lr: float, epochs: int) -> float | None:
+    """Run mmcv 1.x's own LrUpdaterHook for ``lr_config`` over a whole schedule, as its Runner would
+    (``register_lr_hook`` names the hook, ``before_train_epoch`` / ``before_train_iter`` set the lrs),
+    on an optimizer whose first group has lr 0; the highest lr that group reaches, or None."""
+    if not isinstance(lr_config, dict) or not isinstance(lr_config.get("policy"), str):
+        return None
+    from types import SimpleNamespace
+
+    import torch
+    from mmcv.runner import HOOKS
+    from mmcv.utils import build_from_cfg
+
+    cfg = dict(lr_config)
+    policy = cfg.pop("policy")
+    policy = policy.title() if policy == policy.lower() else policy  # as Runner.register_lr_hook
+    frozen, live = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [frozen], "lr": 0.0}, {"params": [live], "lr": base_lr}], lr=base_lr)
+    runner = SimpleNamespace(optimizer=optimizer, epoch=0, iter=0, max_epochs=epochs,
+                             max_iters=epochs * _ITERS_PER_EPOCH, data_loader=range(_ITERS_PER_EPOCH))
+    try:
+        hook = build_from_cfg(dict(cfg, type=f"{policy}LrUpdaterHook"), HOOKS)
+        hook.before_run(runner)
+        peak = 0.0
+        for epoch in range(epochs):
+            runner.epoch = epoch
+            hook.before_train_epoch(runner)
+            for _ in range(_ITERS_PER_EPOCH):
+                hook.before_train_iter(runner)
+                peak = max(peak, optimizer.param_groups[0]["lr"])
+                runner.iter += 1
+    except Exception:  # noqa: BLE001 - a schedule that cannot be run here is not judged
+        return None
+    return peak or None
 
 
 def _mmcv1_revives(lr_config: Any) -> str | None:

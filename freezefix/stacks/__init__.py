@@ -17,14 +17,18 @@ through :func:`current`; nothing else in freezefix imports mmengine or mmcv dire
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Protocol
 
-
-class StackUnavailable(RuntimeError):
-    """No OpenMMLab stack freezefix can build models with is installed."""
+# Import-time noise of the mmcv 1.x stack that says nothing about the user's configs: mmcv 1.7's
+# notice of the 2.0 rename, and torch's "No CUDA runtime is found" when mmcv loads its C++ helpers.
+# Set here, before anything in freezefix can import mmcv.
+warnings.filterwarnings("ignore", message="On January 1, 2023, MMCV will release v2.0.0", category=UserWarning)
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 class Stack(Protocol):

@@ -207,3 +207,48 @@ def test_resolver_equals_mmcv_config_on_every_shipped_config():
         compared += 1
     print(f"{compared} configs equal mmcv.Config's values; {len(unloadable)} unloadable by mmcv too")
     assert compared > 500
+
+
+@pytest.mark.parametrize(
+    ("schedule", "revived"),
+    [
+        ("dict(policy='CosineAnnealing', warmup='linear', warmup_iters=50, warmup_ratio=0.001, min_lr=1e-6)", True),
+        ("dict(policy='CosineAnnealing', warmup='linear', warmup_iters=50, warmup_ratio=0.001, min_lr_ratio=1e-3)", False),
+        ("dict(policy='OneCycle', max_lr=0.01)", True),
+        ("dict(policy='step', step=[8, 11])", False),
+    ],
+)
+def test_ff108_runs_mmcv1s_own_lr_updater_hook(tmp_path, cli, schedule, revived):
+    config = tmp_path / "finetune.py"
+    config.write_text(
+        "model = dict(type='RetinaNet', backbone=dict(type='ResNet', depth=18, frozen_stages=-1))\n"
+        "optimizer = dict(type='SGD', lr=0.01, paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n"
+        f"lr_config = {schedule}\n"
+        "runner = dict(type='EpochBasedRunner', max_epochs=12)\n"
+    )
+    result = cli("check", str(config), "--select", "FF108")
+    assert (result.exit_code == 1) is revived, result.output
+    if revived:
+        assert "gives 0-lr groups lr up to" in result.stdout
+
+
+def test_check_over_every_shipped_config_of_the_old_stack(cli):
+    """755 configs of mmdet 2.28 / mmdet3d rc6: none fails to load; what is found is explained."""
+    import mmdet
+    import mmdet3d
+
+    from freezefix.config.resolve import Resolver
+
+    roots = [str(Path(p.__file__).parent / ".mim/configs") for p in (mmdet3d, mmdet)]
+    result = cli("check", *roots, "--format", "json", "--no-progress")
+    data = json.loads(result.stdout)
+    assert data["summary"]["errors"] == 0 and data["summary"]["configs_checked"] > 700, data["summary"]
+    assert data["findings"], "the shipped Swin and Deformable DETR configs carry dead custom keys"
+    by_tail = {p.parts[-2:]: p for p in _shipped_configs()}
+    for finding in data["findings"]:
+        assert finding["code"] == "FF106"
+        values = Resolver().values(by_tail[Path(finding["configs"][0]).parts[-2:]])
+        if "absolute_pos_embed" in finding["message"]:  # Swin built without an absolute position embedding
+            assert values["model"]["backbone"].get("use_abs_pos_embed", False) is False
+        else:  # two-stage Deformable DETR has no reference_points layer
+            assert "'reference_points'" in finding["message"] and values["model"]["bbox_head"]["as_two_stage"]
