@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezefix.config.locate import Key
 from freezefix.probe import ClassFacts, ModelFacts, Prober
 
-Key = tuple[str, ...]
 
 # Modules that feed each other, upstream first (DESIGN.md §2, FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezefix.config.locate import Key
 from freezefix.analysis import ConfigView
 from freezefix.config.graph import BaseGraph
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
@@ -18,7 +19,6 @@ from freezefix.probe import Prober
 from freezefix.rules import Finding, Options, registry
 from freezefix.textio import SourceError, atomic_write
 
-Key = tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import click
 from freezefix import report
 from freezefix.api import RunOptions, RunResult, Session, apply_until_stable
 from freezefix.settings import SettingsError, load_settings
+from freezefix.stacks import missing as missing_stack
 
 # mmengine imports pkg_resources to find `pkg::` bases; its deprecation notice is not the user's business.
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
@@ -37,9 +38,16 @@ def _cache_dir() -> Path | None:
     return Path(base)
 
 
+class NoStack(click.ClickException):
+    exit_code = 2  # like any other input freezefix cannot judge
+
+
 def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto",
              jobs=None) -> RunOptions:
     """Command-line options over [tool.freezefix] over the defaults."""
+    why = missing_stack()
+    if why:  # every rule needs the real classes: without them "no findings" would be a lie
+        raise NoStack(why)
     try:
         settings = load_settings(list(paths))
     except SettingsError as exc:

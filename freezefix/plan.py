@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from freezefix.config.graph import BaseGraph
-from freezefix.config.locate import Location
+from freezefix.config.locate import Key, Location
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.rewrite import AppendAssignment, FileEdit, InsertEntry, RemoveEntry, ReplaceValue, RewriteError, apply_edits
 from freezefix.rules.base import REMOVE, Change
 
-Key = tuple[str, ...]
 
 
 @dataclass

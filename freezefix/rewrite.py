@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import keyword
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -53,7 +53,7 @@ class AppendAssignment:
     value: Any
 
 
-FileEdit = ReplaceValue | InsertEntry | RemoveEntry | AppendAssignment
+FileEdit = Union[ReplaceValue, InsertEntry, RemoveEntry, AppendAssignment]  # typing.Union: Python 3.8
 
 
 class RewriteError(Exception):

@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the same parser, as a package, for the Python 3.8-3.10 of many training environments
+    import tomli as tomllib
 
 
 class SettingsError(Exception):

@@ -53,7 +53,7 @@ def read_source(path: Path) -> SourceFile:
     except UnicodeDecodeError as exc:
         raise SourceError(
             f"not valid UTF-8 (byte {exc.start}: {body[exc.start:exc.start + 1]!r}); "
-            "mmengine reads configs as UTF-8, so this file cannot load either"
+            "mmengine and mmcv read configs as UTF-8, so this file cannot load either"
         ) from None
     return SourceFile(path, text, has_bom, hashlib.sha256(raw).hexdigest())
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Dict, Tuple
 
-Key = tuple[str, ...]
+# A dotted key of a resolved config, e.g. ('model', 'img_backbone', 'frozen_stages').
+# typing.Tuple, not tuple[...]: a module-level alias is evaluated at import, and Python 3.8 has no tuple[...].
+Key = Tuple[str, ...]
 _NOT_LITERAL = object()
 
 
@@ -45,7 +47,7 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-LocationMap = dict[Key, Location]
+LocationMap = Dict[Key, Location]
 
 
 class _Columns:

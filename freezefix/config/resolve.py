@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from freezefix.config.locate import Location, LocationMap, build_location_map
+from freezefix.config.locate import Key, Location, LocationMap, build_location_map
 from freezefix.textio import SourceError, SourceFile, read_source
 
-Key = tuple[str, ...]
 
 BASE_KEY = "_base_"
 DELETE_KEY = "_delete_"
@@ -291,7 +290,7 @@ class Resolver:
         if source.has_bom:
             # mmengine reads configs as plain UTF-8, so the BOM reaches ast.parse and fails there.
             raise ConfigError(
-                "starts with a UTF-8 BOM, which mmengine cannot load (SyntaxError: invalid non-printable "
+                "starts with a UTF-8 BOM, which neither mmengine nor mmcv can load (SyntaxError: invalid non-printable "
                 "character U+FEFF); save it as UTF-8 without BOM",
                 path,
             )

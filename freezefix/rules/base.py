@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
+from freezefix.config.locate import Key
 from freezefix.analysis import ConfigView
 
-Key = tuple[str, ...]
 
 
 class _Remove:

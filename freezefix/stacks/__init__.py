@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -71,6 +72,18 @@ def installed_version(*names: str) -> str | None:
         except PackageNotFoundError:
             continue
     return None
+
+
+def missing() -> str | None:
+    """Why no stack can be used here, or None; from package metadata, importing nothing."""
+    from importlib.util import find_spec
+
+    absent = [name for name in ("torch", "mmdet") if find_spec(name) is None]
+    if not absent:
+        return None
+    return (f"{' and '.join(absent)} not installed in this Python ({sys.executable}). freezefix reads what it "
+            "checks off the real model classes, so it runs in the environment your configs train in: "
+            "mmdet / mmdet3d with mmengine, or with mmcv-full 1.x")
 
 
 def stack_name() -> str:
