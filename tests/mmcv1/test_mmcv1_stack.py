@@ -252,3 +252,22 @@ def test_check_over_every_shipped_config_of_the_old_stack(cli):
             assert values["model"]["backbone"].get("use_abs_pos_embed", False) is False
         else:  # two-stage Deformable DETR has no reference_points layer
             assert "'reference_points'" in finding["message"] and values["model"]["bbox_head"]["as_two_stage"]
+
+
+def test_freeze_policy_inserts_lr_mult_keys_that_the_real_mmcv1_optimizer_honours(copy_fixture, cli):
+    """The seed's four-module freeze: new custom keys under mmcv 1.x `optimizer=`, checked by the gate
+    against the optimizer mmcv.runner.build_optimizer builds from the rewritten config."""
+    from freezefix.config.resolve import Resolver
+
+    root = copy_fixture("seed_cmt")
+    four = ("img_backbone", "pts_backbone", "pts_voxel_encoder", "pts_middle_encoder")
+    result = cli("apply", "configs", "--freeze", ",".join(four))
+    assert result.exit_code == 1, result.output  # FF105 remains: SECOND & co. have no norm_eval
+    assert "5 fixed" in result.stderr
+    output = " ".join(result.output.split())
+    assert "pts_backbone (SECOND): 4,280,832 trainable params in blocks → 4,280,832" in output
+    assert "trainable params at lr 0 or left out of the optimizer 0 → 4,280,832" in output
+    values = Resolver().values(root / CHILD)
+    keys = values["optimizer"]["paramwise_cfg"]["custom_keys"]
+    assert {k: v["lr_mult"] for k, v in keys.items()} == {m: 0.0 for m in four}
+    assert values["model"]["img_backbone"]["frozen_stages"] == 4
