@@ -10,17 +10,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="${FREEZEFIX_VENV:-$root/.venv}"
 python="${PYTHON:-python3.11}"
-stamp="$venv/.freezefix-stamp"
 
-want=$(cat "$root/scripts/setup_venv.sh" "$root/scripts/constraints.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("freezefix", "mmdet3d", "mmcv", "libcst")))' 2>/dev/null; then
+source "$root/scripts/venv_lib.sh"
+want=$(stamp_of scripts/setup_venv.sh scripts/constraints.txt pyproject.toml)
+if venv_current "$venv" "$want"; then
   echo "setup_venv: $venv is up to date"
   exit 0
 fi
-
-command -v "$python" >/dev/null || python=python3
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+make_venv "$venv" "$python"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 export PIP_CONSTRAINT="$root/scripts/constraints.txt"
 
@@ -42,4 +39,4 @@ fi
 "${pip[@]}" install -q --no-build-isolation -e "$root[test]"
 
 "$venv/bin/python" -c 'import freezefix, mmdet, mmdet3d, mmcv.ops; print("setup_venv: ok", mmdet.__version__, mmdet3d.__version__)'
-echo "$want" > "$stamp"
+echo "$want" > "$venv/.freezefix-stamp"

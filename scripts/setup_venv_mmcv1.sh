@@ -12,18 +12,15 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv="${FREEZEFIX_MMCV1_VENV:-$root/.venv-mmcv1}"
 python="${PYTHON:-python3.11}"
-stamp="$venv/.freezefix-stamp"
 wheels="${FREEZEFIX_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/freezefix/wheels}"
 
-want=$(cat "$root/scripts/setup_venv_mmcv1.sh" "$root/scripts/constraints-mmcv1.txt" "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in ("freezefix", "mmdet3d", "mmcv", "libcst")))' 2>/dev/null; then
+source "$root/scripts/venv_lib.sh"
+want=$(stamp_of scripts/setup_venv_mmcv1.sh scripts/constraints-mmcv1.txt pyproject.toml)
+if venv_current "$venv" "$want"; then
   echo "setup_venv_mmcv1: $venv is up to date"
   exit 0
 fi
-
-command -v "$python" >/dev/null || python=python3
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+make_venv "$venv" "$python"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 export PIP_CONSTRAINT="$root/scripts/constraints-mmcv1.txt"
 
@@ -68,4 +65,4 @@ assert mmcv.__version__.startswith("1."), mmcv.__version__
 assert importlib.util.find_spec("mmengine") is None, "mmengine must not be in the mmcv 1.x venv"
 print("setup_venv_mmcv1: ok", mmcv.__version__, mmdet.__version__, mmdet3d.__version__)
 EOF
-echo "$want" > "$stamp"
+echo "$want" > "$venv/.freezefix-stamp"

@@ -43,3 +43,14 @@ def cli():
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def params_by_child(model) -> dict[str, tuple[int, int]]:
+    """Top-level child → (parameters, trainable), for children that have parameters: what `explain`
+    must report, counted here independently of freezefix."""
+    counts = {}
+    for name, child in model.named_children():
+        params = list(child.parameters())
+        if params:
+            counts[name] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+    return counts

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import params_by_child
+
 pytestmark = pytest.mark.slow
 
 
@@ -34,11 +36,7 @@ def test_explain_mvxnet_matches_the_model_built_independently(cli):
     with torch.device("cpu"):  # its voxelizer cannot be created on meta
         model = MODELS.build(cfg.model)
     model.train()
-    expected = {}
-    for name, child in model.named_children():
-        params = list(child.parameters())
-        if params:
-            expected[name] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+    expected = params_by_child(model)
     reported = {row["module"]: (row["params"], row["trainable_after_train"]) for row in data["modules"]}
     assert reported == expected
     # The camera backbone: ResNet50 with frozen_stages=1 (stem + layer1 frozen).

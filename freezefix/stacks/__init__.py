@@ -17,6 +17,7 @@ through :func:`current`; nothing else in freezefix imports mmengine or mmcv dire
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -106,6 +107,19 @@ def current() -> Stack:
     from freezefix.stacks.mmengine_stack import MmengineStack
 
     return MmengineStack()
+
+
+def import_registries(scopes: tuple[str, ...], registry_module: str) -> dict[str, Any]:
+    """scope → its ``MODELS`` registry (``registry_module`` formatted with the scope), with the scope's
+    model classes registered; a package that is absent or broken simply does not count."""
+    registries = {}
+    for scope in scopes:
+        try:
+            importlib.import_module(f"{scope}.models")
+            registries[scope] = importlib.import_module(registry_module.format(scope=scope)).MODELS
+        except Exception:  # noqa: BLE001
+            continue
+    return registries
 
 
 def describe_versions(names: tuple[str, ...]) -> str:

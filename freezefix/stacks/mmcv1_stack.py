@@ -11,11 +11,10 @@ never get a gradient and torch optimizers skip parameters whose ``grad`` is None
 from __future__ import annotations
 
 import copy
-import importlib
 import logging
 from typing import Any
 
-from freezefix.stacks import describe_versions
+from freezefix.stacks import describe_versions, import_registries
 
 
 def optimizer_cfg(values: dict) -> dict | None:
@@ -42,15 +41,7 @@ class Mmcv1Stack:
         return describe_versions(("mmcv-full", "mmcv", "mmdet", "mmdet3d"))
 
     def registries(self) -> dict[str, Any]:
-        registries = {}
-        for scope in self.sibling_scopes:
-            try:
-                importlib.import_module(f"{scope}.models")
-                registry = importlib.import_module(f"{scope}.models.builder").MODELS
-            except Exception:  # noqa: BLE001 - a package that is absent or broken simply does not count
-                continue
-            registries[scope] = registry
-        return registries
+        return import_registries(self.sibling_scopes, "{scope}.models.builder")
 
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         # Nested types are built by the class's own module through its package's build helpers.

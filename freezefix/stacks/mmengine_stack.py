@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
-from freezefix.stacks import describe_versions
+from freezefix.stacks import describe_versions, import_registries
 
 
 def optim_wrapper_cfg(values: dict) -> dict | None:
@@ -38,15 +37,7 @@ class MmengineStack:
         return describe_versions(("mmengine", "mmcv", "mmdet", "mmdet3d"))
 
     def registries(self) -> dict[str, Any]:
-        registries = {}
-        for scope in self.sibling_scopes:
-            try:
-                registry = importlib.import_module(f"{scope}.registry").MODELS
-                importlib.import_module(f"{scope}.models")
-            except Exception:  # noqa: BLE001 - a package that is absent or broken simply does not count
-                continue
-            registries[scope] = registry
-        return registries
+        return import_registries(self.sibling_scopes, "{scope}.registry")
 
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         from mmengine.registry import DefaultScope

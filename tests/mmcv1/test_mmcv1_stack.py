@@ -15,7 +15,7 @@ import pytest
 
 from freezefix.stacks import stack_name
 
-from ..conftest import FIXTURES, snapshot
+from ..conftest import FIXTURES, params_by_child, snapshot
 
 pytestmark = pytest.mark.skipif(stack_name() != "mmcv1", reason="needs the mmcv 1.x stack (bash scripts/test_mmcv1.sh)")
 
@@ -153,11 +153,7 @@ def test_explain_on_mmdet3d_rc6_shipped_mvxnet_matches_the_model_built_independe
     data = json.loads(result.stdout)
     assert data["level"] == "model" and data["stack"] == "mmcv1"
     model, _ = _independent_model_and_optimizer(_mvxnet())
-    expected = {}
-    for name, child in model.named_children():
-        params = list(child.parameters())
-        if params:
-            expected[name] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
+    expected = params_by_child(model)
     reported = {row["module"]: (row["params"], row["trainable_after_train"]) for row in data["modules"]}
     assert reported == expected
     assert reported["img_backbone"] == (RESNET50, 23_232_512)
