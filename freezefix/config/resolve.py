@@ -196,6 +196,13 @@ class Resolver:
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
         self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
+        # What each file's outcome (unit or failure) was computed from, for the results cache:
+        # itself and every base it reached or looked for (a missing one too: creating it changes
+        # the outcome), and the environment variables its `{{$VAR:default}}` placeholders read.
+        self.deps: dict[Path, dict[Path, None]] = {}
+        self.env_used: dict[Path, dict[str, str | None]] = {}
+        # Files that failed for a reason that may not recur (a timeout on a busy machine).
+        self.transient: set[Path] = set()
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
@@ -266,15 +273,16 @@ class Resolver:
         if path in stack:
             cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
             raise ConfigError(f"cyclic _base_: {cycle}", path)
+        deps = self.deps.setdefault(path, {path: None})
         try:
-            unit = self._file2dict(path, (*stack, path))
+            unit = self._file2dict(path, (*stack, path), deps)
         except (ConfigError, NotAnalysable) as exc:
             self.failures[path] = exc
             raise
         self.units[path] = unit
         return unit
 
-    def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
+    def _file2dict(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> FileUnit:
         if path not in self.overlay:
             try:
                 os.stat(path)
@@ -294,6 +302,8 @@ class Resolver:
                 "(plugin code, a script, or a new-style config); not analysed"
             )
 
+        if "{{" in source.text:
+            self.env_used[path] = {name: os.environ.get(name) for name, _ in _ENV_RE.findall(source.text)}
         text, placeholders = _substitute_text(source.text, str(path))
         try:
             tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
@@ -310,6 +320,7 @@ class Resolver:
             if not isinstance(spec, str):
                 raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
             bpath, scope = base_path(spec, path)
+            deps[bpath] = None
             if not bpath.exists() and bpath not in self.overlay:
                 raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
             try:
@@ -320,6 +331,8 @@ class Resolver:
                 if exc.path == bpath and "cyclic" not in str(exc):
                     raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
                 raise
+            finally:
+                deps.update(self.deps.get(bpath, {}))
             bases.append(bpath)
             base_scopes.append(scope)
             # A fresh copy per child, as mmengine's re-execution gives: child code may mutate it.
@@ -340,6 +353,7 @@ class Resolver:
                 warnings.simplefilter("ignore")
                 exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
         except _ExecTimeout:
+            self.transient.add(path)
             raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
         except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
             raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
