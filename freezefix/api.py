@@ -17,10 +17,6 @@ from freezefix.probe import Prober
 from freezefix.rules import Finding, Options, registry
 from freezefix.textio import SourceError, atomic_write
 
-if TYPE_CHECKING:
-    from freezefix.cache import Entry, ResultsCache
-    from freezefix.plan import Plan
-
 Key = tuple[str, ...]
 
 
@@ -87,6 +83,10 @@ class RunResult:
             return 1
         return 1 if any(r.status not in ("fixed",) for r in self.findings) else 0
 
+
+if TYPE_CHECKING:  # the check path must not import libcst (plan) before it needs to
+    from freezefix.cache import Entry, ResultsCache
+    from freezefix.plan import Plan
 
 _PER_JOB = 64  # fewer configs than this per worker process cost more to fork than they save
 _FORKED: Any = None  # (session, rules, options) inherited by forked rule workers
