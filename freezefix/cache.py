@@ -75,6 +75,8 @@ def cache_key(settings: dict[str, Any]) -> str:
         "schema": _SCHEMA,
         "python": sys.version,
         "packages": package_versions(),
+        # Which OpenMMLab stack answers (mmengine or mmcv 1.x) can be forced from the environment.
+        "stack": os.environ.get("FREEZEFIX_STACK"),
         "freezefix-source": _freezefix_source_digest(),
         "settings": settings,
     }
