@@ -16,8 +16,8 @@ corrupted or foreign file is ignored, never an error.  Writes go through a tempo
 ``os.replace``, so a concurrent reader sees a whole file or none.
 
 What is not tracked: files a config opens by itself at execution time (arbitrary code), and the
-class facts, which the probe cache keys by package versions only (an edited plugin class is seen
-after ``--no-cache`` with ``FREEZEFIX_NO_CACHE=1``).
+class facts, which the probe cache keys by package versions only (``FREEZEFIX_NO_CACHE=1`` turns
+off both caches, for a plugin class edited in place).
 
 This module is on the path of a fully cached run, so it imports nothing heavy: no torch, mmengine
 or libcst (``python -X importtime -m freezefix check ...`` shows it).
