@@ -7,14 +7,13 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freezefix.config.locate import Key
 from freezefix.analysis import ConfigView
 from freezefix.config.graph import BaseGraph
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.discover import discover, is_fragment, looks_like_config
-from freezefix.plan import Plan, Planner
 from freezefix.probe import Prober
 from freezefix.rules import Finding, Options, registry
 from freezefix.textio import SourceError, atomic_write
@@ -32,6 +31,7 @@ class RunOptions:
     verify: bool = True  # the write gate (apply): prove each rewrite on the real model first
     exclude: Any = None  # callable(path) → bool, from [tool.freezefix] exclude
     jobs: int | None = None  # rules: forked workers only when given; write gate: None means one per core
+    results_cache: bool = False  # check: reuse per-file results from cache_dir while their inputs are unchanged
 
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
@@ -84,6 +84,10 @@ class RunResult:
         return 1 if any(r.status not in ("fixed",) for r in self.findings) else 0
 
 
+if TYPE_CHECKING:  # the check path must not import libcst (plan) before it needs to
+    from freezefix.cache import Entry, ResultsCache
+    from freezefix.plan import Plan
+
 _PER_JOB = 64  # fewer configs than this per worker process cost more to fork than they save
 _FORKED: Any = None  # (session, rules, options) inherited by forked rule workers
 
@@ -127,44 +131,77 @@ class Session:
             result.errors.append((missing, "no such file or directory"))
         rules = [r for code, r in sorted(registry.rules.items()) if self.options.wants(code)]
         rule_options = Options(freeze=self.options.freeze)
+        cache = self._open_cache()
+        cached: dict[Path, Entry] = {}  # configs whose findings come from the results cache
+        fresh: dict[Path, tuple[str, str | None]] = {}  # files resolved this run: outcome, message
         reported: dict[tuple, Reported] = {}
         entries: list[Path] = []
         for path in self.discovery.files:
             if progress is not None:
                 progress(1)
+            named = path in self.discovery.named
+            hit = cache.lookup(path, named) if cache is not None else None
+            if hit is not None:
+                if hit.outcome == "skip":
+                    result.skipped.append((path, hit.message))
+                elif hit.outcome == "error":
+                    result.errors.append((path, hit.message))
+                elif hit.outcome == "config":
+                    cached[path] = hit
+                    entries.append(path)
+                continue
             try:
-                if path not in self.discovery.named:
+                if not named:
                     why = looks_like_config(self.resolver.parsed(path)[1])
                     if why:
                         result.skipped.append((path, why))
+                        fresh[path] = ("skip", why)
                         continue
                 self.resolver.unit(path)
             except NotAnalysable as exc:
                 result.skipped.append((path, str(exc)))
+                fresh[path] = ("skip", str(exc))
                 continue
             except ConfigError as exc:
                 at_fault = exc.path or path
                 message = str(exc) if at_fault == path else f"cannot load: {_display(at_fault)}: {exc}"
                 result.errors.append((path, message))
+                fresh[path] = ("error", message)
                 continue
             if not is_fragment(path):
                 entries.append(path)
+            fresh[path] = ("config" if not is_fragment(path) else "fragment", None)
         result.configs_checked = len(entries)
         # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
         # in worker processes forked from here when there is enough to share out.
-        for path, findings, errors in self._run_rules(entries, rules, rule_options):
+        ran = {path: (findings, errors) for path, findings, errors
+               in self._run_rules([p for p in entries if p not in cached], rules, rule_options)}
+        for path in entries:
+            if path in cached:
+                placed = cached[path].findings
+                errors = []
+            else:
+                findings, errors = ran[path]
+                placed = [(f, *self._where(path, f.key)) for f in findings]
             result.errors.extend(errors)
-            self.per_config[path] = findings
-            for finding in findings:
-                file, line, col = self._where(path, finding.key)
+            self.per_config[path] = [f for f, *_ in placed]
+            for finding, file, line, col in placed:
                 # One report per place and rule, whatever the configs that inherit it (the message
                 # of the first config is shown; the others are listed).
                 ident = (finding.code, file, line, col)
                 self._ident[id(finding)] = ident
                 entry = reported.setdefault(ident, Reported(finding, file, line, col))
                 entry.configs.append(path)
+            if cache is not None and path not in cached and not errors:
+                # A rule that crashed may not crash next time: such configs are not cached.
+                self._remember(cache, path, "config", None, placed)
+        if cache is not None:
+            for path, (outcome, message) in fresh.items():
+                if outcome != "config":
+                    self._remember(cache, path, outcome, message, [])
+            cache.save()
         self.prober.save()
-        findings = self._suppress(list(reported.values()), [r.code for r in rules])
+        findings = self._suppress(list(reported.values()), [r.code for r in rules], cache)
         result.suppressed = sum(1 for r in findings if r.suppressed)
         result.findings = sorted(
             (r for r in findings if not r.suppressed), key=lambda r: (str(r.path), r.line, r.col, r.finding.code)
@@ -175,7 +212,39 @@ class Session:
             self.per_config[config] = [f for f in found if self._ident.get(id(f)) not in silenced]
         return result
 
-    def _suppress(self, findings: list[Reported], ran: list[str]) -> list[Reported]:
+    def _open_cache(self) -> ResultsCache | None:
+        if not self.options.results_cache or self.options.cache_dir is None:
+            return None
+        from freezefix.cache import ResultsCache, cache_key
+
+        settings = {"select": self.options.select, "ignore": self.options.ignore, "freeze": self.options.freeze,
+                    "prober-device": self.prober.device}
+        return ResultsCache(self.options.cache_dir, cache_key(settings))
+
+    def _remember(self, cache: ResultsCache, path: Path, outcome: str, message: str | None, placed: list) -> None:
+        """Store what ``path`` came to with the digests of what it was computed from, as read this run."""
+        from freezefix.cache import Entry, plugin_files
+
+        deps = list(self.resolver.deps.get(path) or {path: None})
+        if any(dep in self.resolver.transient for dep in deps):
+            return  # a timeout on a busy machine is no verdict on the file
+        plugins: list[Path] = []
+        if outcome == "config":
+            plugins = plugin_files(self.resolver.values(path), path)
+            if plugins is None:
+                return
+
+        def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
+            # The digest of the bytes that were resolved, not of the file now: an edit since then
+            # must invalidate the entry on the next run.
+            parsed = self.resolver._parsed
+            return tuple((str(p), parsed[p][0].digest if p in parsed else cache.digest(str(p))) for p in paths)
+
+        env = sorted({(name, value) for dep in deps for name, value in self.resolver.env_used.get(dep, {}).items()})
+        cache.store(path, Entry(path in self.discovery.named, digests(deps), digests(plugins), tuple(env),
+                                outcome, message, placed))
+
+    def _suppress(self, findings: list[Reported], ran: list[str], cache: ResultsCache | None = None) -> list[Reported]:
         """Mark findings silenced by `# freezefix: ignore[...]`; report suppressions that silence nothing."""
         from freezefix.rules.base import Finding
         from freezefix.suppress import suppressions
@@ -184,8 +253,10 @@ class Session:
         by_file = {}
         for path in files:
             unit = self.resolver.units.get(path)
-            if unit is not None and "freezefix" in unit.source.text:
-                by_file[path] = suppressions(unit.source.text)
+            # A file known from the results cache was read (not resolved) this run.
+            text = unit.source.text if unit is not None else cache.text(path) if cache is not None else None
+            if text is not None and "freezefix" in text:
+                by_file[path] = suppressions(text)
         for reported in findings:
             suppression = by_file.get(reported.path, {}).get(reported.line)
             if suppression is not None and suppression.covers(reported.finding.code):
@@ -264,6 +335,8 @@ class Session:
                 fix = finding.fix
                 if fix is not None and (fix.safe or self.options.unsafe_fixes):
                     wanted[config].extend(fix.changes)
+        from freezefix.plan import Planner
+
         planner = Planner(self.resolver, list(self.per_config), self.discovery.files)
         plan = planner.plan(dict(wanted))
         refused: dict[Path, str] = {}

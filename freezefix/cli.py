@@ -43,7 +43,7 @@ class NoStack(click.ClickException):
 
 
 def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, verify=True, device="auto",
-             jobs=None) -> RunOptions:
+             jobs=None, results_cache=False) -> RunOptions:
     """Command-line options over [tool.freezefix] over the defaults."""
     why = missing_stack()
     if why:  # every rule needs the real classes: without them "no findings" would be a lie
@@ -62,6 +62,7 @@ def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, v
         device=device,
         exclude=settings.excluded if settings.exclude else None,
         jobs=jobs,
+        results_cache=results_cache,
     )
 
 
@@ -138,9 +139,12 @@ def main() -> None:
 
 @main.command()
 @common_options
-def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs) -> None:
+@click.option("--no-cache", is_flag=True,
+              help="Recompute every result instead of reusing those of unchanged files (class probes stay "
+                   "cached per package versions; FREEZEFIX_NO_CACHE=1 turns off both).")
+def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, no_cache) -> None:
     """Report inconsistent freeze settings (exit 1 if any, 2 on errors)."""
-    session = Session(list(paths), _options(paths, select, ignore, freeze, jobs=jobs))
+    session = Session(list(paths), _options(paths, select, ignore, freeze, jobs=jobs, results_cache=not no_cache))
     result, elapsed = _run(session, session.check, no_progress)
     _emit(result, fmt, output_file, "check", elapsed, report.finding_lines(result))
     if fmt == "text":

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import copy
+import functools
 import os
 import re
 import signal
@@ -59,7 +60,13 @@ class FileUnit:
     base_scopes: list[str | None]  # 'mmdet' for a `mmdet::` base (found through the package), else None
     own: dict  # the file's own top-level names, after {{_base_.x}} substitution, before merging
     merged: dict  # plain-dict view of mmengine's result for this file
-    locations: LocationMap
+    tree: ast.Module  # as parsed, before substitution: what locations are read from
+
+    @functools.cached_property
+    def locations(self) -> LocationMap:
+        # Built on first use: only the files that own a finding or an edit need one, and building
+        # it for every file was a fifth of a check's resolution time.
+        return build_location_map(self.tree, self.source.text)
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,9 @@ def _without_base_assignments(tree: ast.Module) -> ast.Module:
         return isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY
 
     top = [node for node in tree.body if not is_base(node)]
-    if any(is_base(node) for stmt in top for node in ast.walk(stmt)):
+    # Only a compound statement (if, for, with, def, ...) can hold a nested assignment statement.
+    simple = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Import, ast.ImportFrom, ast.Pass)
+    if any(is_base(node) for stmt in top if not isinstance(stmt, simple) for node in ast.walk(stmt)):
         return _RemoveBaseAssign().visit(copy.deepcopy(tree))
     return ast.Module(body=top, type_ignores=[])
 
@@ -202,6 +211,13 @@ class Resolver:
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
         self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
+        # What each file's outcome (unit or failure) was computed from, for the results cache:
+        # itself and every base it reached or looked for (a missing one too: creating it changes
+        # the outcome), and the environment variables its `{{$VAR:default}}` placeholders read.
+        self.deps: dict[Path, dict[Path, None]] = {}
+        self.env_used: dict[Path, dict[str, str | None]] = {}
+        # Files that failed for a reason that may not recur (a timeout on a busy machine).
+        self.transient: set[Path] = set()
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
@@ -272,15 +288,16 @@ class Resolver:
         if path in stack:
             cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
             raise ConfigError(f"cyclic _base_: {cycle}", path)
+        deps = self.deps.setdefault(path, {path: None})
         try:
-            unit = self._file2dict(path, (*stack, path))
+            unit = self._file2dict(path, (*stack, path), deps)
         except (ConfigError, NotAnalysable) as exc:
             self.failures[path] = exc
             raise
         self.units[path] = unit
         return unit
 
-    def _file2dict(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
+    def _file2dict(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> FileUnit:
         if path not in self.overlay:
             try:
                 os.stat(path)
@@ -300,6 +317,8 @@ class Resolver:
                 "(plugin code, a script, or a new-style config); not analysed"
             )
 
+        if "{{" in source.text:
+            self.env_used[path] = {name: os.environ.get(name) for name, _ in _ENV_RE.findall(source.text)}
         text, placeholders = _substitute_text(source.text, str(path))
         try:
             tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
@@ -316,6 +335,7 @@ class Resolver:
             if not isinstance(spec, str):
                 raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
             bpath, scope = base_path(spec, path)
+            deps[bpath] = None
             if not bpath.exists() and bpath not in self.overlay:
                 raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
             try:
@@ -326,6 +346,8 @@ class Resolver:
                 if exc.path == bpath and "cyclic" not in str(exc):
                     raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
                 raise
+            finally:
+                deps.update(self.deps.get(bpath, {}))
             bases.append(bpath)
             base_scopes.append(scope)
             # A fresh copy per child, as mmengine's re-execution gives: child code may mutate it.
@@ -346,6 +368,7 @@ class Resolver:
                 warnings.simplefilter("ignore")
                 exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
         except _ExecTimeout:
+            self.transient.add(path)
             raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
         except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
             raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
@@ -378,7 +401,7 @@ class Resolver:
             base_scopes=base_scopes,
             own=own,
             merged=merged,
-            locations=build_location_map(original_tree, source.text),
+            tree=original_tree,
         )
 
     # -- provenance ---------------------------------------------------------------------------

@@ -1,0 +1,208 @@
+"""The results cache of ``check``: what each file came to, reused while nothing it was computed from changed.
+
+As in ruff and black, a re-check of an unchanged repository (pre-commit, CI, a pull request that
+touches a few files) should cost reading and hashing the files, not executing them and probing
+classes again.  Each entry records a file's outcome (skipped with a reason, an error, a fragment, or
+a config with its findings already placed at ``path:line:col``) with the content hash of every file
+that outcome was computed from: the file, its whole ``_base_`` closure (bases looked for and not
+found too: creating one changes the outcome), local plugin code the config imports, and the
+environment variables its ``{{$VAR:default}}`` placeholders read.  An entry is used only when all of
+those still hash the same.
+
+One cache file per *key*: freezefix's own source, the Python and installed package versions
+(torch, mmengine, mmcv, mmdet, mmdet3d, mmpretrain), the prober's device and the rule settings that
+change findings (select, ignore, freeze).  Changing any of them starts a new file; an unreadable,
+corrupted or foreign file is ignored, never an error.  Writes go through a temporary file and
+``os.replace``, so a concurrent reader sees a whole file or none.
+
+What is not tracked: files a config opens by itself at execution time (arbitrary code), and the
+class facts, which the probe cache keys by package versions only (``FREEZEFIX_NO_CACHE=1`` turns
+off both caches, for a plugin class edited in place).
+
+This module is on the path of a fully cached run, so it imports nothing heavy: no torch, mmengine
+or libcst (``python -X importtime -m freezefix check ...`` shows it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = 1  # bump when Entry changes shape: older files are then simply not found
+_PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
+_ABSENT = None  # digest of a file that does not exist
+
+
+@dataclass
+class Entry:
+    """One file's outcome and what it was computed from."""
+
+    named: bool  # named on the command line (walked files may be skipped as scripts; named never are)
+    deps: tuple[tuple[str, str | None], ...]  # (path, sha256 of its bytes, or None when absent)
+    plugins: tuple[tuple[str, str | None], ...]  # plugin code it imports, likewise
+    env: tuple[tuple[str, str | None], ...]  # environment variables read by substitution
+    outcome: str  # 'skip' | 'error' | 'fragment' | 'config'
+    message: str | None = None  # skip reason or error message
+    # config only: (finding, file, line, col) in the order the rules returned them
+    findings: list[tuple[Any, str, int, int]] = field(default_factory=list)
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()  # the same digest as textio.SourceFile.digest
+
+
+def _freezefix_source_digest() -> str:
+    """freezefix's own code: an editable install keeps its version number while the code changes."""
+    root = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    from freezefix.probe import package_versions
+
+    parts = {
+        "schema": _SCHEMA,
+        "python": sys.version,
+        "packages": package_versions(),
+        # Which OpenMMLab stack answers (mmengine or mmcv 1.x) can be forced from the environment.
+        "stack": os.environ.get("FREEZEFIX_STACK"),
+        "freezefix-source": _freezefix_source_digest(),
+        "settings": settings,
+    }
+    return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]
+
+
+class ResultsCache:
+    """Entries by absolute path, loaded from and saved to one file of ``cache_dir``."""
+
+    def __init__(self, cache_dir: Path, key: str):
+        self.path = cache_dir / f"results-{key}.pickle"
+        self.key = key
+        self.entries: dict[str, Entry] = self._load()
+        self.changed = False
+        self.hits = 0
+        self._digests: dict[str, str | None] = {}
+        self._texts: dict[str, str] = {}  # files mentioning "freezefix" (suppression comments)
+        self._resolved: set[str] = set()  # config files that cached outcomes say resolve
+
+    def _load(self) -> dict[str, Entry]:
+        try:
+            with open(self.path, "rb") as handle:
+                data = pickle.load(handle)
+        except FileNotFoundError:
+            return {}
+        except Exception:  # noqa: BLE001 - corrupted, truncated or foreign: start afresh
+            return {}
+        if not isinstance(data, dict) or data.get("key") != self.key or not isinstance(data.get("entries"), dict):
+            return {}
+        return data["entries"]
+
+    # -- reading ----------------------------------------------------------------------------------
+    def digest(self, path: str) -> str | None:
+        """sha256 of the file's bytes (None: absent), once per run: configs share their bases."""
+        if path not in self._digests:
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                value: str | None = _ABSENT
+            except IsADirectoryError:
+                value = "<directory>"
+            except OSError as exc:  # unreadable, a looping symlink: its error was the outcome
+                value = f"<error {exc.errno}>"
+            else:
+                value = digest_bytes(data)
+                if b"freezefix" in data:
+                    self._texts[path] = data.decode("utf-8", "replace").removeprefix("\ufeff")
+            self._digests[path] = value
+        return self._digests[path]
+
+    def lookup(self, path: Path, named: bool) -> Entry | None:
+        entry = self.entries.get(str(path))
+        if entry is None or entry.named != named:
+            return None
+        if any(os.environ.get(name) != value for name, value in entry.env):
+            return None
+        if any(self.digest(dep) != want for dep, want in (*entry.deps, *entry.plugins)):
+            return None
+        self.hits += 1
+        if entry.outcome in ("config", "fragment"):
+            self._resolved.update(dep for dep, _ in entry.deps)
+        return entry
+
+    def text(self, path: Path) -> str | None:
+        """The text of a config file that a cached outcome says resolves, when it mentions freezefix
+        (else None): suppressions are read from the files a fresh run would have resolved."""
+        return self._texts.get(str(path)) if str(path) in self._resolved else None
+
+    # -- writing ----------------------------------------------------------------------------------
+    def store(self, path: Path, entry: Entry) -> None:
+        self.entries[str(path)] = entry
+        self.changed = True
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        # Entries of files that are gone would only grow the file; the others stay (a run over
+        # configs/a must not throw away what a run over configs/b found).
+        entries = {p: e for p, e in self.entries.items() if os.path.lexists(p)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    pickle.dump({"key": self.key, "entries": entries}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # a cache that cannot be written only costs time next run
+
+
+def plugin_files(values: dict, config_path: Path) -> list[Path] | None:
+    """Local plugin code a config imports (``custom_imports``, mmcv-1.x ``plugin_dir``), as
+    ``freezefix.models.import_plugins`` finds it; None when it cannot be pinned down (not cached).
+
+    Installed packages are not listed: their versions are part of the cache key.
+    """
+    found: list[Path] = []
+    imports = values.get("custom_imports")
+    names = imports.get("imports", []) if isinstance(imports, dict) else []
+    for name in names if isinstance(names, (list, tuple)) else [names]:
+        if not isinstance(name, str) or not name:
+            return None
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(name.split(".")[0])
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not os.path.isabs(spec.origin):
+            continue  # not importable (the model facts say so), or built in
+        origin = Path(spec.origin)
+        if {"site-packages", "dist-packages"} & set(origin.parts):
+            continue
+        if spec.submodule_search_locations:
+            found.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
+        else:
+            found.append(origin)
+    plugin_dir = values.get("plugin_dir")
+    if values.get("plugin") and isinstance(plugin_dir, str):
+        rel = Path(plugin_dir.strip("/"))
+        root = next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
+        if root is not None:
+            found.extend(sorted((root / rel).rglob("*.py")))
+    return found if len(found) <= _PLUGIN_FILES_MAX else None
