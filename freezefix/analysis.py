@@ -41,6 +41,8 @@ class Optimizer:
     era: str  # 'mmengine' | 'mmcv1'
     root: Key
     custom_keys: dict[str, dict]
+    # Every rule asks about every parameter of every module: match once per name.
+    _matches: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def custom_keys_key(self) -> Key:
@@ -51,10 +53,9 @@ class Optimizer:
         return sorted(sorted(self.custom_keys), key=len, reverse=True)
 
     def match(self, param_name: str) -> str | None:
-        for key in self.ordered_keys():
-            if key in param_name:
-                return key
-        return None
+        if param_name not in self._matches:
+            self._matches[param_name] = next((k for k in self.ordered_keys() if k in param_name), None)
+        return self._matches[param_name]
 
     def lr_mult(self, param_name: str) -> float:
         key = self.match(param_name)

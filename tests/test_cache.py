@@ -157,6 +157,8 @@ def test_a_corrupted_cache_file_is_ignored_and_replaced(tmp_path, monkeypatch, c
 
 def test_the_hit_path_imports_nothing_heavy(tmp_path, monkeypatch):
     root = _repo(tmp_path)
+    # An import in a config makes resolution ask mmengine whether it is a lazy-import config.
+    (root / "configs/uses_os.py").write_text("import os\nwork_dir = os.path.join('work', 'dirs')\n")
     env = dict(os.environ, FREEZEFIX_CACHE_DIR=str(tmp_path / "cache"))
     probe = ("import sys; from freezefix.cli import main\n"
              "try:\n    main(['check', '--no-progress', 'configs'])\nexcept SystemExit:\n    pass\n"

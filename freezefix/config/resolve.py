@@ -126,7 +126,13 @@ def _substitute_text(text: str, filename: str) -> tuple[str, dict[str, str]]:
     return text, placeholders
 
 
-def _is_lazy_import(tree: ast.Module) -> bool:
+# A line that starts an import or a with statement; without one the tree needs no walk (most configs).
+_IMPORT_OR_WITH = re.compile(r"^[ \t]*(?:import|from|with)\b", re.MULTILINE)
+
+
+def _is_lazy_import(text: str, tree: ast.Module) -> bool:
+    if not _IMPORT_OR_WITH.search(text):
+        return False
     try:
         from mmengine.config.utils import _is_builtin_module
     except ImportError:
@@ -311,7 +317,7 @@ class Resolver:
                 "character U+FEFF); save it as UTF-8 without BOM",
                 path,
             )
-        if _is_lazy_import(original_tree):
+        if _is_lazy_import(source.text, original_tree):
             raise NotAnalysable(
                 "not an old-style config: it imports non-standard modules or uses `with read_base()` "
                 "(plugin code, a script, or a new-style config); not analysed"
