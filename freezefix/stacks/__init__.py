@@ -11,8 +11,11 @@ Two stacks are in use and they answer differently (DESIGN.md §1):
   frozen parameters in the optimizer as their own groups at the base lr).
 
 The stack is chosen by what is installed: mmcv 1.x (``mmcv-full``) means ``mmcv1``, anything else
-with mmengine means ``mmengine``.  ``FREEZEFIX_STACK=mmengine|mmcv1`` forces one.  Every caller goes
-through :func:`current`; nothing else in freezefix imports mmengine or mmcv directly.
+with mmengine means ``mmengine``.  ``FREEZEFIX_STACK=mmengine|mmcv1`` forces one.  Loading configs,
+building classes and models, and building optimizers all go through :func:`current`.  Only what
+exists in one stack alone is imported where it is used: mmengine's lazy-import test and ``pkg::``
+base lookup in the resolver, and FF108's schedulers (mmengine's param schedulers, mmcv 1.x's
+``LrUpdaterHook``), each guarded by :func:`stack_name`.
 """
 
 from __future__ import annotations
