@@ -8,7 +8,6 @@ Every number here is read off the real classes and the real mmcv 1.x optimizer c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -194,7 +193,7 @@ def test_resolver_equals_mmcv_config_on_every_shipped_config():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 expected = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
-        except Exception as exc:  # noqa: BLE001 - mmcv itself cannot load it: we must say so too
+        except Exception:  # noqa: BLE001 - mmcv itself cannot load it: we must say so too
             unloadable.append(path)
             with pytest.raises((ConfigError, NotAnalysable)):
                 resolver.values(path)
