@@ -2,8 +2,8 @@
 
 For every config whose inheritance chain holds an edited file:
 1. the edited files are written into a temporary overlay (a copy of the files the config reaches
-   through relative ``_base_`` paths); mmengine loads the original and the overlay copy, and the
-   resolved difference must be exactly the planned changes;
+   through relative ``_base_`` paths); the stack's own Config loads the original and the overlay
+   copy, and the resolved difference must be exactly the planned changes;
 2. the worker builds both real models (meta device by default) and measures every top-level
    module; each change must have the effect it is for (a module whose ``frozen_stages`` changed has
    no parameter left that trains with lr 0; ``norm_eval=True`` leaves no BatchNorm in training mode;
@@ -204,8 +204,9 @@ class Gate:
         verdict.notes = list(after.get("notes", []))
         problems = verdict.problems
         if "values" not in before or "values" not in after:
-            problems.append(f"mmengine cannot load the {'patched' if 'values' in before else 'original'} "
-                            f"config: {after.get('error') or before.get('error')}")
+            # The worker's error already names the stack ("mmcv1 cannot load it: ...").
+            problems.append(f"the {'patched' if 'values' in before else 'original'} config does not load: "
+                            f"{after.get('error') or before.get('error')}")
             verdict.ok = False
             return verdict
         expected = before["values"]
