@@ -3,10 +3,10 @@
 Both variants are built with the installed stack's config loader, registries and optimizer
 constructor: as it is, and with freezefix's fixes applied (the planned texts in a temporary
 overlay, nothing written).  For each: the parameters that require grad, and the bytes of gradients
-and optimizer state held for the modules the fix is about (after one real optimizer step, so AdamW has allocated its state); then N
-timed training steps of the modules that take dense inputs (image backbones and necks) on synthetic
-inputs, with peak memory, and a check that frozen parameters stay bit-identical and BatchNorm
-running statistics unchanged where norm_eval is set.
+and optimizer state held for the modules the fix is about (after one real optimizer step, so AdamW
+has allocated its state); then N timed training steps of the modules that take dense inputs (image
+backbones and necks) on synthetic inputs, with peak memory, and a check that frozen parameters stay
+bit-identical and BatchNorm running statistics unchanged where norm_eval is set.
 """
 
 from __future__ import annotations
