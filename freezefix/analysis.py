@@ -10,7 +10,6 @@ from typing import Any
 from freezefix.config.locate import Key
 from freezefix.probe import ClassFacts, ModelFacts, Prober
 
-
 # Modules that feed each other, upstream first (DESIGN.md §2, FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
 BRANCHES = (

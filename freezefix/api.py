@@ -9,15 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freezefix.config.locate import Key
 from freezefix.analysis import ConfigView
 from freezefix.config.graph import BaseGraph
+from freezefix.config.locate import Key
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.discover import discover, is_fragment, looks_like_config
 from freezefix.probe import Prober
 from freezefix.rules import Finding, Options, registry
 from freezefix.textio import SourceError, atomic_write
-
 
 
 @dataclass(frozen=True)

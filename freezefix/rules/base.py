@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
-from freezefix.config.locate import Key
 from freezefix.analysis import ConfigView
-
+from freezefix.config.locate import Key
 
 
 class _Remove:
