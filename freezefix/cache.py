@@ -124,7 +124,8 @@ class ResultsCache:
             else:
                 value = digest_bytes(data)
                 if b"freezefix" in data:
-                    self._texts[path] = data.decode("utf-8", "replace").removeprefix("\ufeff")
+                    text = data.decode("utf-8", "replace")
+                    self._texts[path] = text[1:] if text.startswith("\ufeff") else text  # no removeprefix on 3.8
             self._digests[path] = value
         return self._digests[path]
 

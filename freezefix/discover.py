@@ -93,7 +93,7 @@ def looks_like_config(tree) -> str | None:
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             assigned.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and _mentions_dunder_name(node.test):
             return "a script (it has an `if __name__ == '__main__'` block), not a config"
         if isinstance(node, (ast.ClassDef, ast.While, ast.Try, ast.AsyncFunctionDef)):
             return f"a module with a top-level {type(node).__name__.lower()}, not a config"
@@ -114,4 +114,19 @@ def _config_expression(value, assigned: set[str]) -> bool:
         while isinstance(root, (ast.Attribute, ast.Subscript)):
             root = root.value
         return isinstance(root, ast.Name) and root.id in assigned
+    return False
+
+
+def _mentions_dunder_name(test) -> bool:
+    """Whether an ``if`` test names ``__name__`` anywhere (as a name, an attribute or in a string);
+    written as a walk because ``ast.unparse`` needs Python 3.9."""
+    import ast
+
+    for node in ast.walk(test):
+        if isinstance(node, ast.Name) and node.id == "__name__":
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "__name__":
+            return True
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "__name__" in node.value:
+            return True
     return False
