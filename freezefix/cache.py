@@ -200,10 +200,10 @@ def plugin_files(values: dict, config_path: Path) -> list[Path] | None:
             found.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
         else:
             found.append(origin)
-    plugin_dir = values.get("plugin_dir")
-    if values.get("plugin") and isinstance(plugin_dir, str):
-        rel = Path(plugin_dir.strip("/"))
-        root = next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
-        if root is not None:
-            found.extend(sorted((root / rel).rglob("*.py")))
+    from freezefix.models import plugin_dir_location  # light: no torch, no OpenMMLab import
+
+    located = plugin_dir_location(values, config_path)
+    if located is not None and located[1] is not None:
+        rel, root = located
+        found.extend(sorted((root / rel).rglob("*.py")))
     return found if len(found) <= _PLUGIN_FILES_MAX else None

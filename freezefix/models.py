@@ -62,6 +62,17 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     return cfg
 
 
+def plugin_dir_location(values: dict, config_path: Path) -> tuple[Path, Path | None] | None:
+    """An mmcv-1.x ``plugin_dir`` as the repos' train scripts read it: (the directory relative to the
+    repository root, that root — the nearest ancestor of the config holding it — or None); None when
+    the config names no plugin_dir."""
+    plugin_dir = values.get("plugin_dir")
+    if not (values.get("plugin") and isinstance(plugin_dir, str)):
+        return None
+    rel = Path(plugin_dir.strip("/"))
+    return rel, next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
+
+
 def import_plugins(values: dict, config_path: Path) -> list[str]:
     """Import ``custom_imports`` and an mmcv-1.x ``plugin_dir`` the way those repos' train scripts do.
 
@@ -77,10 +88,10 @@ def import_plugins(values: dict, config_path: Path) -> list[str]:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
                 notes.append(f"custom_imports {name!r} not importable: {type(exc).__name__}: {exc}")
-    plugin_dir = values.get("plugin_dir")
-    if values.get("plugin") and isinstance(plugin_dir, str):
-        rel = Path(plugin_dir.strip("/"))
-        root = next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
+    located = plugin_dir_location(values, config_path)
+    if located is not None:
+        rel, root = located
+        plugin_dir = values["plugin_dir"]
         if root is None:
             notes.append(f"plugin_dir {plugin_dir!r} not found above {config_path}")
         else:
