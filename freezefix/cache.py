@@ -25,15 +25,15 @@ or libcst (``python -X importtime -m freezefix check ...`` shows it).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pickle
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from freezefix.textio import write_cache_file
 
 _SCHEMA = 1  # bump when Entry changes shape: older files are then simply not found
 _PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
@@ -158,19 +158,8 @@ class ResultsCache:
         # Entries of files that are gone would only grow the file; the others stay (a run over
         # configs/a must not throw away what a run over configs/b found).
         entries = {p: e for p, e in self.entries.items() if os.path.lexists(p)}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".tmp", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    pickle.dump({"key": self.key, "entries": entries}, handle, protocol=pickle.HIGHEST_PROTOCOL)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
-        except OSError:
-            pass  # a cache that cannot be written only costs time next run
+        data = pickle.dumps({"key": self.key, "entries": entries}, protocol=pickle.HIGHEST_PROTOCOL)
+        write_cache_file(self.path, data)
 
 
 def plugin_files(values: dict, config_path: Path) -> list[Path] | None:

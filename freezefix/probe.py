@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.stacks import current
+from freezefix.textio import write_cache_file
 
 # Arguments that never change the structure of a module but may load weights from a hub.
 _IGNORED_ARGS = ("init_cfg", "pretrained")
@@ -255,13 +256,7 @@ class Prober:
         path = self._disk_path()
         if path is None or self._disk is None:
             return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._disk))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+        write_cache_file(path, json.dumps(self._disk).encode())
 
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
         type_name = module_cfg.get("type")

@@ -94,6 +94,24 @@ def atomic_write(source: SourceFile, new_text: str) -> None:
             raise
 
 
+def write_cache_file(path: Path, data: bytes) -> None:
+    """Replace a cache file whole, so a concurrent reader sees the old file or the new one; no temp
+    file is left behind.  A cache that cannot be written only costs time, so errors are swallowed."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        pass
+
+
 @contextlib.contextmanager
 def _interrupts_deferred():
     """Hold Ctrl-C / SIGTERM while one file is being replaced; they take effect right after.
