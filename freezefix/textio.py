@@ -94,22 +94,26 @@ def atomic_write(source: SourceFile, new_text: str) -> None:
             raise
 
 
-def write_cache_file(path: Path, data: bytes) -> None:
-    """Replace a cache file whole, so a concurrent reader sees the old file or the new one; no temp
-    file is left behind.  A cache that cannot be written only costs time, so errors are swallowed."""
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` whole, so a concurrent reader sees the old file or the new one; no temp file
+    is left behind.  Raises ``OSError`` when it cannot be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        pass
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_cache_file(path: Path, data: bytes) -> None:
+    """:func:`replace_file` for caches: one that cannot be written only costs time, so errors are
+    swallowed."""
+    with contextlib.suppress(OSError):
+        replace_file(path, data)
 
 
 @contextlib.contextmanager
