@@ -1,0 +1,240 @@
+"""FreezeAuditHook inside REAL mmengine Runners (CPU): the seed's trap measured in a training run.
+
+Every run trains a few iterations of mmdet's real ResNet-50 (or SwinTransformer) behind a small head
+on random images, with the optimizer mmengine's own constructor builds from the config.  Expected
+numbers are counted here from the model and the optimizer, independently of freezefix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from freezefix.stacks import stack_name
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(stack_name() != "mmengine", reason="needs the mmengine stack (scripts/setup_venv.sh)"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYER4 = 14_942_208  # ResNet50's layer4: what frozen_stages=3 leaves trainable
+
+
+def _config(tmp_path: Path, *, frozen_stages=3, norm_eval=True, lr_mult=0.0, strict=False, iterations=3,
+            max_iters=3, scheduler=None, accumulative_counts=1) -> Path:
+    """A config file as a user writes it: custom_imports brings the hook (and our small model) in."""
+    text = f"""\
+custom_imports = dict(imports=['freezefix.hooks', 'tests.audit_models'], allow_failed_imports=False)
+model = dict(
+    type='FreezeAuditPooledRegressor',
+    # The seed's backbone: BatchNorm affine parameters frozen (norm_cfg), ResNet-50's own freeze.
+    backbone=dict(type='mmdet.ResNet', depth=50, frozen_stages={frozen_stages}, norm_eval={norm_eval},
+                  norm_cfg=dict(type='BN', requires_grad=False)))
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01),
+    accumulative_counts={accumulative_counts},
+    paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult={lr_mult})}}))
+param_scheduler = {scheduler!r}
+train_dataloader = dict(
+    dataset=dict(type='FreezeAuditRandomImages', length=8, size=64),
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'), batch_size=2, num_workers=0)
+train_cfg = dict(by_epoch=False, max_iters={max_iters})
+default_hooks = dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1))
+custom_hooks = [dict(type='FreezeAuditHook', strict={strict}, iterations={iterations})]
+work_dir = {str(tmp_path / 'work')!r}
+randomness = dict(seed=0)
+"""
+    path = tmp_path / "audit_cfg.py"
+    path.write_text(text)
+    return path
+
+
+def _runner(config: Path):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    sys.path.insert(0, str(ROOT))  # custom_imports names tests.audit_models
+    runner = Runner.from_cfg(Config.fromfile(str(config)))
+    # The Runner initialises weights once, inside train(): done here so that tests can compare
+    # weights from before train() with those after.
+    runner.model.init_weights()
+    return runner
+
+
+def _audit(tmp_path: Path) -> dict:
+    return json.loads((tmp_path / "work" / "freeze_audit.json").read_text())
+
+
+def _module(report: dict, name: str) -> dict:
+    return next(m for m in report["modules"] if m["module"] == name)
+
+
+def _state_bytes(optimizer, params) -> int:
+    import torch
+
+    return sum(t.numel() * t.element_size() for p in params for t in optimizer.state[p].values() if torch.is_tensor(t))
+
+
+def test_seed_trap_layer4_computes_gradients_at_lr_0(tmp_path, caplog):
+    runner = _runner(_config(tmp_path))
+    runner.train()
+    model = runner.model
+    layer4 = [p for p in model.backbone.layer4.parameters() if p.requires_grad]
+    assert sum(p.numel() for p in layer4) == LAYER4
+    report = _audit(tmp_path)
+    backbone = _module(report, "backbone")
+    assert backbone["zero_lr"] == LAYER4  # frozen stages are not in mmengine's optimizer at all
+    assert backbone["zero_lr_grads"] == LAYER4 and backbone["zero_lr_grad_children"] == ["layer4"]
+    assert backbone["zero_lr_grad_bytes"] == LAYER4 * 4
+    # AdamW keeps two moments and a step count for each of them, lr 0 or not: read off the optimizer.
+    assert backbone["zero_lr_state_bytes"] == _state_bytes(runner.optim_wrapper.optimizer, layer4)
+    assert backbone["zero_lr_state_bytes"] >= 2 * LAYER4 * 4
+    assert backbone["bn_training"] == 0 and backbone["bn_total"] == 53  # norm_eval=True
+    assert backbone["lr"] == [{"lr": 0.0, "weight_decay": 0.01, "params": LAYER4}]
+    assert _module(report, "head")["lr"] == [{"lr": 1e-4, "weight_decay": 0.01, "params": 2049}]
+    codes = [p["code"] for p in report["problems"]]
+    assert codes == ["FF101"]
+    message = report["problems"][0]["message"]
+    assert "14,942,208 params with lr 0 received gradients (layer4" in message
+    assert "model.backbone.frozen_stages (it is 3 now)" in message
+    assert report["iterations"] == 3 and report["steps"] == 3 and report["ddp"] is None
+    assert report["version"] == 1 and report["rank"] == 0
+    # The same table is in the runner's log file (rank 0).
+    log = next((tmp_path / "work").rglob("*.log")).read_text()
+    assert "freezefix FreezeAuditHook: 3 iterations" in log and "FF101 partial-freeze-zero-lr: backbone:" in log
+    assert "59,768,832" in log
+
+
+def test_full_freeze_reports_no_gradient_at_lr_0(tmp_path):
+    runner = _runner(_config(tmp_path, frozen_stages=4))
+    runner.train()
+    report = _audit(tmp_path)
+    backbone = _module(report, "backbone")
+    assert backbone["trainable"] == 0 and backbone["zero_lr_grads"] == 0 and backbone["zero_lr_state_bytes"] == 0
+    assert report["problems"] == []
+    assert backbone["bn_moved"] == 0 and backbone["meant_frozen"]
+
+
+def test_strict_stops_before_the_first_step_and_no_weight_changes(tmp_path):
+    from freezefix.hooks import FreezeAuditError
+
+    runner = _runner(_config(tmp_path, strict=True))
+    before = {name: p.detach().clone() for name, p in runner.model.named_parameters()}
+    with pytest.raises(FreezeAuditError, match=r"FF101 partial-freeze-zero-lr: backbone: 14,942,208 params"):
+        runner.train()
+    after = dict(runner.model.named_parameters())
+    assert all(before[name].equal(after[name].detach()) for name in before)
+    assert not runner.optim_wrapper.optimizer.state  # no step ran: AdamW allocated nothing
+    assert _audit(tmp_path)["strict"] is True  # the report was written before stopping
+
+
+def test_bn_statistics_moving_in_a_lr_0_module(tmp_path):
+    runner = _runner(_config(tmp_path, frozen_stages=-1, norm_eval=False))
+    runner.train()
+    report = _audit(tmp_path)
+    backbone = _module(report, "backbone")
+    import torch
+
+    bn_layers = [m for m in runner.model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert backbone["meant_frozen"] and backbone["bn_moved"] == len(bn_layers) == 53
+    assert backbone["bn_training"] == 53
+    ff105 = [p for p in report["problems"] if p["code"] == "FF105"]
+    assert len(ff105) == 1 and "set model.backbone.norm_eval=True (it is False now)" in ff105[0]["message"]
+    assert "FF101" in [p["code"] for p in report["problems"]]  # every backbone param computes gradients
+
+
+def test_scheduler_reviving_a_zero_lr(tmp_path):
+    scheduler = [dict(type="CosineAnnealingLR", T_max=3, eta_min=1e-5, by_epoch=False)]
+    runner = _runner(_config(tmp_path, scheduler=scheduler))
+    layer4_before = [p.detach().clone() for p in runner.model.backbone.layer4.parameters()]
+    runner.train()
+    report = _audit(tmp_path)
+    ff108 = [p for p in report["problems"] if p["code"] == "FF108"]
+    assert any("is configured with lr 0 but has lr" in p["message"] for p in ff108)
+    moved = sum(p.numel() for p, b in zip(runner.model.backbone.layer4.parameters(), layer4_before)
+                if not p.detach().equal(b))
+    assert moved > 0 and _module(report, "backbone")["zero_lr_changed"] == moved
+    assert any("params with lr 0 changed value" in p["message"] for p in ff108)
+
+
+def test_no_scheduler_keeps_zero_lr_weights_still(tmp_path):
+    runner = _runner(_config(tmp_path))
+    runner.train()
+    assert _module(_audit(tmp_path), "backbone")["zero_lr_changed"] == 0
+
+
+def test_gradient_accumulation_waits_for_the_first_step(tmp_path):
+    runner = _runner(_config(tmp_path, accumulative_counts=2, iterations=1, max_iters=4))
+    runner.train()
+    report = _audit(tmp_path)
+    assert report["steps"] == 1 and report["iterations"] == 2  # the window ran on to the first step
+    assert _module(report, "backbone")["zero_lr_grads"] == LAYER4
+
+
+def test_audit_failure_never_stops_training(tmp_path, monkeypatch):
+    from freezefix.hooks.audit import FreezeAudit
+
+    def broken(self, *args):
+        raise ValueError("simulated bug in the audit")
+
+    monkeypatch.setattr(FreezeAudit, "_start", broken)
+    runner = _runner(_config(tmp_path))
+    runner.train()  # completes
+    assert runner.iter == 3
+    log = next((tmp_path / "work").rglob("*.log")).read_text()
+    assert "the audit failed at before_train_iter and is switched off; training goes on" in log
+    assert not (tmp_path / "work" / "freeze_audit.json").exists()
+
+
+def test_hook_without_an_optimizer_and_without_batchnorm(tmp_path, caplog):
+    """A runner with no optimizer (an evaluation-style use) and a Swin backbone (no BatchNorm)."""
+    from freezefix.hooks import MmengineFreezeAuditHook
+    from tests.audit_models import PooledRegressor
+
+    model = PooledRegressor(backbone=dict(type="mmdet.SwinTransformer", embed_dims=32, depths=(1, 1), num_heads=(1, 2),
+                                          strides=(4, 2), out_indices=(1,), frozen_stages=1), head_in=64)
+    runner = SimpleNamespace(model=model, optim_wrapper=None, iter=0, work_dir=str(tmp_path),
+                             logger=logging.getLogger("audit-test"))
+    hook = MmengineFreezeAuditHook(iterations=1)
+    with caplog.at_level(logging.INFO, logger="audit-test"):
+        hook.before_run(runner)
+        model.train()
+        hook.before_train_iter(runner, 0)
+        hook.after_train_iter(runner, 0)
+    report = json.loads((tmp_path / "freeze_audit.json").read_text())
+    assert "the runner has no optimizer" in " ".join(report["notes"])
+    backbone = _module(report, "backbone")
+    assert backbone["bn_total"] == 0 and backbone["frozen_since_wrap"] > 0  # Swin freezes in train()
+    assert report["problems"] == []  # not wrapped in DDP: a note, not a problem
+    assert any("under DDP" in note for note in report["notes"])
+    assert "freezefix FreezeAuditHook" in caplog.text
+
+
+def test_ddp_two_processes_name_params_frozen_after_wrapping(tmp_path):
+    """Two gloo processes on localhost; mmdet's Swin freezes its first stage only in train()."""
+    out = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, "-m", "tests.ddp_audit_worker", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((out / "work" / "freeze_audit.json").read_text())
+    assert report["world_size"] == 2 and report["rank"] == 0
+    assert report["ddp"] == {"find_unused_parameters": False, "static_graph": False}
+    backbone = _module(report, "backbone")
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # The frozen count is what the worker counted on the model: trainable at wrap, frozen after train().
+    assert backbone["frozen_since_wrap"] == ranks[0]["frozen_after_wrap"] > 0
+    assert backbone["frozen_since_wrap_children"] == ["patch_embed", "stages.0"]
+    ff109 = [p for p in report["problems"] if p["code"] == "FF109"]
+    assert len(ff109) == 1 and "set find_unused_parameters=True" in ff109[0]["message"]
+    # Every rank audited (strict must stop all of them) and saw the same; only rank 0 wrote the file.
+    assert ranks[0]["codes"] == ranks[1]["codes"] == ["FF109"]
+    # What FF109 predicts really happens at the second iteration, on both ranks.
+    assert all("Expected to have finished reduction" in r["training_error"] for r in ranks)
