@@ -193,6 +193,10 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
     if fmt == "text":
         for line in report.error_lines(result):
             click.echo(line, err=True)
+    if result.written and fmt == "text":
+        from freezefix.explain import AUDIT_HOOK_HINT
+
+        click.echo(f"note: the rewrites were proven on a model freezefix built; {AUDIT_HOOK_HINT}", err=True)
     click.echo(report.summary(result, applying=True, elapsed=elapsed), err=True)
     sys.exit(result.exit_code)
 

@@ -11,6 +11,12 @@ from freezefix.api import RunOptions, Session
 from freezefix.stacks import current
 from freezefix.verify.gate import run_worker
 
+# Said once, where a run can show more than a build: the hook measures the user's own training run.
+AUDIT_HOOK_HINT = ("to measure this inside your own training run (your GPU, DDP, AMP, loaded checkpoint), add "
+                   "custom_imports = dict(imports=['freezefix.hooks'], allow_failed_imports=False) and "
+                   "custom_hooks = [dict(type='FreezeAuditHook')] to the config (strict=True stops the run "
+                   "before the first step when the freeze is not what the config says)")
+
 
 @dataclass
 class Explanation:
@@ -24,6 +30,7 @@ class Explanation:
     modules: list[dict] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    audit_hook_hint: str | None = None
     error: str | None = None
 
     def to_json(self) -> dict:
@@ -31,7 +38,7 @@ class Explanation:
             "config": str(self.config), "level": self.level, "device": self.device, "base_lr": self.base_lr,
             "optimizer_era": self.era, "stack": self.stack,
             "stack_versions": self.stack_versions, "modules": self.modules, "findings": self.findings, "notes": self.notes,
-            "error": self.error,
+            "audit_hook_hint": self.audit_hook_hint, "error": self.error,
         }
 
 
@@ -75,7 +82,20 @@ def explain(config: Path, options: RunOptions) -> Explanation:
         row["findings"] = findings_by_module.get(name, [])
         row["stages"] = [_row(f"{name}.{sub}", s, view, out.base_lr) for sub, s in stats.get("children", {}).items()]
         out.modules.append(row)
+    if _audit_would_help(out, view.values):
+        out.audit_hook_hint = AUDIT_HOOK_HINT
     return out
+
+
+def _audit_would_help(out: Explanation, values: dict) -> bool:
+    """Something is meant frozen (lr 0 or frozen params), or the build could not show all of it, and the
+    config does not run the hook already."""
+    hooks = values.get("custom_hooks") or []
+    if any(isinstance(h, dict) and str(h.get("type", "")).endswith("FreezeAuditHook") for h in hooks):
+        return False
+    frozen = any(row["trainable_after_train"] < row["params"] or any(g["lr"] == 0 for g in row["lr"])
+                 for row in out.modules)
+    return frozen or bool(out.findings) or out.level != "model"
 
 
 def _row(name: str, stats: dict, view: ConfigView, base_lr: float | None) -> dict:
@@ -124,6 +144,8 @@ def render(explanation: Explanation, console: Any) -> None:
         console.print(f"note: {note}")
     constructor = ("mmcv.runner.build_optimizer" if e.stack == "mmcv1" else "mmengine's build_optim_wrapper")
     console.print(f"note: lrs are those {constructor} gives ({e.stack_versions})")
+    if e.audit_hook_hint:
+        console.print(f"note: {e.audit_hook_hint}", markup=False)  # the snippet's brackets are not markup
     held = sum(item["params"] for row in e.modules for item in row.get("frozen_in_optimizer", []))
     if held:
         console.print(f"note: {held:,} frozen params are in the optimizer anyway (its own groups at the lr shown "

@@ -41,11 +41,13 @@ def test_seed_apply_then_check_is_clean_and_a_second_apply_changes_nothing(copy_
     result = cli("apply", "configs")
     assert result.exit_code == 0, result.output
     assert (root / BASE).read_bytes() == original.replace(b"frozen_stages=3,", b"frozen_stages=4,")
+    assert result.stderr.count("FreezeAuditHook") == 1  # pointed at once, after a run that wrote
     check = cli("check", "configs")
     assert check.exit_code == 0, check.output
     after = snapshot(root)
     again = cli("apply", "configs")
     assert again.exit_code == 0 and snapshot(root) == after
+    assert "FreezeAuditHook" not in again.stderr  # nothing written: nothing to confirm
 
 
 def test_seed_check_reports_the_trap_where_it_is_written(copy_fixture, cli):

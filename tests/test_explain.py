@@ -59,3 +59,16 @@ def test_explain_seed_shows_layer4_training_at_lr_zero(cli):
     assert {"lr": 0.0, "lr_mult": 0.0, "params": 14_942_208} in layer4["lr"]
     text = cli("explain", str(config))
     assert "img_backbone" in text.stdout and "3 (4)" in text.stdout and "FF101" in text.stdout
+    # Something is meant frozen, so the run-time audit is pointed at, once.
+    assert data["audit_hook_hint"] and "custom_hooks = [dict(type='FreezeAuditHook')]" in data["audit_hook_hint"]
+    assert " ".join(text.stdout.split()).count("dict(type='FreezeAuditHook')") == 1
+
+
+def test_explain_does_not_point_at_the_hook_a_config_already_runs(tmp_path, cli):
+    from .conftest import FIXTURES
+
+    config = tmp_path / "with_hook.py"
+    config.write_text(f"_base_ = [{str(FIXTURES / 'seed_cmt/configs/cmt/cmt_voxel0075_r50_finetune.py')!r}]\n"
+                      "custom_hooks = [dict(type='FreezeAuditHook', strict=True)]\n")
+    data = json.loads(cli("explain", str(config), "--format", "json").stdout)
+    assert data["audit_hook_hint"] is None and data["findings"]
