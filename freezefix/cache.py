@@ -54,6 +54,20 @@ class Entry:
     findings: list[tuple[Any, str, int, int]] = field(default_factory=list)
 
 
+def cache_location() -> Path:
+    """Where both caches live: ``$FREEZEFIX_CACHE_DIR``, else ``$XDG_CACHE_HOME/freezefix``, else
+    ``~/.cache/freezefix``."""
+    base = os.environ.get("FREEZEFIX_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "freezefix"
+    )
+    return Path(base)
+
+
+def cache_dir() -> Path | None:
+    """The cache directory runs use; None when ``FREEZEFIX_NO_CACHE`` turns caching off."""
+    return None if os.environ.get("FREEZEFIX_NO_CACHE") else cache_location()
+
+
 def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()  # the same digest as textio.SourceFile.digest
 

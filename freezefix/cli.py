@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -14,6 +13,7 @@ import click
 
 from freezefix import report
 from freezefix.api import RunOptions, RunResult, Session, apply_until_stable
+from freezefix.cache import cache_dir
 from freezefix.settings import SettingsError, load_settings
 from freezefix.stacks import missing as missing_stack
 
@@ -27,15 +27,6 @@ def _codes(value: str | None) -> tuple[str, ...]:
 
 def _modules(value: str | None) -> tuple[str, ...]:
     return tuple(m.strip() for m in (value or "").split(",") if m.strip())
-
-
-def _cache_dir() -> Path | None:
-    if os.environ.get("FREEZEFIX_NO_CACHE"):
-        return None
-    base = os.environ.get("FREEZEFIX_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "freezefix"
-    )
-    return Path(base)
 
 
 class NoStack(click.ClickException):
@@ -57,7 +48,7 @@ def _options(paths, select=None, ignore=None, freeze=None, unsafe_fixes=False, v
         ignore=_codes(ignore) or settings.ignore,
         freeze=_modules(freeze) or settings.freeze,
         unsafe_fixes=unsafe_fixes or settings.unsafe_fixes,
-        cache_dir=_cache_dir(),
+        cache_dir=cache_dir(),
         verify=verify,
         device=device,
         exclude=settings.excluded if settings.exclude else None,
@@ -202,6 +193,22 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
 
 
 @main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def doctor(paths, fmt) -> None:
+    """Check that freezefix can work in this Python: torch, CUDA, the OpenMMLab stack, caches, and the
+    plugins the configs under PATHS import (exit 0 if usable, 2 if not)."""
+    from freezefix.doctor import diagnose, text_lines
+
+    diagnosis = diagnose(list(paths))
+    if fmt == "json":
+        click.echo(json.dumps(diagnosis.to_json(), indent=2))
+    else:
+        click.echo("\n".join(text_lines(diagnosis)))
+    sys.exit(diagnosis.exit_code)
+
+
+@main.command()
 @click.argument("code", required=False)
 def rules(code: str | None) -> None:
     """List the rules, or show one rule's documentation."""
@@ -223,7 +230,10 @@ def rules(code: str | None) -> None:
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_device_option
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "mmengine-log"]), default="text",
+              show_default=True,
+              help="mmengine-log: the per-parameter lines mmengine's optimizer constructor logs for CONFIG "
+                   "(`paramwise_options -- name:lr=...`), as the training log file has them without timestamps.")
 @click.option("--freeze", help="Freeze policy to check against (as for check).")
 def explain(config, device, fmt, freeze) -> None:
     """Show what is really frozen in CONFIG, read off the real model: per module and per stage."""
@@ -232,8 +242,14 @@ def explain(config, device, fmt, freeze) -> None:
     from freezefix.explain import explain as run_explain
     from freezefix.explain import render
 
-    explanation = run_explain(config, _options([config], freeze=freeze, device=device))
-    if fmt == "json":
+    explanation = run_explain(config, _options([config], freeze=freeze, device=device),
+                              optimizer_log=fmt == "mmengine-log")
+    if fmt == "mmengine-log":
+        if explanation.error:
+            click.echo(f"freezefix: {explanation.config}: {explanation.error}", err=True)
+        else:
+            click.echo("".join(line + "\n" for line in explanation.optimizer_log or []), nl=False)
+    elif fmt == "json":
         click.echo(json.dumps(explanation.to_json(), indent=2))
     else:
         render(explanation, Console(width=max(160, Console().width)))

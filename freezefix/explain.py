@@ -27,6 +27,10 @@ class Explanation:
     era: str | None = None
     stack: str | None = None  # 'mmengine' | 'mmcv1': whose optimizer constructor gave the lrs
     stack_versions: str | None = None
+    trainable_params: int | None = None  # requires_grad after train(), over the whole built model
+    total_params: int | None = None
+    trainable_zero_lr: int | None = None  # of the trainable ones: those the optimizer gives lr 0
+    optimizer_log: list[str] | None = None  # the constructor's own log lines, when asked for
     modules: list[dict] = field(default_factory=list)
     findings: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -36,17 +40,23 @@ class Explanation:
     def to_json(self) -> dict:
         return {
             "config": str(self.config), "level": self.level, "device": self.device, "base_lr": self.base_lr,
-            "optimizer_era": self.era, "stack": self.stack,
+            "optimizer_era": self.era, "stack": self.stack, "trainable_params": self.trainable_params,
+            "total_params": self.total_params, "trainable_zero_lr": self.trainable_zero_lr,
             "stack_versions": self.stack_versions, "modules": self.modules, "findings": self.findings, "notes": self.notes,
             "audit_hook_hint": self.audit_hook_hint, "error": self.error,
         }
 
 
-def explain(config: Path, options: RunOptions) -> Explanation:
-    session = Session([config], options)
-    result = session.check()
+def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> Explanation:
+    """``optimizer_log``: also collect the lines the stack's optimizer constructor logs while building
+    the optimizer for this config (an error where the stack's constructor logs none)."""
     path = Path(config).resolve()
     out = Explanation(path, device=options.device)
+    if optimizer_log and current().no_optimizer_log:
+        out.error = current().no_optimizer_log
+        return out
+    session = Session([config], options)
+    result = session.check()
     if result.errors:
         out.error = "; ".join(message for _, message in result.errors)
         return out
@@ -54,7 +64,8 @@ def explain(config: Path, options: RunOptions) -> Explanation:
         out.error = "not a config freezefix checks (a _base_ fragment, or skipped: " + \
             "; ".join(why for _, why in result.skipped) + ")"
         return out
-    answer = run_worker([{"id": 0, "config": str(path), "origin": str(path), "device": options.device}])[0]
+    job = {"id": 0, "config": str(path), "origin": str(path), "device": options.device, "optimizer_log": optimizer_log}
+    answer = run_worker([job])[0]
     view = ConfigView.of(path, session.resolver.values(path), session.prober)
     out.level, out.device = answer.get("level", "model"), answer.get("device", options.device)
     out.base_lr = answer.get("base_lr")
@@ -66,6 +77,12 @@ def explain(config: Path, options: RunOptions) -> Explanation:
     if not answer.get("ok"):
         out.error = answer.get("error")
         return out
+    out.trainable_params, out.total_params = answer.get("trainable_params"), answer.get("total_params")
+    out.trainable_zero_lr = answer.get("trainable_zero_lr")
+    if optimizer_log:
+        out.optimizer_log = answer.get("optimizer_log")
+        if out.optimizer_log is None:  # the optimizer could not be built: its note says why
+            out.error = "; ".join(out.notes) or "the optimizer could not be built"
     findings_by_module: dict[str, list[str]] = {}
     for finding in session.per_config.get(path, []):
         findings_by_module.setdefault(finding.module or "", []).append(finding.code)
@@ -128,6 +145,11 @@ def render(explanation: Explanation, console: Any) -> None:
     if e.error:
         console.print(f"[red]{e.config}: {e.error}[/red]")
         return
+    if e.total_params is not None:
+        console.print(trainable_line(e.trainable_params or 0, e.total_params)
+                      + ("" if e.level == "model" else " (of its top-level modules)"))
+        if e.trainable_zero_lr:
+            console.print(f"  of which {e.trainable_zero_lr:,} at lr 0: they compute gradients that lr 0 discards")
     level = "the whole model" if e.level == "model" else "its top-level modules (the model class could not be built)"
     table = Table(title=f"{e.config.name}: built {level} on {e.device}; base lr {e.base_lr}", show_lines=False)
     for column in ("module", "class", "params", "trainable\nbuilt", "trainable\nafter train()", "BN training",
@@ -151,6 +173,15 @@ def render(explanation: Explanation, console: Any) -> None:
         console.print(f"note: {held:,} frozen params are in the optimizer anyway (its own groups at the lr shown "
                       "after 'frozen:'); harmless: they get no gradient, and torch optimizers skip a param "
                       "whose grad is None (no update, no state)")
+
+
+def trainable_line(trainable: int, total: int) -> str:
+    """The line PEFT users know: 'trainable 12,345,678 / 45,678,901 (27.0%)'."""
+    share = 100.0 * trainable / total if total else 0.0
+    text = f"{share:.1f}"
+    if (text == "0.0" and trainable) or (text == "100.0" and trainable < total):
+        text = f"{share:.3f}"  # a LoRA-sized share must not read as 0.0%, nor one frozen bias as 100.0%
+    return f"trainable {trainable:,} / {total:,} ({text}%)"
 
 
 def _cells(row: dict, bold: bool) -> list[str]:

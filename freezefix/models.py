@@ -73,36 +73,62 @@ def plugin_dir_location(values: dict, config_path: Path) -> tuple[Path, Path | N
     return rel, next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
 
 
-def import_plugins(values: dict, config_path: Path) -> list[str]:
+@dataclass
+class PluginImport:
+    """One plugin module a config names (``custom_imports`` entry or mmcv-1.x ``plugin_dir``) and
+    whether importing it worked."""
+
+    kind: str  # 'custom_imports' | 'plugin_dir'
+    name: str  # as the config writes it
+    module: str | None = None  # the dotted module imported; None when the plugin_dir was not found
+    root: Path | None = None  # plugin_dir: the repository root put on sys.path to import it
+    error: str | None = None  # 'not importable: ImportError: …' | 'not found above …'
+
+    @property
+    def note(self) -> str:
+        return f"{self.kind} {self.name!r} {self.error or 'imported'}"
+
+
+def plugin_imports(values: dict, config_path: Path) -> list[PluginImport]:
     """Import ``custom_imports`` and an mmcv-1.x ``plugin_dir`` the way those repos' train scripts do.
 
     ``plugin_dir='projects/mmdet3d_plugin/'`` is a path relative to the repository root, which is the
     nearest ancestor of the config that contains it; it is imported as the dotted module path.
-    Returns notes for what could not be imported (verification then falls back to module level).
+    A plugin that cannot be imported is reported in its entry, never raised: verification then
+    falls back to module level, and ``doctor`` names it.
     """
-    notes: list[str] = []
+    found: list[PluginImport] = []
     imports = values.get("custom_imports")
     if isinstance(imports, dict):
-        for name in imports.get("imports", []) or []:
+        names = imports.get("imports") or []
+        for name in [names] if isinstance(names, str) else names:  # both stacks accept one string
+            entry = PluginImport("custom_imports", name, module=name)
             try:
                 importlib.import_module(name)
             except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
-                notes.append(f"custom_imports {name!r} not importable: {type(exc).__name__}: {exc}")
+                entry.error = f"not importable: {type(exc).__name__}: {exc}"
+            found.append(entry)
     located = plugin_dir_location(values, config_path)
     if located is not None:
         rel, root = located
-        plugin_dir = values["plugin_dir"]
+        entry = PluginImport("plugin_dir", values["plugin_dir"], root=root)
         if root is None:
-            notes.append(f"plugin_dir {plugin_dir!r} not found above {config_path}")
+            entry.error = f"not found above {config_path}"
         else:
-            module = ".".join(rel.parts)
+            entry.module = ".".join(rel.parts)
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
             try:
-                importlib.import_module(module)
+                importlib.import_module(entry.module)
             except Exception as exc:  # noqa: BLE001
-                notes.append(f"plugin_dir {plugin_dir!r} not importable: {type(exc).__name__}: {exc}")
-    return notes
+                entry.error = f"not importable: {type(exc).__name__}: {exc}"
+        found.append(entry)
+    return found
+
+
+def import_plugins(values: dict, config_path: Path) -> list[str]:
+    """Import the config's plugins (:func:`plugin_imports`); notes for those that could not be imported."""
+    return [entry.note for entry in plugin_imports(values, config_path) if entry.error]
 
 
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:

@@ -72,3 +72,93 @@ def test_explain_does_not_point_at_the_hook_a_config_already_runs(tmp_path, cli)
                       "custom_hooks = [dict(type='FreezeAuditHook', strict=True)]\n")
     data = json.loads(cli("explain", str(config), "--format", "json").stdout)
     assert data["audit_hook_hint"] is None and data["findings"]
+
+
+# The seed model and its optimizer as an mmengine training run would build them, written out here
+# without freezefix: the plugin imported as the repo's train script does, the mmcv-1.x era type names
+# scoped for mmengine's registries, the logger made as the Runner makes it (its log file), and
+# mmengine's own build_optim_wrapper.  Run in its own process: the plugin and the logger stay there.
+_REFERENCE = r"""
+import importlib, json, sys
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+config, root, log_file, out = sys.argv[1:5]
+MMLogger.get_instance('reference-run', logger_name='mmengine', log_file=log_file, log_level='INFO')
+cfg = Config.fromfile(config)
+sys.path.insert(0, root)
+importlib.import_module(cfg.plugin_dir.strip('/').replace('/', '.'))
+import mmdet.models, mmdet3d.models
+from mmdet3d.registry import MODELS
+init_default_scope('mmdet3d')
+model_cfg = cfg.model.to_dict()
+for key in ('img_backbone', 'img_neck'):
+    model_cfg[key]['type'] = 'mmdet.' + model_cfg[key]['type']
+with torch.device('meta'):
+    model = MODELS.build(model_cfg)
+optimizer = cfg.optimizer.to_dict()
+paramwise_cfg = optimizer.pop('paramwise_cfg')
+build_optim_wrapper(model, dict(type='OptimWrapper', optimizer=optimizer, paramwise_cfg=paramwise_cfg))
+model.train()
+with open(out, 'w') as handle:
+    json.dump({'total': sum(p.numel() for p in model.parameters()),
+               'trainable': sum(p.numel() for p in model.parameters() if p.requires_grad)}, handle)
+"""
+
+
+@pytest.fixture(scope="module")
+def seed_reference(tmp_path_factory):
+    """(counts, log file) of the seed built by mmengine directly, in a training run's way."""
+    import subprocess
+    import sys
+
+    from .conftest import FIXTURES
+
+    work = tmp_path_factory.mktemp("reference")
+    seed = FIXTURES / "seed_cmt"
+    config = seed / "configs/cmt/cmt_voxel0075_r50_finetune.py"
+    run = subprocess.run([sys.executable, "-c", _REFERENCE, str(config), str(seed), str(work / "run.log"),
+                          str(work / "counts.json")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads((work / "counts.json").read_text()), work / "run.log"
+
+
+SEED = "seed_cmt/configs/cmt/cmt_voxel0075_r50_finetune.py"
+
+
+def test_explain_starts_with_the_trainable_line_of_the_model_built_independently(cli, seed_reference):
+    from .conftest import FIXTURES
+
+    counts, _ = seed_reference
+    data = json.loads(cli("explain", str(FIXTURES / SEED), "--format", "json").stdout)
+    assert (data["trainable_params"], data["total_params"]) == (counts["trainable"], counts["total"])
+    assert data["trainable_zero_lr"] == 14_942_208  # layer4: trains, at lr 0
+    text = cli("explain", str(FIXTURES / SEED))
+    assert text.exit_code == 0
+    share = 100 * counts["trainable"] / counts["total"]
+    first, second = text.stdout.splitlines()[:2]
+    assert first == f"trainable {counts['trainable']:,} / {counts['total']:,} ({share:.1f}%)"
+    assert first == "trainable 24,206,752 / 32,772,576 (73.9%)"  # the pinned stack's numbers, for the reader
+    assert second.split() == "of which 14,942,208 at lr 0: they compute gradients that lr 0 discards".split()
+
+
+def test_explain_prints_mmengines_own_optimizer_log_lines_as_the_training_log_has_them(cli, seed_reference):
+    import subprocess
+
+    from .conftest import FIXTURES
+
+    _, log_file = seed_reference
+    # The README's recipe for a real log: keep the constructor's lines, drop the timestamp.
+    pipeline = ("grep -E 'paramwise_options -- |is skipped since its requires_grad=' \"$0\" | cut -d' ' -f4-")
+    real = subprocess.run(["sh", "-c", pipeline, str(log_file)], capture_output=True, text=True, check=True)
+    expected = real.stdout.splitlines()
+    assert "mmengine - INFO - paramwise_options -- img_backbone.layer4.0.conv1.weight:lr=0.0" in expected
+    assert "mmengine - WARNING - img_backbone.layer1.0.conv1.weight is skipped since its requires_grad=False" \
+        in expected
+
+    result = cli("explain", str(FIXTURES / SEED), "--format", "mmengine-log")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == expected

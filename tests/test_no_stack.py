@@ -29,6 +29,15 @@ def test_every_model_command_stops_with_exit_2_and_says_why(cli, args):
 
 
 @needs_no_stack
+def test_doctor_says_this_python_cannot_run_freezefix_and_why(cli):
+    result = cli("doctor")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "FAIL torch torch and mmdet not installed in this Python" in text
+    assert "freezefix cannot work in this environment: 1 problem" in text
+
+
+@needs_no_stack
 def test_the_rule_docs_need_no_stack(cli):
     result = cli("rules", "FF101")
     assert result.exit_code == 0 and "frozen_stages" in result.output

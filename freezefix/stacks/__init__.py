@@ -27,7 +27,7 @@ import sys
 import warnings
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, Protocol
+from typing import Any, ContextManager, Protocol
 
 # Import-time noise of the mmcv 1.x stack that says nothing about the user's configs: mmcv 1.7's
 # notice of the 2.0 rename, and torch's "No CUDA runtime is found" when mmcv loads its C++ helpers.
@@ -43,6 +43,11 @@ class Stack(Protocol):
     # Whether unscoped types must be rewritten to the scope that has them before a whole-model
     # build (mmengine), or the stack's own build helpers fall back by themselves (mmcv 1.x).
     rewrites_unscoped_types: bool
+    # Where a scope's MODELS registry lives ('{scope}.registry', '{scope}.models.builder').
+    registry_module: str
+    # Why the stack's optimizer constructor logs no per-parameter lines; None when it does, and
+    # capture_optimizer_log() returns them.
+    no_optimizer_log: str | None
 
     def describe(self) -> str:
         """'mmcv-full 1.7.0, mmdet 2.28.2, mmdet3d 1.0.0rc6' — for reports."""
@@ -67,6 +72,10 @@ class Stack(Protocol):
 
     def quiet(self) -> None:
         """Silence the stack's per-parameter log lines (they are not news to a freezefix user)."""
+
+    def capture_optimizer_log(self) -> ContextManager[list[str]]:
+        """Collect, while open, what the optimizer constructor logs, each line as the training log
+        file writes it without its timestamp; LookupError(no_optimizer_log) when it logs nothing."""
 
 
 def installed_version(*names: str) -> str | None:
@@ -112,16 +121,19 @@ def current() -> Stack:
     return MmengineStack()
 
 
-def import_registries(scopes: tuple[str, ...], registry_module: str) -> dict[str, Any]:
+def import_registries(scopes: tuple[str, ...], registry_module: str,
+                      errors: dict[str, str] | None = None) -> dict[str, Any]:
     """scope → its ``MODELS`` registry (``registry_module`` formatted with the scope), with the scope's
-    model classes registered; a package that is absent or broken simply does not count."""
+    model classes registered; a package that is absent or broken simply does not count (``errors``,
+    when given, gets why: scope → 'ImportError: …')."""
     registries = {}
     for scope in scopes:
         try:
             importlib.import_module(f"{scope}.models")
             registries[scope] = importlib.import_module(registry_module.format(scope=scope)).MODELS
-        except Exception:  # noqa: BLE001
-            continue
+        except Exception as exc:  # noqa: BLE001
+            if errors is not None:
+                errors[scope] = f"{type(exc).__name__}: {exc}"
     return registries
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any
+from typing import Any, ContextManager
 
 from freezefix.stacks import describe_versions, import_registries
 
@@ -36,12 +36,16 @@ class Mmcv1Stack:
     name = "mmcv1"
     sibling_scopes = ("mmdet3d", "mmdet", "mmcls", "mmseg")
     rewrites_unscoped_types = False
+    registry_module = "{scope}.models.builder"
+    no_optimizer_log = ("mmcv 1.x's optimizer constructor (mmcv.runner.DefaultOptimizerConstructor) logs no "
+                        "per-parameter lines, so a training log of this stack has none to compare with; "
+                        "`freezefix explain CONFIG` shows the lr each parameter gets")
 
     def describe(self) -> str:
         return describe_versions(("mmcv-full", "mmcv", "mmdet", "mmdet3d"))
 
     def registries(self) -> dict[str, Any]:
-        return import_registries(self.sibling_scopes, "{scope}.models.builder")
+        return import_registries(self.sibling_scopes, self.registry_module)
 
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         # Nested types are built by the class's own module through its package's build helpers.
@@ -86,3 +90,6 @@ class Mmcv1Stack:
     def quiet(self) -> None:
         for name in ("mmcv", "mmdet", "mmdet3d"):
             logging.getLogger(name).setLevel(logging.ERROR)
+
+    def capture_optimizer_log(self) -> ContextManager[list[str]]:
+        raise LookupError(self.no_optimizer_log)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from freezefix.stacks import describe_versions, import_registries
 
@@ -32,12 +33,14 @@ class MmengineStack:
     name = "mmengine"
     sibling_scopes = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
     rewrites_unscoped_types = True
+    registry_module = "{scope}.registry"
+    no_optimizer_log = None  # DefaultOptimWrapperConstructor logs `paramwise_options -- name:key=value`
 
     def describe(self) -> str:
         return describe_versions(("mmengine", "mmcv", "mmdet", "mmdet3d"))
 
     def registries(self) -> dict[str, Any]:
-        return import_registries(self.sibling_scopes, "{scope}.registry")
+        return import_registries(self.sibling_scopes, self.registry_module)
 
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         from mmengine.registry import DefaultScope
@@ -80,3 +83,32 @@ class MmengineStack:
         logging.getLogger("mmengine").setLevel(logging.ERROR)
         # mmengine logs one line per frozen parameter it leaves out of the optimizer.
         MMLogger.get_current_instance().setLevel(logging.ERROR)
+
+    @contextmanager
+    def capture_optimizer_log(self) -> Iterator[list[str]]:
+        from mmengine.logging import MMLogger
+        from mmengine.logging.logger import FilterDuplicateWarning, MMFormatter
+
+        lines: list[str] = []
+        # The constructor logs through the current MMLogger, as in a training run; its records are
+        # formatted by the formatter and filter of the log file a Runner writes, minus the timestamp,
+        # so that the lines compare with a real log.
+        formatter = MMFormatter(color=False, datefmt="%Y/%m/%d %H:%M:%S")
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                text = formatter.format(record)  # sets record.asctime
+                stamp = f"{record.asctime} - "
+                lines.append(text[len(stamp):] if text.startswith(stamp) else text)
+
+        logger = MMLogger.get_current_instance()
+        handler = Collect(logging.INFO)
+        handler.addFilter(FilterDuplicateWarning(logger.name))
+        saved = logger.handlers[:], logger.level
+        logger.handlers[:] = [handler]  # only here: the console handler would print every line too
+        logger.setLevel(logging.INFO)
+        try:
+            yield lines
+        finally:
+            logger.handlers[:] = saved[0]
+            logger.setLevel(saved[1])

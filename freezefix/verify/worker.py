@@ -5,9 +5,10 @@ process down; so this runs as ``python -m freezefix.verify.worker``, reads a JSO
 stdin and writes one JSON line per job on stdout as soon as it is done (the parent enforces a
 deadline per job and restarts the worker past one that hangs).
 
-A job: ``{"id", "config", "origin", "device"}`` — ``config`` is the file to load (maybe a patched
-copy in an overlay directory), ``origin`` the file it stands for in the user's repository (plugin
-directories are looked up from there).  The answer holds the stack's resolved values (mmengine's or
+A job: ``{"id", "config", "origin", "device"}`` and optionally ``"optimizer_log": true`` —
+``config`` is the file to load (maybe a patched copy in an overlay directory), ``origin`` the file it
+stands for in the user's repository (plugin directories are looked up from there); with
+``optimizer_log`` the answer also holds the lines the optimizer constructor logs.  The answer holds the stack's resolved values (mmengine's or
 mmcv 1.x's ``Config``) and, per top-level module and per child of it (the stages of a backbone),
 what trains: parameters, trainable after construction and after ``train()``, BatchNorm layers in
 training mode, the lr each parameter gets from the optimizer the stack's own constructor builds,
@@ -31,11 +32,20 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr))
 
 
-def _lr_of_params(model: Any, values: dict) -> tuple[dict[str, float], float | None, str | None]:
+def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
+                  ) -> tuple[dict[str, float], float | None, str | None]:
+    """name → lr from the stack's own optimizer constructor; ``log`` (when given) receives what the
+    constructor logs, as the training log writes it."""
     from freezefix.stacks import current
 
+    stack = current()
     try:
-        optimizer, base_lr = current().build_optimizer(model, values)
+        if log is None:
+            optimizer, base_lr = stack.build_optimizer(model, values)
+        else:
+            with stack.capture_optimizer_log() as lines:
+                optimizer, base_lr = stack.build_optimizer(model, values)
+            log.extend(lines)
     except LookupError as exc:
         return {}, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, the rest of the facts still count
@@ -95,11 +105,12 @@ def run_job(job: dict, cache: dict) -> dict:
     notes = import_plugins(values, origin)
     device = _device(job.get("device", "meta"))
     optim = {k: values.get(k) for k in ("optimizer", "optim_wrapper")}
-    key = json.dumps([repr(values.get("model")), repr(optim), values.get("default_scope"), device])
+    optimizer_log = bool(job.get("optimizer_log"))
+    key = json.dumps([repr(values.get("model")), repr(optim), values.get("default_scope"), device, optimizer_log])
     out["built"] = key not in cache  # False: an identical (model, optimizer) pair was built already
     if key not in cache:
         started = time.perf_counter()
-        cache[key] = _build_and_measure(values, origin, device)
+        cache[key] = _build_and_measure(values, origin, device, optimizer_log)
         cache[key]["build_seconds"] = round(time.perf_counter() - started, 3)
     out.update(cache[key])
     out["notes"] = notes + out.get("notes", [])
@@ -107,7 +118,7 @@ def run_job(job: dict, cache: dict) -> dict:
     return out
 
 
-def _build_and_measure(values: dict, origin: Path, device: str) -> dict:
+def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> dict:
     from freezefix.models import build
 
     built = build(values, origin, device=device)
@@ -123,9 +134,12 @@ def _build_and_measure(values: dict, origin: Path, device: str) -> dict:
     model = built.model
     constructed = {n: p.requires_grad for n, p in model.named_parameters()}
     # The Runner builds the optimizer after construction and before train(): do the same.
-    lrs, base_lr, optim_note = _lr_of_params(model, values)
+    log: list[str] | None = [] if optimizer_log else None
+    lrs, base_lr, optim_note = _lr_of_params(model, values, log)
     if optim_note:
         result["notes"].append(optim_note)
+    elif log is not None:
+        result["optimizer_log"] = log
     model.train()
     modules = {}
     for name, child in model.named_children():
@@ -138,7 +152,11 @@ def _build_and_measure(values: dict, origin: Path, device: str) -> dict:
         modules[name] = stats
     result["modules"] = modules
     result["base_lr"] = base_lr
+    # Over model.parameters(): a parameter shared by two modules counts once, as PEFT counts.
     result["total_params"] = sum(p.numel() for p in model.parameters())
+    result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result["trainable_zero_lr"] = sum(p.numel() for n, p in model.named_parameters()
+                                      if p.requires_grad and lrs.get(n) == 0.0)
     return result
 
 
