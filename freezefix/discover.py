@@ -89,6 +89,12 @@ def looks_like_config(tree) -> str | None:
     import ast
 
     assigned: set[str] = set()
+    # A new-style config gets its variables (`model`, `optim_wrapper` …) from its bases through
+    # `with read_base(): from .x import *`: a method call on a name no import statement binds is
+    # on one of those (`model.update(...)`), not on a module (`os.system(...)`).
+    reads_bases = any(isinstance(node, ast.With) for node in tree.body)
+    modules = {(a.asname or a.name).split(".")[0] for node in tree.body
+               if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -97,14 +103,15 @@ def looks_like_config(tree) -> str | None:
             return "a script (it has an `if __name__ == '__main__'` block), not a config"
         if isinstance(node, (ast.ClassDef, ast.While, ast.Try, ast.AsyncFunctionDef)):
             return f"a module with a top-level {type(node).__name__.lower()}, not a config"
-        if isinstance(node, ast.Expr) and not _config_expression(node.value, assigned):
+        if isinstance(node, ast.Expr) and not _config_expression(node.value, assigned, reads_bases, modules):
             return f"a script (line {node.lineno} runs an expression at top level), not a config"
     return None
 
 
-def _config_expression(value, assigned: set[str]) -> bool:
+def _config_expression(value, assigned: set[str], reads_bases: bool = False, modules: set[str] = frozenset()) -> bool:
     """A docstring, or a method call on one of the config's own variables (`custom_keys.update(...)`,
-    `detector.pop('data_preprocessor')`); not `main()` or `os.system(...)`."""
+    `detector.pop('data_preprocessor')`, a base's `model.update(...)` in a new-style config); not
+    `main()` or `os.system(...)`."""
     import ast
 
     if isinstance(value, ast.Constant) and isinstance(value.value, str):
@@ -113,7 +120,9 @@ def _config_expression(value, assigned: set[str]) -> bool:
         root = value.func.value
         while isinstance(root, (ast.Attribute, ast.Subscript)):
             root = root.value
-        return isinstance(root, ast.Name) and root.id in assigned
+        if not isinstance(root, ast.Name):
+            return False
+        return root.id in assigned or (reads_bases and root.id not in modules)
     return False
 
 

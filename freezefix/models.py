@@ -37,7 +37,20 @@ def default_scope_of(values: dict) -> str:
     scope = values.get("default_scope")
     if isinstance(scope, str):
         return scope
-    return "mmdet3d" if "mmdet3d" in _registries() else "mmdet"
+    registries = _registries()
+    # Without a default_scope, a model named with its package ('mmdet.RetinaNet', or the class itself
+    # in a new-style config) is built in that package's scope, as its nested task utils expect.
+    model = values.get("model")
+    model_type = model.get("type") if isinstance(model, dict) else None
+    if isinstance(model_type, type):
+        package = model_type.__module__.split(".")[0]
+    elif isinstance(model_type, str) and "." in model_type:
+        package = model_type.split(".")[0]
+    else:
+        package = None
+    if package in registries:
+        return package
+    return "mmdet3d" if "mmdet3d" in registries else "mmdet"
 
 
 def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:

@@ -179,9 +179,11 @@ class Planner:
         texts: dict[Path, tuple[str, str]] = {}
         errors: dict[Path, str] = {}
         for path, group in per_file.items():
-            old = self.resolver.unit(path).source.text
+            unit = self.resolver.unit(path)
+            old = unit.source.text
+            inherited = set(unit.merged) if unit.new_style else set()
             try:
-                texts[path] = (old, apply_edits(old, _file_edits(group)))
+                texts[path] = (old, apply_edits(old, _file_edits(group, inherited)))
             except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
                 errors[path] = f"could not rewrite: {exc}"
         return texts, errors
@@ -215,9 +217,10 @@ class Planner:
         return bad
 
 
-def _file_edits(group: list[Placement]) -> list[FileEdit]:
+def _file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> list[FileEdit]:
     """Placements → rewrite edits; new entries under one new key are merged into one nested dict
-    (two changes that both need a missing ``paramwise_cfg`` create it once)."""
+    (two changes that both need a missing ``paramwise_cfg`` create it once).  An override of a name
+    in ``inherited`` (a new-style config's, from its bases) is merged into it, never rebound."""
     edits: list[FileEdit] = []
     new_entries: dict[tuple, Any] = {}  # (kind, container, first key) → value
     for p in group:
@@ -236,7 +239,8 @@ def _file_edits(group: list[Placement]) -> list[FileEdit]:
                     node = node.setdefault(part, {})
                 node[p.subkey[-1]] = p.value
     for (kind, location, name), value in new_entries.items():
-        edits.append(InsertEntry(location, name, value) if kind == "insert" else AppendAssignment(name, value))
+        edits.append(InsertEntry(location, name, value) if kind == "insert"
+                     else AppendAssignment(name, value, merge=name in inherited))
     return edits
 
 

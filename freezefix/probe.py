@@ -122,10 +122,14 @@ def _registries() -> dict[str, Any]:
     return current().registries()
 
 
-def _find_class(type_name: str, scope_hint: str | None) -> tuple[Any, str]:
+def _find_class(type_name: Any, scope_hint: str | None) -> tuple[Any, str]:
     registries = _registries()
     if not registries:
         raise LookupError("no OpenMMLab model registry is importable (mmdet / mmdet3d not installed)")
+    if isinstance(type_name, type):
+        # A new-style config names the class itself: it is built in its own package's scope.
+        package = type_name.__module__.split(".")[0]
+        return type_name, package if package in registries else (scope_hint or package)
     if "." in type_name:
         scope, _, name = type_name.partition(".")
         if scope in registries:

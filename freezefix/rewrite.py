@@ -47,10 +47,13 @@ class RemoveEntry:
 
 @dataclass(frozen=True)
 class AppendAssignment:
-    """Append ``name = value`` at the end of the module (an override in a child config)."""
+    """Append ``name = value`` at the end of the module (an override in a child config); with
+    ``merge``, ``name.update(value)`` (a new-style config, whose ``name`` came from its bases:
+    rebinding it would drop everything else the bases set)."""
 
     name: str
     value: Any
+    merge: bool = False
 
 
 FileEdit = Union[ReplaceValue, InsertEntry, RemoveEntry, AppendAssignment]  # typing.Union: Python 3.8
@@ -103,10 +106,9 @@ def apply_edits(text: str, edits: Sequence[FileEdit]) -> str:
 
 
 def _append(module: cst.Module, edit: AppendAssignment) -> cst.Module:
-    statement = cst.parse_statement(
-        f"{edit.name} = {format_value(edit.value, literal=edit.name == 'custom_keys')}{module.default_newline}",
-        config=module.config_for_parsing,
-    )
+    value = format_value(edit.value, literal=edit.name == "custom_keys")
+    code = f"{edit.name}.update({value})" if edit.merge else f"{edit.name} = {value}"
+    statement = cst.parse_statement(f"{code}{module.default_newline}", config=module.config_for_parsing)
     # libcst renders a newline after what was the last line even when the file had none.
     return module.with_changes(body=[*module.body, statement])
 

@@ -9,8 +9,10 @@ itself writes, before merging), which is what provenance is computed from: the o
 key is the last file in merge order whose own dict sets it.
 
 Config code is executed, as mmengine does.  mmengine only accepts standard-library imports in
-old-style configs (anything else makes it a lazy-import config), and those are not executed here:
-new-style ``with read_base()`` configs are skipped with a reason.
+old-style configs (anything else makes it a lazy-import config).  New-style ``with read_base()``
+configs (and the modules they read as bases) are parsed by :mod:`freezefix.config.lazy`, as
+mmengine's lazy loader parses them; a file that imports non-standard modules without
+``read_base()`` and is no config's base (plugin code, a script) is skipped with a reason.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from freezefix.config.locate import Key, Location, LocationMap, build_location_map
+from freezefix.config import lazy
+from freezefix.config.locate import Key, Location, LocationMap, build_location_map, build_mutation_map
 from freezefix.textio import SourceError, SourceFile, read_source
 
 
@@ -61,11 +64,14 @@ class FileUnit:
     own: dict  # the file's own top-level names, after {{_base_.x}} substitution, before merging
     merged: dict  # plain-dict view of mmengine's result for this file
     tree: ast.Module  # as parsed, before substitution: what locations are read from
+    new_style: bool = False  # a `with read_base()` config or one of its bases: its code mutates values
 
     @functools.cached_property
     def locations(self) -> LocationMap:
         # Built on first use: only the files that own a finding or an edit need one, and building
         # it for every file was a fifth of a check's resolution time.
+        if self.new_style:
+            return build_mutation_map(self.tree, self.source.text)
         return build_location_map(self.tree, self.source.text)
 
 
@@ -216,6 +222,7 @@ class Resolver:
         self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
+        self._lazy: dict[Path, lazy.LazyParse] = {}  # new-style files, parsed once
         self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
         # What each file's outcome (unit or failure) was computed from, for the results cache:
         # itself and every base it reached or looked for (a missing one too: creating it changes
@@ -318,10 +325,18 @@ class Resolver:
                 path,
             )
         if _is_lazy_import(source.text, original_tree):
-            raise NotAnalysable(
-                "not an old-style config: it imports non-standard modules or uses `with read_base()` "
-                "(plugin code, a script, or a new-style config); not analysed"
-            )
+            if len(stack) > 1:
+                raise ConfigError("an old-style config cannot name a new-style one (it imports non-standard "
+                                  "modules) in _base_; mmengine refuses that too", path)
+            # A `_base_/` fragment that imports classes is a new-style base module (it has no
+            # read_base() when it inherits nothing); anything else without one is not a config.
+            if not lazy.has_read_base(original_tree) and BASE_KEY not in path.parts:
+                raise NotAnalysable(
+                    "imports non-standard modules without `with read_base()`: plugin code or a script, "
+                    "not a config; not analysed"
+                )
+            self._lazy_parse(path, ())
+            return self.units[path]
 
         if "{{" in source.text:
             self.env_used[path] = {name: os.environ.get(name) for name, _ in _ENV_RE.findall(source.text)}
@@ -410,6 +425,62 @@ class Resolver:
             tree=original_tree,
         )
 
+    def _lazy_parse(self, path: Path, stack: tuple[Path, ...]) -> lazy.LazyParse:
+        """A new-style file (or a module it reads as a base), parsed once; its unit registered."""
+        if path in stack:
+            cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
+            raise ConfigError(f"cyclic read_base import: {cycle}", path)
+        if path in self._lazy:
+            return self._lazy[path]
+        if isinstance(self.failures.get(path), ConfigError):
+            raise self.failures[path]  # (NotAnalysable: read on its own it was no config; as a base it is)
+        deps = self.deps.setdefault(path, {path: None})
+        try:
+            parsed = self._parse_new_style(path, (*stack, path), deps)
+        except ConfigError as exc:
+            self.failures[path] = exc
+            raise
+        self._lazy[path] = parsed
+        merged = lazy.plain_values(parsed.cfg, parsed.imported)
+        source, tree = self.parsed(path)
+        self.units[path] = FileUnit(source=source, bases=parsed.bases, base_scopes=parsed.base_scopes,
+                                    own=lazy.own_values(merged, parsed.before), merged=merged, tree=tree,
+                                    new_style=True)
+        return parsed
+
+    def _parse_new_style(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> lazy.LazyParse:
+        if path not in self.overlay and not path.is_file():
+            raise ConfigError("file not found", path)
+        source, tree = self.parsed(path)
+        if source.has_bom:
+            raise ConfigError("starts with a UTF-8 BOM, which mmengine cannot load; save it as UTF-8 without BOM", path)
+
+        def base_parse(base: Path) -> lazy.LazyParse:
+            deps[base] = None
+            if base not in self.overlay and not base.is_file():
+                raise ConfigError(f"missing read_base module (looked for {base})", path)
+            try:
+                parsed = self._lazy_parse(base, stack)
+            finally:
+                deps.update(self.deps.get(base, {}))
+            # Fresh objects per child, as mmengine's re-parse gives: the child's code mutates them.
+            return lazy.fresh_copy(parsed)
+
+        def execute(code: Any, scope: dict) -> None:
+            with warnings.catch_warnings(), _time_limit(EXEC_TIMEOUT_S):
+                warnings.simplefilter("ignore")
+                exec(code, scope, scope)  # noqa: S102 - config code, as mmengine runs it
+
+        try:
+            return lazy.parse(path, tree, base_parse, execute)
+        except ConfigError:
+            raise
+        except _ExecTimeout:
+            self.transient.add(path)
+            raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
+        except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
+            raise ConfigError(f"raises when parsed as a new-style config: {type(exc).__name__}: {exc}", path) from None
+
     # -- provenance ---------------------------------------------------------------------------
     def _owner(self, path: Path, key: Key) -> Path | None:
         unit = self.units.get(path)
@@ -422,7 +493,9 @@ class Resolver:
             node = node[part]
             if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
                 return path
-        for base in unit.bases:
+        # The last base that has the name: new-style star imports rebind in order (old-style sibling
+        # bases may not share a name at all).
+        for base in reversed(unit.bases):
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None

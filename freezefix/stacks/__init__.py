@@ -140,3 +140,34 @@ def import_registries(scopes: tuple[str, ...], registry_module: str,
 def describe_versions(names: tuple[str, ...]) -> str:
     found = [(n, installed_version(n)) for n in names]
     return ", ".join(f"{n} {v}" for n, v in found if v) or "no OpenMMLab package"
+
+
+@lru_cache(maxsize=None)
+def _registered_names() -> dict[int, str]:
+    """id(class) → the name the stack builds it under: 'mmdet.ResNet' for what a scope's registries
+    hold (models first, then task utils and the rest), the bare name for what mmengine's root
+    registries hold (optimizers, schedulers, wrappers, hooks)."""
+    names: dict[int, str] = {}
+    current().registries()  # imports each scope's models, which registers their classes
+
+    def add(module_name: str, prefix: str) -> None:
+        try:
+            module = importlib.import_module(module_name)
+            from mmengine.registry import Registry
+        except ImportError:
+            return
+        registries = [r for r in vars(module).values() if isinstance(r, Registry)]
+        registries.sort(key=lambda r: r.name != "model")
+        for registry in registries:
+            for name, cls in registry.module_dict.items():
+                names.setdefault(id(cls), f"{prefix}{name}")
+
+    for scope in current().sibling_scopes:
+        add(f"{scope}.registry", f"{scope}.")
+    add("mmengine.registry", "")
+    return names
+
+
+def registered_name(obj: Any) -> str | None:
+    """The registry name of a class a new-style config imports (``type=ResNet``), or None."""
+    return _registered_names().get(id(obj))
