@@ -30,6 +30,7 @@ import os
 import pickle
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()  # the same digest as textio.SourceFile.digest
 
 
-def _freezefix_source_digest() -> str:
+@lru_cache(maxsize=None)
+def freezefix_source_digest() -> str:
     """freezefix's own code: an editable install keeps its version number while the code changes."""
     root = Path(__file__).parent
     h = hashlib.sha256()
@@ -91,7 +93,7 @@ def cache_key(settings: dict[str, Any]) -> str:
         "packages": package_versions(),
         # Which OpenMMLab stack answers (mmengine or mmcv 1.x) can be forced from the environment.
         "stack": os.environ.get("FREEZEFIX_STACK"),
-        "freezefix-source": _freezefix_source_digest(),
+        "freezefix-source": freezefix_source_digest(),
         "settings": settings,
     }
     return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:20]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -23,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from freezefix.cache import freezefix_source_digest
 from freezefix.stacks import current
 from freezefix.textio import write_cache_file
 
@@ -128,14 +130,17 @@ def _find_class(type_name: Any, scope_hint: str | None) -> tuple[Any, str]:
         raise LookupError("no OpenMMLab model registry is importable (mmdet / mmdet3d not installed)")
     if isinstance(type_name, type):
         # A new-style config names the class itself: it is built in its own package's scope.
-        package = type_name.__module__.split(".")[0]
-        return type_name, package if package in registries else (scope_hint or package)
+        return type_name, _class_scope(type_name, scope_hint)
     if "." in type_name:
         scope, _, name = type_name.partition(".")
         if scope in registries:
             cls = registries[scope].get(name)
             if cls is not None:
                 return cls, scope
+        if "." in name:
+            # A new-style config may name a class no registry holds (mmengine builds a class given as
+            # `type` directly): its dotted import path is what the resolver kept.
+            return _imported_class(type_name, scope_hint)
         raise LookupError(f"{type_name!r} is not in any installed registry")
     order = [s for s in (scope_hint, *current().sibling_scopes) if s in registries]
     for scope in dict.fromkeys(order):
@@ -143,6 +148,30 @@ def _find_class(type_name: Any, scope_hint: str | None) -> tuple[Any, str]:
         if cls is not None:
             return cls, scope
     raise LookupError(f"{type_name!r} is not in the registries of {', '.join(dict.fromkeys(order))}")
+
+
+def _imported_class(dotted: str, scope_hint: str | None) -> tuple[Any, str]:
+    module_name, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except Exception as exc:  # noqa: BLE001 - a plugin that does not import: say why
+        raise LookupError(f"{dotted!r} does not import: {type(exc).__name__}: {exc}") from None
+    if not isinstance(cls, type):
+        raise LookupError(f"{dotted!r} is not a class")
+    return cls, _class_scope(cls, scope_hint)
+
+
+def _class_scope(cls: type, scope_hint: str | None) -> str:
+    """The registry scope a class is built in: its package's, else that of the first base class
+    from a package with registries (a plugin's subclass of mmdet's ResNet: 'mmdet')."""
+    registries = _registries()
+    for klass in cls.__mro__:
+        package = klass.__module__.split(".")[0]
+        if package in registries:
+            return package
+    if scope_hint in registries:
+        return scope_hint
+    return next(iter(registries))
 
 
 def _accepts(cls: Any, name: str) -> bool:
@@ -241,7 +270,8 @@ class Prober:
     def _disk_path(self) -> Path | None:
         if self.cache_dir is None:
             return None
-        versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA}
+        # freezefix's own source too: a probe that failed through freezefix's fault must not outlive the fix.
+        versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA, "freezefix-source": freezefix_source_digest()}
         tag = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_dir / f"probe-{tag}.json"
 

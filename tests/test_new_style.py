@@ -41,6 +41,8 @@ def _class_of(type_name: str):
     from mmengine.registry import Registry
 
     scope, _, name = type_name.rpartition(".")
+    if "." in scope:  # a class no registry holds, by its import path
+        return getattr(importlib.import_module(scope), name)
     module = importlib.import_module(f"{scope}.registry" if scope else "mmengine.registry")
     for registry in vars(module).values():
         if isinstance(registry, Registry) and name in registry.module_dict:
@@ -75,7 +77,8 @@ def test_values_identical_to_mmengines_loader(config, package_on_path):
 
     ours = Resolver().values(config)
     assert _differences(ours, Config.fromfile(str(config))._to_lazy_dict()) == []
-    assert ours["model"]["backbone"]["type"] == "mmdet.ResNet" if "model" in ours else "optim_wrapper" in ours
+    if "model" in ours:  # a class as `type` becomes the name it is built under, never the class object
+        assert ours["model"]["backbone"]["type"] in ("mmdet.ResNet", "ffcfgpkg.backbones.PluginResNet")
 
 
 @pytest.mark.slow
@@ -118,8 +121,11 @@ def test_check_finds_exactly_the_traps_written_into_the_fixtures(tmp_path, monke
     data = json.loads(result.stdout)
     found = sorted((f["path"], f["line"], f["code"], tuple(f["configs"])) for f in data["findings"])
     assert found == [
+        ("configs/_base_/retinanet_head_only.py", 8, "FF101",
+         ("configs/shared/head_only_12e.py", "configs/shared/head_only_24e.py")),
         ("configs/_base_/retinanet_layer4_trainable.py", 7, "FF101", ("configs/shared/head_only.py",)),
         ("configs/packaged/package_schedule.py", 8, "FF101", ("configs/packaged/package_schedule.py",)),
+        ("configs/packaged/plugin_backbone.py", 9, "FF101", ("configs/packaged/plugin_backbone.py",)),
         ("configs/retinanet/computed.py", 8, "FF101", ("configs/retinanet/computed.py",)),
         ("configs/retinanet/seed_trap_attribute.py", 7, "FF101", ("configs/retinanet/seed_trap_attribute.py",)),
         ("configs/retinanet/seed_trap_item.py", 7, "FF101", ("configs/retinanet/seed_trap_item.py",)),
@@ -130,6 +136,9 @@ def test_check_finds_exactly_the_traps_written_into_the_fixtures(tmp_path, monke
     assert data["summary"]["configs_checked"] == len(ENTRY_CONFIGS)
     item = next(f for f in data["findings"] if f["path"].endswith("seed_trap_item.py"))
     assert "22,063,104 params (layer3, layer4)" in item["message"]
+    # A plugin class no registry holds: its facts come from the class itself.
+    plugin = next(f for f in data["findings"] if f["path"].endswith("plugin_backbone.py"))
+    assert "frozen_stages=4 freezes everything (ffcfgpkg.backbones.PluginResNet)" in plugin["message"]
 
 
 @pytest.mark.slow
@@ -145,7 +154,8 @@ def test_apply_edits_each_literal_where_it_is_written_and_never_guesses(tmp_path
     assert changed == {
         "configs/retinanet/seed_trap_update.py", "configs/retinanet/seed_trap_item.py",
         "configs/retinanet/seed_trap_attribute.py", "configs/shared/head_only.py",
-        "configs/packaged/package_schedule.py",
+        "configs/packaged/package_schedule.py", "configs/packaged/plugin_backbone.py",
+        "configs/_base_/retinanet_head_only.py",  # every config of this base asked for the change
     }
     text = lambda p: after[p].decode()  # noqa: E731
     assert before["configs/retinanet/seed_trap_update.py"].replace(b"frozen_stages=3", b"frozen_stages=4") == \
@@ -155,10 +165,13 @@ def test_apply_edits_each_literal_where_it_is_written_and_never_guesses(tmp_path
     # The shared base also serves layer4_finetune.py, which trains layer4 on purpose: it stays, and the
     # child that wanted the change gets an override that merges (rebinding `model` would drop the rest).
     assert text("configs/shared/head_only.py").endswith("model.update(dict(backbone=dict(frozen_stages=4)))\n")
+    assert "model.backbone.frozen_stages = 4  # every config" in text("configs/_base_/retinanet_head_only.py")
     for config, frozen in [("retinanet/seed_trap_update.py", 4), ("retinanet/seed_trap_item.py", 4),
                            ("retinanet/seed_trap_attribute.py", 4), ("shared/head_only.py", 4),
                            ("shared/layer4_finetune.py", 3), ("retinanet/computed.py", 3),
-                           ("retinanet/finetune_layer4.py", 3), ("packaged/package_schedule.py", 4)]:
+                           ("retinanet/finetune_layer4.py", 3), ("packaged/package_schedule.py", 4),
+                           ("packaged/plugin_backbone.py", 4), ("shared/head_only_12e.py", 4),
+                           ("shared/head_only_24e.py", 4)]:
         cfg = Config.fromfile(str(root / "configs" / config))
         assert cfg.model.backbone.frozen_stages == frozen, config
         assert cfg.model.neck.out_channels == 256 and cfg.model.bbox_head.num_classes == 10, config

@@ -140,12 +140,16 @@ def type_name(lazy: Any) -> str:
     a class no registry holds keeps its dotted import path (it is then reported as not probed)."""
     from freezefix.stacks import registered_name
 
-    dotted = str(lazy)
+    module, imported = getattr(lazy, "_module", None), getattr(lazy, "_imported", None)
+    dotted = f"{module}.{imported}" if isinstance(module, str) and imported else str(lazy)
     try:
         obj = lazy.build()
-    except Exception:  # noqa: BLE001 - a plugin that does not import: say so later, never guess
+    except Exception:  # noqa: BLE001 - a plugin that does not import: reported when probed, never guessed
         return dotted
-    return registered_name(obj) or dotted
+    if registered_name(obj):
+        return registered_name(obj)
+    # No registry holds it (mmengine builds a class given as `type` directly): where it is defined.
+    return f"{obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else dotted
 
 
 def own_values(after: dict, before: dict) -> dict:
