@@ -50,6 +50,8 @@ train_cfg = dict(by_epoch=False, max_iters={max_iters})
 default_hooks = dict(checkpoint=None, logger=dict(type='LoggerHook', interval=1))
 custom_hooks = [dict(type='FreezeAuditHook', strict={strict}, iterations={iterations})]
 work_dir = {str(tmp_path / 'work')!r}
+# Runners of one second share a logger (and its log file) unless their experiment names differ.
+experiment_name = {tmp_path.name!r}
 randomness = dict(seed=0)
 """
     path = tmp_path / "audit_cfg.py"
