@@ -240,3 +240,85 @@ def test_ddp_two_processes_name_params_frozen_after_wrapping(tmp_path):
     assert ranks[0]["codes"] == ranks[1]["codes"] == ["FF109"]
     # What FF109 predicts really happens at the second iteration, on both ranks.
     assert all("Expected to have finished reduction" in r["training_error"] for r in ranks)
+
+
+def _namespace_runner(model, optimizer, tmp_path):
+    from mmengine.optim import OptimWrapper
+
+    return SimpleNamespace(model=model, optim_wrapper=OptimWrapper(optimizer) if optimizer else None, iter=0,
+                           work_dir=str(tmp_path), logger=logging.getLogger("audit-test"))
+
+
+def _small_frozen_pair():
+    """A conv whose group has lr 0 (a tensor, as torch allows) and a trainable linear layer."""
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    model(torch.randn(2, 3, 8, 8))  # materialise the lazy layer
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": torch.tensor(0.0)},
+                                 {"params": [*model[1].parameters(), *model[3].parameters()]}], lr=0.1)
+    return model, optimizer
+
+
+def _one_iteration(hook, runner, model, optimizer):
+    import torch
+
+    hook.before_run(runner)
+    model.train()
+    hook.before_train_iter(runner, 0)
+    optimizer.zero_grad()
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    optimizer.step()
+    hook.after_train_iter(runner, 0)
+
+
+def test_strict_raises_its_own_error_even_with_a_tensor_lr(tmp_path):
+    from freezefix.hooks import FreezeAuditError, MmengineFreezeAuditHook
+
+    model, optimizer = _small_frozen_pair()
+    before = [p.detach().clone() for p in model.parameters()]
+    hook = MmengineFreezeAuditHook(strict=True, iterations=1)
+    with pytest.raises(FreezeAuditError, match="FF101 partial-freeze-zero-lr: 0: 112 params with lr 0"):
+        _one_iteration(hook, _namespace_runner(model, optimizer, tmp_path), model, optimizer)
+    assert all(b.equal(p.detach()) for b, p in zip(before, model.parameters()))
+    report = json.loads((tmp_path / "freeze_audit.json").read_text())  # a tensor lr serialised as a number
+    assert {"lr": 0.0, "weight_decay": 0, "params": 112} in _module(report, "0")["lr"]
+
+
+def test_a_failure_inside_the_optimizer_step_never_reaches_training(tmp_path, monkeypatch, caplog):
+    from freezefix.hooks import MmengineFreezeAuditHook
+    from freezefix.hooks.audit import FreezeAudit
+
+    def broken(self):
+        raise RuntimeError("simulated bug while measuring gradients")
+
+    monkeypatch.setattr(FreezeAudit, "_measure_first_gradients", broken)
+    model, optimizer = _small_frozen_pair()
+    hook = MmengineFreezeAuditHook(strict=True, iterations=1)
+    with caplog.at_level(logging.WARNING, logger="audit-test"):
+        _one_iteration(hook, _namespace_runner(model, optimizer, tmp_path), model, optimizer)  # no raise
+    assert "the audit failed at the optimizer step and is switched off; training goes on" in caplog.text
+    assert not optimizer._optimizer_step_pre_hooks and not optimizer._optimizer_step_post_hooks
+    optimizer.step()  # the hooks are gone: later steps are untouched
+
+
+def test_bn_statistics_moved_by_another_hook_after_the_step_are_not_a_drift(tmp_path):
+    """Only the forward may move them: an EMA-style hook that touches a frozen module's buffers after
+    the optimizer step (mmdet's MeanTeacherHook does, for its teacher) is not the config's doing."""
+    from mmengine.hooks import Hook
+    from mmengine.registry import HOOKS
+
+    @HOOKS.register_module(name="FreezeAuditTestBufferNudge", force=True)
+    class BufferNudge(Hook):
+        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+            for layer in runner.model.backbone.modules():
+                if hasattr(layer, "running_mean") and layer.running_mean is not None:
+                    layer.running_mean.add_(1e-3)
+
+    config = _config(tmp_path, frozen_stages=4)
+    config.write_text(config.read_text().replace(
+        "custom_hooks = [", "custom_hooks = [dict(type='FreezeAuditTestBufferNudge'), "))
+    runner = _runner(config)
+    runner.train()
+    report = _audit(tmp_path)
+    assert report["problems"] == [] and _module(report, "backbone")["bn_moved"] == 0

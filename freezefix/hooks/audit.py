@@ -86,10 +86,15 @@ class _Slot:
 
 class FreezeAudit:
     def __init__(self, iterations: int = 3, strict: bool = False,
-                 emit: Callable[[AuditReport], None] | None = None):
+                 emit: Callable[[AuditReport], None] | None = None,
+                 failed: Callable[[str, Exception], None] | None = None):
         if iterations < 1:
             raise ValueError(f"FreezeAuditHook: iterations must be at least 1, got {iterations}")
         self.iterations, self.strict, self._emit = iterations, strict, emit
+        # Told when the audit breaks inside an optimizer step, where no runner hook guards it.
+        self._failed = failed
+        self._step_hooks = True  # torch >= 2.0: gradients are judged at the optimizer's step
+        self._first_step_judged = False
         self.report: AuditReport | None = None  # set once the audit is over
         self._started = False
         self._done = False
@@ -123,7 +128,8 @@ class FreezeAudit:
             return
         self._seen_iterations += 1
         self._check_revived_groups(iteration, when="after iteration")
-        if self._seen_iterations >= self.iterations and (self._steps or not self._optimizers):
+        if self._seen_iterations >= self.iterations and (
+                self._steps or not self._optimizers or not self._step_hooks):
             self.finish()
 
     def finish(self) -> AuditReport | None:
@@ -139,7 +145,7 @@ class FreezeAudit:
             self.report = AuditReport(modules=[], groups=[], problems=[], notes=self._notes, ddp=self._ddp,
                                       iterations=0, steps=0, strict=self.strict)
         else:
-            if self._steps == 0 and self._optimizers:
+            if self._steps == 0 and self._optimizers and self._step_hooks:
                 self._notes.append(f"no optimizer step ran in the {self._seen_iterations} audited iterations "
                                    "(gradient accumulation longer than the run?): gradients at lr 0 and "
                                    "optimizer state were not measured")
@@ -149,6 +155,14 @@ class FreezeAudit:
         if self._emit is not None:
             self._emit(self.report)
         return self.report
+
+    def abort(self) -> None:
+        """The audit broke: unhook the optimizers and drop the snapshots; training goes on."""
+        self._done = True
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._release()
 
     # -- first iteration: the state training runs in -------------------------------------------
 
@@ -168,8 +182,10 @@ class FreezeAudit:
             self._notes.append("the runner has no optimizer: lrs, gradients at lr 0 and optimizer state were "
                                "not audited")
         # Groups configured with lr 0 (lr_mult 0): schedulers keep the configured lr as initial_lr.
+        # A group whose parameters are all frozen trains nothing whatever its lr: not a concern here.
         self._zero_groups = {(i, g) for i, optimizer in enumerate(optimizers)
-                             for g, group in enumerate(optimizer.param_groups) if self._configured_lr(group) == 0}
+                             for g, group in enumerate(optimizer.param_groups)
+                             if self._configured_lr(group) == 0 and any(p.requires_grad for p in group["params"])}
         self._zero_lr = {name for name, p in self._params.items()
                          if p.requires_grad and self._slot_is_zero(id(p))}
         self._meant_frozen = self._modules_meant_frozen()
@@ -190,16 +206,32 @@ class FreezeAudit:
         self._zero_lr_grad_children: dict[str, list[str]] = {}
         self._check_frozen_since_wrap()
         self._check_revived_groups(iteration, when="at the start of iteration")
+        if not all(hasattr(o, "register_step_pre_hook") for o in optimizers):
+            self._step_hooks = False
+            self._notes.append("torch < 2.0 has no optimizer step hooks: gradients at lr 0, optimizer state and "
+                               "BatchNorm statistics before the first step were not measured")
+            return
         for optimizer in optimizers:
-            if not hasattr(optimizer, "register_step_pre_hook"):
-                self._notes.append("torch < 2.0 has no optimizer step hooks: gradients at lr 0 and optimizer "
-                                   "state were not measured")
-                break
-            self._handles.append(optimizer.register_step_pre_hook(self._before_step))
-            self._handles.append(optimizer.register_step_post_hook(self._after_step))
+            self._handles.append(optimizer.register_step_pre_hook(self._guard(self._before_step)))
+            self._handles.append(optimizer.register_step_post_hook(self._guard(self._after_step)))
+
+    def _guard(self, step_hook: Callable) -> Callable:
+        """Run inside optimizer.step(): only FreezeAuditError (strict=True) may reach training."""
+        def guarded(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            if self._done:
+                return
+            try:
+                step_hook(optimizer)
+            except FreezeAuditError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken audit must not stop the user's training
+                self.abort()
+                if self._failed is not None:
+                    self._failed("the optimizer step", exc)
+        return guarded
 
     def _configured_lr(self, group: dict) -> float:
-        return group.get("initial_lr", group.get("lr"))
+        return _number(group.get("initial_lr", group.get("lr")))
 
     def _slot_is_zero(self, key: int) -> bool:
         slot = self._slots.get(key)
@@ -248,18 +280,17 @@ class FreezeAudit:
 
     # -- optimizer steps: judged before any weight changes --------------------------------------
 
-    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._done:
-            return
+    def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self._check_revived_groups(self._iteration, when="at the optimizer step of iteration")
-        if self._steps == 0 and optimizer is self._optimizers[0]:
+        if not self._first_step_judged:
+            # The first step of any optimizer: backward has run, no weight has changed yet, and only
+            # the forward has touched BatchNorm statistics (other hooks run after the iteration).
+            self._first_step_judged = True
             self._measure_first_gradients()
             self._check_bn_statistics()
         self._raise_if_strict()
 
-    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._done:
-            return
+    def _after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if optimizer not in self._stepped:
             self._stepped.append(optimizer)
             self._measure_state(optimizer)
@@ -289,7 +320,7 @@ class FreezeAudit:
         moved = defaultdict(list)
         for name, before in self._bn_snapshot.items():
             layer = self._model.get_submodule(name)
-            if any(not torch.equal(before[k], v.detach().cpu()) for k, v in _running_stats(layer).items()):
+            if any(not _same(before[k], v) for k, v in _running_stats(layer).items()):
                 self._bn_moved.add(name)
                 moved[top_module(name, self._children)].append(name)
         for module, layers in sorted(moved.items()):
@@ -320,23 +351,26 @@ class FreezeAudit:
                 continue
             optimizer, group_index = key
             group = self._optimizers[optimizer].param_groups[group_index]
-            if group["lr"] != 0:
+            lr = _number(group["lr"])
+            if lr != 0:
                 modules = sorted({top_module(self._names.get(id(p), "?"), self._children) for p in group["params"]})
-                self._revived[key] = (iteration, group["lr"], ", ".join(modules))
+                self._revived[key] = (iteration, lr, ", ".join(modules))
                 self._problems.append(Problem(
                     "FF108", "zero-lr-revived-by-scheduler", modules[0] if len(modules) == 1 else None,
                     f"param group {group_index} ({', '.join(modules)}) is configured with lr 0 but has lr "
-                    f"{group['lr']:g} {when} {iteration}: a scheduler with an absolute floor or peak revived "
+                    f"{lr:g} {when} {iteration}: a scheduler with an absolute floor or peak revived "
                     "it (eta_min / min_lr / a scalar OneCycle max); use eta_min_ratio / min_lr_ratio, or "
                     "freeze the module", iteration))
 
     # -- end of the window ---------------------------------------------------------------------
 
     def _compare_values(self) -> None:
-        if not self._bn_moved:
+        if not self._first_step_judged:
+            # No step was seen (no optimizer, torch < 2.0): the statistics are judged at the end of the
+            # window instead, when other hooks (EMA, buffer syncing) may also have touched them.
             self._check_bn_statistics()
         for name, before in self._param_snapshot.items():
-            if not torch.equal(before, self._params[name].detach().cpu()):
+            if not _same(before, self._params[name]):
                 self._changed.add(name)
         changed = defaultdict(int)
         for name in self._changed:
@@ -350,13 +384,17 @@ class FreezeAudit:
     def _raise_if_strict(self) -> None:
         if not self.strict or not self._problems:
             return
-        report = self.finish()
-        first = report.problems[0]
+        problems = list(self._problems)
+        try:
+            self.finish()  # the table and the JSON first, so the user sees why the run stopped
+        except Exception as exc:  # noqa: BLE001 - strict still stops the run when reporting fails
+            problems.append(Problem("", "", None, f"(the report could not be written: {type(exc).__name__}: {exc})",
+                                    self._iteration))
+        first = problems[0]
         raise FreezeAuditError(
             f"FreezeAuditHook(strict=True) stopped training before the optimizer changed any weight: "
             f"{first.code} {first.name}: {first.message}"
-            + (f" (and {len(report.problems) - 1} more problems: see the freeze audit above)"
-               if len(report.problems) > 1 else ""))
+            + (f" (and {len(problems) - 1} more: see the freeze audit above)" if len(problems) > 1 else ""))
 
     def _release(self) -> None:
         # Snapshots can hold a copy of a whole backbone: nothing of the audit outlives its window.
@@ -389,7 +427,7 @@ class FreezeAudit:
                 held[module] += p.numel()
                 continue
             group = self._optimizers[slot.optimizer].param_groups[slot.group]
-            audit.add_lr(group["lr"], group.get("weight_decay"), p.numel())
+            audit.add_lr(_number(group["lr"]), _number(group.get("weight_decay")), p.numel())
             if name in self._zero_lr:
                 audit.zero_lr += p.numel()
         for module, audit in modules.items():
@@ -406,7 +444,7 @@ class FreezeAudit:
             audit.zero_lr_changed = sum(self._params[name].numel() for name in self._changed
                                         if top_module(name, self._children) == module)
             audit.meant_frozen = module in self._meant_frozen
-        groups = [GroupAudit(i, g, self._configured_lr(group), group["lr"], group.get("weight_decay"),
+        groups = [GroupAudit(i, g, self._configured_lr(group), _number(group["lr"]), _number(group.get("weight_decay")),
                              sum(p.numel() for p in group["params"]),
                              sum(p.numel() for p in group["params"] if not p.requires_grad))
                   for i, optimizer in enumerate(self._optimizers) for g, group in enumerate(optimizer.param_groups)]
@@ -416,8 +454,22 @@ class FreezeAudit:
 
 
 def _running_stats(layer: nn.Module) -> dict[str, torch.Tensor]:
+    # The statistics themselves: num_batches_tracked also counts batches of a layer with momentum 0.
     return {name: buffer.detach().to("cpu", copy=True) for name, buffer in layer.named_buffers(recurse=False)
-            if name in ("running_mean", "running_var", "num_batches_tracked") and buffer is not None}
+            if name in ("running_mean", "running_var") and buffer is not None}
+
+
+def _same(before: torch.Tensor, now: torch.Tensor) -> bool:
+    now = now.detach().cpu()
+    return before.shape == now.shape and bool(torch.equal(before, now) or (
+        before.is_floating_point() and torch.allclose(before, now, rtol=0.0, atol=0.0, equal_nan=True)))
+
+
+def _number(value: Any) -> Any:
+    """An lr or weight decay as JSON can hold it (torch accepts tensors there too)."""
+    if torch.is_tensor(value):
+        return value.item()
+    return value
 
 
 def _freeze_setting(module: nn.Module | None, name: str) -> str:

@@ -85,7 +85,8 @@ class AuditReport:
         return data
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        # default=str: a value of an unforeseen type (a user's lr scheduler state) must not lose the report.
+        return json.dumps(self.to_json(), indent=2, sort_keys=True, default=str) + "\n"
 
     def render(self) -> str:
         """The table the runner's log gets, with the problems and notes below it."""

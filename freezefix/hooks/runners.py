@@ -55,7 +55,7 @@ class AuditHookBase:
         super().__init__()
         self.strict = strict
         self.out_file = out_file
-        self.audit = FreezeAudit(iterations=iterations, strict=strict, emit=self._emit)
+        self.audit = FreezeAudit(iterations=iterations, strict=strict, emit=self._emit, failed=self._switch_off)
         self._runner: Any = None
         self._retired = False
 
@@ -72,9 +72,13 @@ class AuditHookBase:
         except FreezeAuditError:
             raise
         except Exception as exc:  # noqa: BLE001 - the audit must never be what stops a training run
-            self._retired = True
-            self._logger().warning(f"freezefix FreezeAuditHook: the audit failed at {step} and is switched off; "
-                                   f"training goes on: {type(exc).__name__}: {exc}")
+            self.audit.abort()
+            self._switch_off(step, exc)
+
+    def _switch_off(self, step: str, exc: Exception) -> None:
+        self._retired = True
+        self._logger().warning(f"freezefix FreezeAuditHook: the audit failed at {step} and is switched off; "
+                               f"training goes on: {type(exc).__name__}: {exc}")
 
     def run_starts(self, runner: Any) -> None:
         self._guarded(runner, "before_run", lambda: self.audit.model_wrapped(runner.model))
