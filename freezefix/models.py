@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.probe import _find_class, _registries, on_first_device
-from freezefix.stacks import current
+from freezefix.stacks import current, registered_names_changed
 
 _IGNORED = ("init_cfg", "pretrained")
 
@@ -156,6 +156,7 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         return result
     result.notes.extend(import_plugins(values, config_path))
     _registries.cache_clear()  # plugins may have registered classes since the first look
+    registered_names_changed()
     scope = default_scope_of(values)
     if stack.rewrites_unscoped_types:
         cfg = scope_types(model_cfg, scope, result.substitutions)

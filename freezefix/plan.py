@@ -117,6 +117,10 @@ class Planner:
             return Placement(config, "replace", location, (), change.value, override=True)
         location = unit.locations.get(key[:depth])
         if location is None or location.container is None or location.how == "computed":
+            if unit.new_style and depth < len(key):
+                # `model.neck.num_outs = 6` writes into `model` without a dict literal to insert into:
+                # a new-style override merges a new `model.update(...)` statement instead.
+                return Placement(config, "append", None, key, change.value, override=True)
             return f"{'.'.join(key[:depth])} is computed in {config.name}; cannot add an override to it"
         return Placement(config, "insert", location, key[depth:], change.value, override=True)
 
@@ -181,7 +185,7 @@ class Planner:
         for path, group in per_file.items():
             unit = self.resolver.unit(path)
             old = unit.source.text
-            inherited = set(unit.merged) if unit.new_style else set()
+            inherited = {name for name, value in unit.merged.items() if isinstance(value, dict)} if unit.new_style else set()
             try:
                 texts[path] = (old, apply_edits(old, _file_edits(group, inherited)))
             except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
@@ -240,7 +244,7 @@ def _file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> li
                 node[p.subkey[-1]] = p.value
     for (kind, location, name), value in new_entries.items():
         edits.append(InsertEntry(location, name, value) if kind == "insert"
-                     else AppendAssignment(name, value, merge=name in inherited))
+                     else AppendAssignment(name, value, merge=name in inherited and isinstance(value, dict)))
     return edits
 
 

@@ -178,3 +178,85 @@ def test_apply_edits_each_literal_where_it_is_written_and_never_guesses(tmp_path
     assert "model.backbone.frozen_stages is computed in computed.py" in result.output
     again = cli("apply", "configs")
     assert snapshot(root) == after and again.exit_code == 1
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+READ_BASE = "from mmengine.config import read_base\n\nwith read_base():\n"
+
+
+@pytest.mark.slow
+def test_real_imports_in_a_base_and_names_imported_one_by_one(tmp_path):
+    """`import sys` in a base stays a module in the config (mmengine keeps it); `from .sched import
+    optim_wrapper` brings only that name, so `model` is owned by the base imported with `*`."""
+    from mmengine.config import Config
+
+    from freezefix.config.resolve import Resolver
+
+    root = tmp_path / "new_style"
+    shutil.copytree(NEW_STYLE, root)
+    configs = root / "configs"
+    _write(configs, {
+        "_base_/with_sys.py": "import sys\nfrom mmdet.models.backbones import ResNet\n\n"
+                              "model = dict(backbone=dict(type=ResNet, depth=18, frozen_stages=0))\n",
+        "_base_/sched_with_model.py": READ_BASE + "    from .models.retinanet_r50 import *\n    "
+                                     "from .schedules.adamw_frozen_backbone import *\n",
+        "picked/child.py": READ_BASE + "    from .._base_.with_sys import *\n"
+                           "    from .._base_.sched_with_model import optim_wrapper\n",
+    })
+    child = configs / "picked/child.py"
+    values = Resolver().values(child)
+    assert _differences(values, Config.fromfile(str(child))._to_lazy_dict()) == []
+    assert values["model"]["backbone"]["depth"] == 18  # from with_sys.py, not retinanet_r50.py
+    origin = Resolver().origin(child, ("model", "backbone", "frozen_stages"))
+    assert origin.path == configs / "_base_/with_sys.py" and origin.location.line == 4
+
+
+@pytest.mark.slow
+def test_override_merges_into_a_name_the_child_only_mutates(tmp_path, monkeypatch, cli):
+    """The shared base must stay (layer4_finetune.py trains layer4); this child writes
+    `model.neck.num_outs = 5` itself, so it has no dict literal to insert into: the override is a new
+    `model.update(...)` statement."""
+    from mmengine.config import Config
+
+    root = _copy(tmp_path, monkeypatch)
+    _write(root / "configs", {"shared/head_only_neck.py": READ_BASE + (
+        "    from .._base_.retinanet_layer4_trainable import *\n"
+        "    from .._base_.schedules.adamw_frozen_backbone import *\n\n"
+        "model.neck.num_outs = 5\n")})
+    result = cli("apply", "configs/shared")
+    assert result.exit_code == 0, result.output
+    text = (root / "configs/shared/head_only_neck.py").read_text()
+    assert text.endswith("model.neck.num_outs = 5\nmodel.update(dict(backbone=dict(frozen_stages=4)))\n")
+    cfg = Config.fromfile(str(root / "configs/shared/head_only_neck.py"))
+    assert cfg.model.backbone.frozen_stages == 4 and cfg.model.neck.num_outs == 5
+    assert Config.fromfile(str(root / "configs/shared/layer4_finetune.py")).model.backbone.frozen_stages == 3
+
+
+def test_overrides_merge_only_dicts_into_inherited_dicts():
+    from freezefix.plan import Placement, _file_edits
+
+    model = Placement(Path("c.py"), "append", None, ("model", "backbone", "frozen_stages"), 4)
+    flag = Placement(Path("c.py"), "append", None, ("find_unused_parameters",), True)
+    edits = {e.name: e for e in _file_edits([model, flag], inherited={"model"})}
+    assert edits["model"].merge and edits["model"].value == {"backbone": {"frozen_stages": 4}}
+    assert not edits["find_unused_parameters"].merge  # `find_unused_parameters = True`, never `.update(True)`
+
+
+@pytest.mark.slow
+def test_a_plugin_class_file_is_part_of_what_the_result_depends_on(package_on_path):
+    """A new-style config names a plugin class directly: its source file joins the config's
+    dependencies (the results cache hashes them), installed packages' files do not."""
+    from freezefix.config.resolve import Resolver
+
+    resolver = Resolver()
+    config = NEW_STYLE / "configs/packaged/plugin_backbone.py"
+    resolver.values(config)
+    deps = set(resolver.deps[config])
+    assert (PACKAGE_ROOT / "ffcfgpkg/backbones.py").resolve() in deps
+    assert NEW_STYLE / "configs/_base_/models/retinanet_r50.py" in deps
+    assert not [d for d in deps if "site-packages" in str(d)]  # mmdet's own classes are not plugin code

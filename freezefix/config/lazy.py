@@ -20,6 +20,7 @@ import ast
 import copy
 import os
 import re
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,10 +35,26 @@ class LazyParse:
     bases: list[Path]
     base_scopes: list[str | None]  # the package of an absolute (installed) base, else None
     before: dict  # the globals the bases gave the file, before its own code ran
+    # Per base, the names its import binds here: None for `import *`, else {name: name in the base,
+    # or None when it is renamed with `as` (its provenance is then not followed)}.
+    base_names: list = None  # type: ignore[assignment]
 
 
 def has_read_base(tree: ast.Module) -> bool:
     return any(isinstance(node, ast.With) for node in tree.body)
+
+
+def imported_names(tree: ast.Module) -> list[dict[str, str | None] | None]:
+    """What each `from … import …` inside `with read_base()` binds, in mmengine's order of bases."""
+    found: list[dict[str, str | None] | None] = []
+    for node in tree.body:
+        if isinstance(node, ast.With):
+            for statement in node.body:
+                if isinstance(statement, ast.ImportFrom):
+                    names = [(a.asname or a.name, a.name if not a.asname or a.asname == a.name else None)
+                             for a in statement.names]
+                    found.append(None if any(a.name == "*" for a in statement.names) else dict(names))
+    return found
 
 
 def base_module_path(spec: str, filename: Path) -> tuple[Path, str | None]:
@@ -69,6 +86,7 @@ def parse(path: Path, tree: ast.Module, base_parse: Callable[[Path], LazyParse],
     # imports every class it names.
     previous, ConfigDict.lazy = ConfigDict.lazy, True
     try:
+        names = imported_names(tree)
         tree = copy.deepcopy(tree)  # mmengine's helpers edit the tree they are given
         specs = Config._get_base_modules(tree.body)
         base_dict: dict[str, Any] = {}
@@ -92,17 +110,20 @@ def parse(path: Path, tree: ast.Module, base_parse: Callable[[Path], LazyParse],
         cfg = Config._dict_to_config_dict_lazy(_config_names(global_dict))
     finally:
         ConfigDict.lazy = previous
-    return LazyParse(cfg, imported, bases, scopes, before)
+    return LazyParse(cfg, imported, bases, scopes, before, names if len(names) == len(bases) else None)
 
 
 def fresh_copy(parsed: LazyParse) -> LazyParse:
     """A base's parse with objects of its own (copied lazily: no class imported)."""
     from mmengine.config import ConfigDict
 
+    # Modules a base imports as real imports (`import sys`: mmengine executes those) stay in its
+    # globals; they are shared, not copied (a module cannot be).
+    memo = {id(v): v for v in dict.values(parsed.cfg) if isinstance(v, types.ModuleType)}
     previous, ConfigDict.lazy = ConfigDict.lazy, True
     try:
-        return LazyParse(copy.deepcopy(parsed.cfg), set(parsed.imported), parsed.bases, parsed.base_scopes,
-                         parsed.before)
+        return LazyParse(copy.deepcopy(parsed.cfg, memo), set(parsed.imported), parsed.bases, parsed.base_scopes,
+                         parsed.before, parsed.base_names)
     finally:
         ConfigDict.lazy = previous
 
@@ -111,31 +132,33 @@ def _config_names(global_dict: dict) -> dict:
     return {k: v for k, v in global_dict.items() if not k.startswith("__") and k not in IMPORTED_OBJECT_NAMES}
 
 
-def plain_values(cfg: Any, imported: set) -> dict:
+def plain_values(cfg: Any, imported: set, sources: set | None = None) -> dict:
     """The config as the rules see it: plain containers, imported names left out (mmengine does not
-    dump them), and each imported class as the type name freezefix's registries know it."""
-    return {k: _plain(v) for k, v in _items(cfg) if k not in imported}
+    dump them), and each imported class as the type name freezefix's registries know it.  The source
+    files of classes defined outside installed packages (a repo's plugin) are added to ``sources``:
+    a result computed from them is stale once they change."""
+    return {k: _plain(v, sources) for k, v in _items(cfg) if k not in imported}
 
 
 def _items(cfg: Any):
     return dict.items(cfg)  # ConfigDict.items() would import every LazyObject
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, sources: set | None) -> Any:
     from mmengine.config.lazy import LazyAttr, LazyObject
 
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in _items(value)}
+        return {k: _plain(v, sources) for k, v in _items(value)}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, sources) for v in value]
     if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
+        return tuple(_plain(v, sources) for v in value)
     if isinstance(value, (LazyObject, LazyAttr)):
-        return type_name(value)
+        return type_name(value, sources)
     return value
 
 
-def type_name(lazy: Any) -> str:
+def type_name(lazy: Any, sources: set | None = None) -> str:
     """``ResNet`` imported from mmdet → 'mmdet.ResNet', the name the registries build it under;
     a class no registry holds keeps its dotted import path (it is then reported as not probed)."""
     from freezefix.stacks import registered_name
@@ -146,10 +169,32 @@ def type_name(lazy: Any) -> str:
         obj = lazy.build()
     except Exception:  # noqa: BLE001 - a plugin that does not import: reported when probed, never guessed
         return dotted
+    if sources is not None:
+        local = _local_source(obj)
+        if local is not None:
+            sources.add(local)
     if registered_name(obj):
         return registered_name(obj)
     # No registry holds it (mmengine builds a class given as `type` directly): where it is defined.
     return f"{obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else dotted
+
+
+def _local_source(obj: Any) -> Path | None:
+    """The file defining ``obj`` when it is not part of an installed package (plugin code)."""
+    import inspect
+    import sys
+    import sysconfig
+
+    try:
+        source = inspect.getsourcefile(obj)
+    except TypeError:
+        return None
+    if source is None:
+        return None
+    installed = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib")} | {sys.base_prefix}
+    path = Path(source).resolve()
+    inside = any(str(path).startswith(os.path.join(str(Path(root).resolve()), "")) for root in installed)
+    return None if inside else path
 
 
 def own_values(after: dict, before: dict) -> dict:

@@ -65,6 +65,8 @@ class FileUnit:
     merged: dict  # plain-dict view of mmengine's result for this file
     tree: ast.Module  # as parsed, before substitution: what locations are read from
     new_style: bool = False  # a `with read_base()` config or one of its bases: its code mutates values
+    # New-style: per base, the names its import binds (None: `import *`; see lazy.imported_names).
+    base_names: list | None = None
 
     @functools.cached_property
     def locations(self) -> LocationMap:
@@ -441,11 +443,13 @@ class Resolver:
             self.failures[path] = exc
             raise
         self._lazy[path] = parsed
-        merged = lazy.plain_values(parsed.cfg, parsed.imported)
+        sources: set[Path] = set()
+        merged = lazy.plain_values(parsed.cfg, parsed.imported, sources)
+        deps.update(dict.fromkeys(sorted(sources)))  # plugin classes it names: a change makes it stale
         source, tree = self.parsed(path)
         self.units[path] = FileUnit(source=source, bases=parsed.bases, base_scopes=parsed.base_scopes,
                                     own=lazy.own_values(merged, parsed.before), merged=merged, tree=tree,
-                                    new_style=True)
+                                    new_style=True, base_names=parsed.base_names)
         return parsed
 
     def _parse_new_style(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> lazy.LazyParse:
@@ -493,9 +497,15 @@ class Resolver:
             node = node[part]
             if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
                 return path
-        # The last base that has the name: new-style star imports rebind in order (old-style sibling
+        # The last base that binds the name here: new-style imports rebind in order (old-style sibling
         # bases may not share a name at all).
-        for base in reversed(unit.bases):
+        for index in reversed(range(len(unit.bases))):
+            base = unit.bases[index]
+            names = unit.base_names[index] if unit.base_names else None
+            if names is not None and key[0] not in names:
+                continue  # `from .x import optim_wrapper` does not bring x's `model`
+            if names is not None and names[key[0]] is None:
+                return None  # renamed with `as`: not followed (never guessed)
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None

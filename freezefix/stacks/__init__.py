@@ -156,7 +156,10 @@ def _registered_names() -> dict[int, str]:
             from mmengine.registry import Registry
         except ImportError:
             return
-        registries = [r for r in vars(module).values() if isinstance(r, Registry)]
+        # A scope's registry module also re-exports mmengine's root registries (MMENGINE_MODELS …):
+        # only its own count, so that AdamW stays 'AdamW' and not 'mmdet3d.AdamW'.
+        own_scope = prefix.rstrip(".") or "mmengine"
+        registries = [r for r in vars(module).values() if isinstance(r, Registry) and r.scope == own_scope]
         registries.sort(key=lambda r: r.name != "model")
         for registry in registries:
             for name, cls in registry.module_dict.items():
@@ -171,3 +174,8 @@ def _registered_names() -> dict[int, str]:
 def registered_name(obj: Any) -> str | None:
     """The registry name of a class a new-style config imports (``type=ResNet``), or None."""
     return _registered_names().get(id(obj))
+
+
+def registered_names_changed() -> None:
+    """Plugins were imported: classes may have been registered since the names were read."""
+    _registered_names.cache_clear()
