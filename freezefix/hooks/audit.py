@@ -19,60 +19,19 @@ bn-stats-drift, FF108 zero-lr-revived-by-scheduler, FF109 ddp-unused-params).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
+from freezefix.hooks.model_state import (
+    WHOLE_MODEL, ddp_settings, freeze_setting, is_batchnorm, listed, number, running_stats, same_values, sub_module,
+    tensor_bytes, top_module, unwrap,
+)
 from freezefix.hooks.report import AuditReport, GroupAudit, ModuleAudit, Problem
-
-WHOLE_MODEL = "(model)"  # parameters registered on the model itself, outside any child
-
 
 class FreezeAuditError(RuntimeError):
     """``strict=True``: the run contradicts its config; raised before the optimizer step."""
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The user's model inside DataParallel / DistributedDataParallel (torch's, mmengine's, mmcv's)."""
-    while isinstance(getattr(model, "module", None), nn.Module) and "DataParallel" in type(model).__name__:
-        model = model.module
-    return model
-
-
-def ddp_settings(model: nn.Module) -> dict[str, bool] | None:
-    """How DDP wrapped the model (None when it is not wrapped in DDP)."""
-    if not isinstance(model, nn.parallel.DistributedDataParallel):
-        return None
-    return {"find_unused_parameters": bool(getattr(model, "find_unused_parameters", False)),
-            "static_graph": bool(getattr(model, "static_graph", False))}
-
-
-def top_module(name: str, children: set[str]) -> str:
-    head = name.split(".", 1)[0]
-    return head if head in children else WHOLE_MODEL
-
-
-def sub_module(model: nn.Module, name: str) -> str:
-    """The stage a parameter belongs to: 'img_backbone.layer4.0.conv1.weight' → 'layer4',
-    'backbone.stages.0.blocks.0.attn.w' → 'stages.0' (the items of a ModuleList are the stages)."""
-    parts = name.split(".")
-    if len(parts) <= 2:
-        return parts[-1]
-    child = getattr(getattr(model, parts[0], None), parts[1], None)
-    if isinstance(child, nn.ModuleList) and len(parts) > 3:
-        return f"{parts[1]}.{parts[2]}"
-    return parts[1]
-
-
-def is_batchnorm(module: nn.Module) -> bool:
-    # torch's BatchNorm*d and SyncBatchNorm, and mmcv's own SyncBatchNorm (not a _BatchNorm subclass).
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) or (
-        "BatchNorm" in type(module).__name__ and getattr(module, "running_mean", None) is not None)
-
-
-def tensor_bytes(tensors: Iterable[Any]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
 
 
 class _Slot:
@@ -190,9 +149,9 @@ class FreezeAudit:
                          if p.requires_grad and self._slot_is_zero(id(p))}
         self._meant_frozen = self._modules_meant_frozen()
         self._bn_snapshot = {
-            name: _running_stats(layer) for name, layer in model.named_modules()
+            name: running_stats(layer) for name, layer in model.named_modules()
             if is_batchnorm(layer) and top_module(name, self._children) in self._meant_frozen
-            and _running_stats(layer)}
+            and running_stats(layer)}
         self._param_snapshot = {name: self._params[name].detach().to("cpu", copy=True) for name in self._zero_lr}
         self._zero_lr_grads: dict[str, int] = {}
         self._zero_lr_grad_bytes: dict[str, int] = defaultdict(int)
@@ -231,7 +190,7 @@ class FreezeAudit:
         return guarded
 
     def _configured_lr(self, group: dict) -> float:
-        return _number(group.get("initial_lr", group.get("lr")))
+        return number(group.get("initial_lr", group.get("lr")))
 
     def _slot_is_zero(self, key: int) -> bool:
         slot = self._slots.get(key)
@@ -274,7 +233,7 @@ class FreezeAudit:
             self._problems.append(Problem(
                 "FF109", "ddp-unused-params", module,
                 f"{module}: {count:,} params were trainable when DDP wrapped the model but are frozen after "
-                f"train() ({cls}.train() freezes them: {_listed(self._frozen_since_wrap_children[module])}); without find_unused_parameters=True distributed "
+                f"train() ({cls}.train() freezes them: {listed(self._frozen_since_wrap_children[module])}); without find_unused_parameters=True distributed "
                 "training stops with 'Expected to have finished reduction' — set find_unused_parameters=True "
                 "(inside model_wrapper_cfg when the config has one)", self._iteration))
 
@@ -308,8 +267,8 @@ class FreezeAudit:
         self._zero_lr_grad_children = {module: list(stages) for module, stages in by_module.items()}
         for module, stages in sorted(by_module.items()):
             count = sum(stages.values())
-            where = _listed(list(stages))
-            setting = _freeze_setting(getattr(self._model, module, None), module)
+            where = listed(list(stages))
+            setting = freeze_setting(getattr(self._model, module, None), module)
             self._problems.append(Problem(
                 "FF101", "partial-freeze-zero-lr", module,
                 f"{module}: {count:,} params with lr 0 received gradients ({where}; "
@@ -320,7 +279,7 @@ class FreezeAudit:
         moved = defaultdict(list)
         for name, before in self._bn_snapshot.items():
             layer = self._model.get_submodule(name)
-            if any(not _same(before[k], v) for k, v in _running_stats(layer).items()):
+            if any(not same_values(before[k], v) for k, v in running_stats(layer).items()):
                 self._bn_moved.add(name)
                 moved[top_module(name, self._children)].append(name)
         for module, layers in sorted(moved.items()):
@@ -351,7 +310,7 @@ class FreezeAudit:
                 continue
             optimizer, group_index = key
             group = self._optimizers[optimizer].param_groups[group_index]
-            lr = _number(group["lr"])
+            lr = number(group["lr"])
             if lr != 0:
                 modules = sorted({top_module(self._names.get(id(p), "?"), self._children) for p in group["params"]})
                 self._revived[key] = (iteration, lr, ", ".join(modules))
@@ -370,7 +329,7 @@ class FreezeAudit:
             # window instead, when other hooks (EMA, buffer syncing) may also have touched them.
             self._check_bn_statistics()
         for name, before in self._param_snapshot.items():
-            if not _same(before, self._params[name]):
+            if not same_values(before, self._params[name]):
                 self._changed.add(name)
         changed = defaultdict(int)
         for name in self._changed:
@@ -427,7 +386,7 @@ class FreezeAudit:
                 held[module] += p.numel()
                 continue
             group = self._optimizers[slot.optimizer].param_groups[slot.group]
-            audit.add_lr(_number(group["lr"]), _number(group.get("weight_decay")), p.numel())
+            audit.add_lr(number(group["lr"]), number(group.get("weight_decay")), p.numel())
             if name in self._zero_lr:
                 audit.zero_lr += p.numel()
         for module, audit in modules.items():
@@ -444,41 +403,10 @@ class FreezeAudit:
             audit.zero_lr_changed = sum(self._params[name].numel() for name in self._changed
                                         if top_module(name, self._children) == module)
             audit.meant_frozen = module in self._meant_frozen
-        groups = [GroupAudit(i, g, self._configured_lr(group), _number(group["lr"]), _number(group.get("weight_decay")),
+        groups = [GroupAudit(i, g, self._configured_lr(group), number(group["lr"]), number(group.get("weight_decay")),
                              sum(p.numel() for p in group["params"]),
                              sum(p.numel() for p in group["params"] if not p.requires_grad))
                   for i, optimizer in enumerate(self._optimizers) for g, group in enumerate(optimizer.param_groups)]
         return AuditReport(modules=list(modules.values()), groups=groups, problems=self._problems,
                            notes=self._notes, ddp=self._ddp, iterations=self._seen_iterations, steps=self._steps,
                            strict=self.strict, first_iteration=self._first_iteration)
-
-
-def _running_stats(layer: nn.Module) -> dict[str, torch.Tensor]:
-    # The statistics themselves: num_batches_tracked also counts batches of a layer with momentum 0.
-    return {name: buffer.detach().to("cpu", copy=True) for name, buffer in layer.named_buffers(recurse=False)
-            if name in ("running_mean", "running_var") and buffer is not None}
-
-
-def _same(before: torch.Tensor, now: torch.Tensor) -> bool:
-    now = now.detach().cpu()
-    return before.shape == now.shape and bool(torch.equal(before, now) or (
-        before.is_floating_point() and torch.allclose(before, now, rtol=0.0, atol=0.0, equal_nan=True)))
-
-
-def _number(value: Any) -> Any:
-    """An lr or weight decay as JSON can hold it (torch accepts tensors there too)."""
-    if torch.is_tensor(value):
-        return value.item()
-    return value
-
-
-def _freeze_setting(module: nn.Module | None, name: str) -> str:
-    """The config setting that freezes them, in the words of the module's own arguments."""
-    if module is not None and isinstance(getattr(module, "frozen_stages", None), int):
-        return (f"raise model.{name}.frozen_stages (it is {module.frozen_stages} now) to the class's "
-                "full-freeze value (`freezefix check` computes it)")
-    return "freeze them with requires_grad=False (the class has no frozen_stages)"
-
-
-def _listed(names: list[str], at_most: int = 6) -> str:
-    return ", ".join(names) if len(names) <= at_most else ", ".join(names[:at_most]) + f" and {len(names) - at_most} more"
