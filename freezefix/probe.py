@@ -1,6 +1,6 @@
 """Facts about a model class, learned by building the real class from the OpenMMLab registries.
 
-``frozen_stages`` means something different in every class (DESIGN.md §1), so nothing here is a
+``frozen_stages`` means something different in every class, so nothing here is a
 table of numbers: the class is built on the meta device (no memory, no weights) with the config's own
 arguments and ``frozen_stages = -1, 0, 1, …``; after ``train()`` the trainable parameters and the
 BatchNorm layers still in training mode are counted.  The smallest value that leaves the fewest

@@ -1,18 +1,19 @@
-"""The rules, one module each; importing this package registers all of them."""
+"""The rules, one module each (``ffNNN_<name>.py``); importing this package registers all of them.
 
-from freezefix.rules import (  # noqa: F401 - imported for registration
-    ff100_unused_suppression,
-    ff101_partial_freeze_zero_lr,
-    ff102_dead_lr_mult,
-    ff103_frozen_stages_out_of_range,
-    ff104_unsupported_freeze_arg,
-    ff105_bn_stats_drift,
-    ff106_dead_custom_key,
-    ff107_overbroad_custom_key,
-    ff108_zero_lr_revived_by_scheduler,
-    ff109_ddp_unused_params,
-    ff110_incomplete_freeze,
-)
+Modules are found by name, so a new rule needs no list to be added to: a test checks that every
+module registers exactly the one rule its file name says.
+"""
+
+import importlib
+import pkgutil
+import re
+
 from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, registry
 
-__all__ = ["REMOVE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry"]
+RULE_MODULE = re.compile(r"^ff(\d{3})_(\w+)$")
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+    if RULE_MODULE.match(_info.name):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["REMOVE", "RULE_MODULE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry"]

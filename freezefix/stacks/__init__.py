@@ -2,7 +2,7 @@
 
 freezefix runs inside the user's training environment and asks that environment's own code every
 question about a model: which class a type names, what it freezes, which lr each parameter gets.
-Two stacks are in use and they answer differently (DESIGN.md §1):
+Two stacks are in use and they answer differently:
 
 - ``mmengine``: mmengine + mmcv 2.x + mmdet 3.x + mmdet3d ≥ 1.1 — ``mmengine.Config``, scoped
   ``MODELS`` registries with ``DefaultScope``, ``build_optim_wrapper``;
