@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freezefix.analysis import ConfigView
+from freezefix.analysis import ConfigView, config_files
 from freezefix.config.graph import BaseGraph
 from freezefix.config.locate import Key
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.discover import discover, is_fragment, looks_like_config
 from freezefix.probe import Prober
+from freezefix.stacks import missing as missing_stack
 from freezefix.rules import Finding, Options, registry
 from freezefix.textio import SourceError, atomic_write
 
@@ -128,6 +129,12 @@ class Session:
         result = self.result
         for missing in self.discovery.missing:
             result.errors.append((missing, "no such file or directory"))
+        unusable = missing_stack()
+        if unusable:
+            # Every rule reads its facts off the real classes (and which settings the installed stack
+            # reads): without a stack, "no findings" would be a lie, so each config is an error.
+            result.errors.extend((path, f"cannot check: {unusable}") for path in self.discovery.entries)
+            return result
         rules = [r for code, r in sorted(registry.rules.items()) if self.options.wants(code)]
         rule_options = Options(freeze=self.options.freeze)
         cache = self._open_cache()
@@ -181,7 +188,7 @@ class Session:
                 errors = []
             else:
                 findings, errors = ran[path]
-                placed = [(f, *self._where(path, f.key)) for f in findings]
+                placed = [(f, *(f.at or self._where(path, f.key))) for f in findings]
             result.errors.extend(errors)
             self.per_config[path] = [f for f, *_ in placed]
             for finding, file, line, col in placed:
@@ -275,7 +282,7 @@ class Session:
         return findings
 
     def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]]]:
-        view = ConfigView.of(path, self.resolver.values(path), self.prober)
+        view = ConfigView.of(path, self.resolver.values(path), self.prober, config_files(self.resolver, path))
         findings: list[Finding] = []
         errors: list[tuple[Path, str]] = []
         for rule in rules:

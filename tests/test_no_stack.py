@@ -63,3 +63,13 @@ def test_the_results_cache_reads_suppressions_of_a_file_with_a_bom(tmp_path):
     cache.store(config, Entry(True, ((str(config), cache.digest(str(config))),), (), (), "config"))
     assert cache.lookup(config, named=True) is not None
     assert cache.text(config) == "model = dict(a=1)  # freezefix: ignore[FF101]\n"
+
+
+@needs_no_stack
+def test_the_library_api_does_not_report_clean_when_it_cannot_check():
+    from freezefix.api import check_paths, fix_paths
+
+    for result in (check_paths([FIXTURES / "seed_cmt" / "configs"]), fix_paths([FIXTURES / "seed_cmt" / "configs"], dry_run=True)):
+        assert result.exit_code == 2
+        assert result.errors and all("cannot check: torch and mmdet not installed" in why for _, why in result.errors)
+        assert not result.findings

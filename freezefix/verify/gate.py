@@ -175,7 +175,7 @@ class Gate:
 
     def _findings_after(self, plan: Plan, configs: list[Path]) -> dict[Path, list[tuple]]:
         """Rules on the patched texts (freezefix's own resolver, same probes)."""
-        from freezefix.analysis import ConfigView
+        from freezefix.analysis import ConfigView, config_files
         from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
         from freezefix.rules import Options, registry
 
@@ -184,19 +184,25 @@ class Gate:
         found: dict[Path, list[tuple]] = {}
         for config in configs:
             try:
-                view = ConfigView.of(config, resolver.values(config), self.session.prober)
+                view = ConfigView.of(config, resolver.values(config), self.session.prober,
+                                     config_files(resolver, config))
             except (ConfigError, NotAnalysable) as exc:
                 found[config] = [("load", str(exc))]
                 continue
             # A new finding that apply will fix itself in its next pass (FF103's 5 → 4 can make a
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
             unsafe_ok = self.session.options.unsafe_fixes
-            found[config] = [
-                (f.code, f.module or ".".join(f.key))
-                for code, rule in sorted(registry.rules.items()) if self.session.options.wants(code)
-                for f in rule.check(view, options)
-                if f.fix is None or not (f.fix.safe or unsafe_ok)
-            ]
+            found[config] = []
+            for code, rule in sorted(registry.rules.items()):
+                if not self.session.options.wants(code):
+                    continue
+                try:
+                    findings = list(rule.check(view, options))
+                except Exception as exc:  # noqa: BLE001 - a crash refuses this config's rewrite, not the run
+                    found[config].append((code, f"crashed on the rewritten config: {type(exc).__name__}: {exc}"))
+                    continue
+                found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings
+                                     if f.fix is None or not (f.fix.safe or unsafe_ok))
         return found
 
     def _judge(self, config: Path, changes: list[Change], before: dict, after: dict, new_findings: list) -> ConfigVerdict:
