@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from freezefix.config.locate import Key
+from freezefix.config.resolve import Resolver
 from freezefix.probe import ClassFacts, ModelFacts, Prober
 
-# Modules that feed each other, upstream first (DESIGN.md §2, FF110).  Freezing a module while
+# Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
 BRANCHES = (
     ("pts_voxel_encoder", "pts_middle_encoder", "pts_backbone", "pts_neck"),
     ("img_backbone", "img_neck"),
     ("voxel_encoder", "middle_encoder", "backbone", "neck"),
 )
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One file of a config's ``_base_`` chain as written, for rules that read the source itself."""
+
+    path: Path
+    tree: ast.Module
+    text: str
+    new_style: bool = False  # a `with read_base()` config: its statements mutate inherited values
 
 
 @dataclass
@@ -71,12 +83,13 @@ class ConfigView:
     prober: Prober
     modules: dict[str, Module] = field(default_factory=dict)
     optimizer: Optimizer | None = None
+    files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
     _model: ModelFacts | None = None
 
     @classmethod
-    def of(cls, path: Path, values: dict, prober: Prober) -> ConfigView:
-        view = cls(path, values, prober)
+    def of(cls, path: Path, values: dict, prober: Prober, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
+        view = cls(path, values, prober, files=files)
         model = values.get("model")
         if isinstance(model, dict):
             for name, sub in model.items():
@@ -120,10 +133,8 @@ class ConfigView:
 
     @property
     def find_unused_parameters(self) -> Key:
-        """Where DDP's find_unused_parameters is read from: the wrapper config, else top level."""
-        if isinstance(self.values.get("model_wrapper_cfg"), dict):
-            return ("model_wrapper_cfg", "find_unused_parameters")
-        return ("find_unused_parameters",)
+        """Where DDP's find_unused_parameters is read from (FF109 writes it there, FF114 moves it)."""
+        return find_unused_parameters_key(self.values)
 
     def finds_unused_parameters(self) -> bool:
         node: Any = self.values
@@ -191,14 +202,47 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
+def config_files(resolver: Resolver, path: Path) -> tuple[ConfigFile, ...]:
+    """``path`` and its bases reached by relative path, as written (installed bases are not the user's)."""
+    files = []
+    for file in resolver.local_files(path):
+        unit = resolver.units[file]
+        files.append(ConfigFile(file, unit.tree, unit.source.text, unit.new_style))
+    return tuple(files)
+
+
+def find_unused_parameters_key(values: dict) -> Key:
+    """mmengine's ``Runner.wrap_model`` reads ``model_wrapper_cfg`` when it is set and the top-level
+    flag only when it is not; mmcv 1.x train scripts read the top-level flag alone."""
+    from freezefix.stacks import stack_name
+
+    if stack_name() == "mmengine" and isinstance(values.get("model_wrapper_cfg"), dict):
+        return ("model_wrapper_cfg", "find_unused_parameters")
+    return ("find_unused_parameters",)
+
+
+def optimizer_roots(values: dict) -> tuple[Key, Key]:
+    """(the optimizer setting the installed stack reads, the one it ignores): mmengine's Runner
+    builds ``optim_wrapper`` and never looks at a top-level ``optimizer``; mmcv 1.x's the reverse.
+    Only a config that has both is judged by the stack; one that has either is read as written."""
+    from freezefix.stacks import stack_name
+
+    read: Key = ("optim_wrapper",)
+    ignored: Key = ("optimizer",)
+    if stack_name() == "mmcv1":
+        read, ignored = ignored, read
+    if isinstance(values.get(read[0]), dict) or not isinstance(values.get(ignored[0]), dict):
+        return read, ignored
+    # A config of the other era (it has only the other setting): judged as the era it was written for.
+    return ignored, read
+
+
 def _optimizer(values: dict) -> Optimizer | None:
-    wrapper = values.get("optim_wrapper")
-    if isinstance(wrapper, dict):
-        era, root, holder = "mmengine", ("optim_wrapper",), wrapper
-    elif isinstance(values.get("optimizer"), dict):
-        era, root, holder = "mmcv1", ("optimizer",), values["optimizer"]
-    else:
+    root = optimizer_roots(values)[0]
+    holder = values.get(root[0])
+    if not isinstance(holder, dict):
         return None
+    era = "mmengine" if root == ("optim_wrapper",) else "mmcv1"
     paramwise = holder.get("paramwise_cfg")
     keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
     return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {})

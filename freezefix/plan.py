@@ -98,9 +98,13 @@ class Planner:
         return Placement(container.path, "insert", container.location, key[depth:], change.value)
 
     def _override_placement(self, config: Path, change: Change) -> Placement | str:
-        """Write ``change`` into ``config`` itself, over whatever its bases say."""
+        """Write ``change`` into ``config`` itself (or the file it names), over what its bases say."""
         if change.value is REMOVE:
             return f"cannot remove {'.'.join(change.key)} from a base by an override"
+        if change.written_in is not None:
+            config = Path(change.written_in)
+            if config not in self.editable:
+                return f"{config.name} is not among the files being fixed"
         unit = self.resolver.unit(config)
         key = change.key
         own = unit.own
@@ -124,6 +128,22 @@ class Planner:
             return f"{'.'.join(key[:depth])} is computed in {config.name}; cannot add an override to it"
         return Placement(config, "insert", location, key[depth:], change.value, override=True)
 
+    def _aliases(self, config: Path, change: Change, placement: Placement) -> list[Change]:
+        """The other resolved keys an edit also changes: a value written through a module-level variable
+        (``img_backbone = dict(...)``, then ``model = dict(img_backbone=img_backbone)``) is also the
+        top-level key ``img_backbone`` (mmengine keeps every module-level name), so editing it changes
+        both; the plan, and the write gate after it, expect exactly both."""
+        location = placement.location
+        if placement.kind not in ("replace", "insert") or location is None or location.via is None:
+            return []
+        written = change.key[:len(change.key) - len(placement.subkey)] if placement.kind == "insert" else change.key
+        locations = self.resolver.unit(placement.file).locations
+        entry = next((depth for depth in range(1, len(written) + 1)
+                      if getattr(locations.get(written[:depth]), "via", None) == location.via), None)
+        if entry is None or location.via not in self.resolver.values(config):
+            return []
+        return [Change((location.via, *change.key[entry:]), change.value)]
+
     # -- planning -----------------------------------------------------------------------------
     def plan(self, wanted: dict[Path, list[Change]]) -> Plan:
         plan = Plan()
@@ -136,11 +156,15 @@ class Planner:
                 plan.dropped.append((config, change, placement))
                 return
             ident = placement.identity()
-            placements.setdefault(ident, placement).served.append((config, change))
-            by_config[config][change] = ident
+            for served in (change, *self._aliases(config, change, placement)):
+                placements.setdefault(ident, placement).served.append((config, served))
+                by_config[config][served] = ident
 
         for config, changes in wanted.items():
             for change in changes:
+                if change.written_in is not None:
+                    place(config, change, self._override_placement(config, change))
+                    continue
                 placement = self._owner_placement(config, change)
                 if isinstance(placement, Placement) and placement.file not in self.editable:
                     # e.g. a `mmdet::` base inside site-packages: override it from the config.
@@ -154,18 +178,14 @@ class Planner:
         for round_ in range(rounds):
             texts, errors = self._render(placements.values())
             bad = self._collateral(texts, by_config, placements)
-            bad |= {i for i, p in placements.items() if p.file in errors}
+            bad.update({i: errors[p.file] for i, p in placements.items() if p.file in errors})
             if not bad:
                 break
-            for ident in bad:
+            for ident, why in bad.items():
                 placement = placements.pop(ident)
                 for config, change in placement.served:
                     del by_config[config][change]
                     if placement.override or placement.file == config or round_ == rounds - 1:
-                        why = errors.get(placement.file) or (
-                            f"editing {placement.file.name} would also change configs that "
-                            "inherit it and did not ask for this"
-                        )
                         plan.dropped.append((config, change, why))
                     else:
                         place(config, change, self._override_placement(config, change))
@@ -192,13 +212,13 @@ class Planner:
                 errors[path] = f"could not rewrite: {exc}"
         return texts, errors
 
-    def _collateral(self, texts, by_config, placements) -> set[tuple]:
-        """Placements whose edit changes a config in a way it did not ask for."""
+    def _collateral(self, texts, by_config, placements) -> dict[tuple, str]:
+        """Placements whose edit changes a config in a way it did not ask for, each with the reason."""
         overlay = {path: new for path, (_, new) in texts.items()}
         after = Resolver(overlay=overlay)
         edited = set(overlay)
         graph = BaseGraph(self.resolver)
-        bad: set[tuple] = set()
+        bad: dict[tuple, str] = {}
         for config in self.entries:
             touched = {config, *graph.ancestors(config)} & edited
             if not touched:
@@ -213,11 +233,21 @@ class Planner:
             if actual == expected:
                 continue
             differing = _diff_keys(expected, actual or {})
-            for ident, placement in placements.items():
-                if placement.file in touched and any(
-                    _related(k, change.key) for k in differing for _, change in placement.served
-                ):
-                    bad.add(ident)
+            suspects = [i for i, p in placements.items() if p.file in touched and any(
+                _related(k, change.key) for k in differing for _, change in p.served)]
+            if not suspects:
+                # A change far from every planned key (a variable that also feeds `teacher.backbone`):
+                # only the edits to this config's files can have made it.
+                suspects = [i for i, p in placements.items() if p.file in touched]
+            shown = ".".join(differing[0]) if differing and differing[0] else "its values"
+            for ident in suspects:
+                placement = placements[ident]
+                if any(served == config for served, _ in placement.served):
+                    why = f"editing {placement.file.name} would also change {shown}, which no fix asked for"
+                else:
+                    why = (f"editing {placement.file.name} would also change {config.name} ({shown}), "
+                           "which inherits it and did not ask for this")
+                bad.setdefault(ident, why)
         return bad
 
 

@@ -324,3 +324,21 @@ def _root_names(node: ast.AST) -> set[str]:
     if isinstance(node, (ast.Tuple, ast.List)):
         return set().union(*(_root_names(e) for e in node.elts))
     return set()
+
+
+CONTAINER = object()  # literal_leaves: the key holds a dict written as a literal
+COMPUTED = object()  # literal_leaves: the key holds something that is not a literal
+
+
+def literal_leaves(node: ast.expr, text: str) -> dict[Key, Any]:
+    """What one dict expression writes, by dotted key below it, without following variables.
+
+    Each key maps to its literal value, to ``CONTAINER`` for a nested ``dict(...)`` / ``{...}``, or to
+    ``COMPUTED`` for anything else (a name, a call, arithmetic).
+    """
+    locations: LocationMap = {}
+    _Walker(text, locations, lambda name, before: None).entries(node, (), None, 0, 0)
+    return {
+        key: CONTAINER if loc.container is not None else COMPUTED if loc.how == "computed" else loc.literal
+        for key, loc in locations.items()
+    }

@@ -8,6 +8,7 @@ files; the planner decides which file owns each key and whether a shared base ma
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
 from freezefix.analysis import ConfigView
@@ -29,9 +30,12 @@ REMOVE: Any = _Remove()
 class Change:
     key: Key  # in the resolved config of the checked file
     value: Any  # REMOVE deletes the key
+    # The file whose own text must hold the value (FF111 restores settings in the file that lost
+    # them); None lets the planner choose the file that writes the value now.
+    written_in: Path | None = None
 
     def __hash__(self) -> int:  # values may be dicts (a new custom_keys entry)
-        return hash((self.key, repr(self.value)))
+        return hash((self.key, repr(self.value), self.written_in))
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class Finding:
     key: Key  # the key the finding is about (reported where it is written)
     fix: Fix | None = None
     module: str | None = None
+    # Where to report it, when that is not where ``key`` is written: FF111's key is the name whose
+    # first binding was dropped, which the resolved config attributes to the live binding.
+    at: tuple[Path, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,13 @@ class Rule:
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         raise NotImplementedError
 
-    def finding(self, message: str, key: Key, fix: Fix | None = None, module: str | None = None) -> Finding:
-        return Finding(self.code, self.name, message, key, fix, module)
+    def finding(self, message: str, key: Key, fix: Fix | None = None, module: str | None = None,
+                at: tuple[Path, int, int] | None = None) -> Finding:
+        return Finding(self.code, self.name, message, key, fix, module, at)
 
 
 def resume_hazard(view: ConfigView) -> str | None:
-    """Fixes that change which params require grad change mmengine's param groups (DESIGN.md §2)."""
+    """Fixes that change which params require grad change mmengine's param groups."""
     reason = view.resumes
     if reason:
         return (
