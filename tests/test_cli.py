@@ -266,7 +266,7 @@ def test_no_placement_without_collateral_means_no_edit(tmp_path, monkeypatch, cl
     before = {p.name: p.read_bytes() for p in tmp_path.glob("*.py")}
     result = cli("apply", ".")
     assert result.exit_code == 1
-    assert "FF101 [*]" in result.stdout and "skipped: editing mid.py would also change configs that inherit it" in result.stdout
+    assert "FF101 [*]" in result.stdout and "skipped: editing mid.py would also change leaf.py (model.backbone.frozen_stages), which inherits it" in result.stdout
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.py")} == before
 
 
