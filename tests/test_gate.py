@@ -44,6 +44,26 @@ def test_a_wrong_fix_is_caught_by_the_gate_and_nothing_is_written(copy_fixture, 
     assert snapshot(root) == before
 
 
+def test_a_rule_that_crashes_on_the_rewritten_config_refuses_that_rewrite_only(copy_fixture, cli, monkeypatch):
+    from freezefix.rules.ff102_dead_lr_mult import DeadLrMult
+
+    root = copy_fixture("seed_cmt")
+    honest = DeadLrMult.check
+
+    def crashes_after_the_fix(self, view, options):
+        if view.values["model"]["img_backbone"]["frozen_stages"] == 4:
+            raise KeyError("a bug that only the rewritten config reaches")
+        yield from honest(self, view, options)
+
+    monkeypatch.setattr(DeadLrMult, "check", crashes_after_the_fix)
+    before = snapshot(root)
+    result = cli("apply", "configs")  # no exception out of apply: the crash is this config's problem
+    assert result.exit_code == 1
+    assert f"verification FAILED: {CHILD}" in result.stderr
+    assert "FF102 crashed on the rewritten config: KeyError: 'a bug that only the rewritten config reaches'" in result.stderr
+    assert snapshot(root) == before
+
+
 def test_no_verify_skips_the_gate_loudly(copy_fixture, cli):
     root = copy_fixture("seed_cmt")
     result = cli("apply", "configs", "--no-verify")

@@ -29,6 +29,7 @@ from freezefix.plan import Plan, apply_change
 from freezefix.rules.base import REMOVE, Change
 
 JOB_TIMEOUT_S = 300.0
+_CRASHED = "crashed on the rewritten config"  # a rule that raised there: the rewrite is refused
 
 
 @dataclass
@@ -199,7 +200,7 @@ class Gate:
                 try:
                     findings = list(rule.check(view, options))
                 except Exception as exc:  # noqa: BLE001 - a crash refuses this config's rewrite, not the run
-                    found[config].append((code, f"crashed on the rewritten config: {type(exc).__name__}: {exc}"))
+                    found[config].append((code, f"{_CRASHED}: {type(exc).__name__}: {exc}"))
                     continue
                 found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings
                                      if f.fix is None or not (f.fix.safe or unsafe_ok))
@@ -230,7 +231,9 @@ class Gate:
             problems.extend(self._postcondition(change, modules_after))
         old = set(self._findings_before(config)) | self._announced(config)
         for code, where in new_findings:
-            if (code, where) not in old:
+            if where.startswith(_CRASHED):
+                problems.append(f"{code} {where}")
+            elif (code, where) not in old:
                 problems.append(f"the rewrite makes a new {code} finding appear ({where})")
         for name in sorted({c.key[1] for c in changes if c.key[:1] == ("model",)} | self._lr_modules(changes)):
             if name in modules_after:
