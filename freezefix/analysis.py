@@ -142,6 +142,24 @@ class ConfigView:
             node = node.get(part) if isinstance(node, dict) else None
         return node is True
 
+    def static_graph(self) -> bool:
+        wrapper = self.values.get("model_wrapper_cfg")
+        return isinstance(wrapper, dict) and wrapper.get("static_graph") is True
+
+    def checkpointed_trainable(self) -> list[tuple[Module, int]]:
+        """Modules that checkpoint activations (``with_cp=True``) and keep trainable parameters after
+        ``train()``, with how many: DDP with ``find_unused_parameters=True`` cannot train them (mmdet's
+        and mmdet3d's backbones call torch's reentrant checkpoint).  Modules whose class could not be
+        built are left out: nothing is claimed about them."""
+        found = []
+        for module in self.modules.values():
+            if module.cfg.get("with_cp") is not True:
+                continue
+            observed = self.facts(module).observed
+            if observed is not None and observed.trainable_params > 0:
+                found.append((module, observed.trainable_params))
+        return found
+
     def candidates(self) -> list[Module]:
         """Modules whose freeze settings can be inconsistent, the only ones worth building.
 

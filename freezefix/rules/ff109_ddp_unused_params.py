@@ -12,18 +12,25 @@ Why
 
 Example
     ``backbone=dict(type='mmdet.SwinTransformer', frozen_stages=4, …)`` without
-    ``find_unused_parameters=True`` → ``find_unused_parameters = True``.
+    ``find_unused_parameters=True`` → ``find_unused_parameters = True``.  Where a module that trains
+    checkpoints its activations (``with_cp=True``), that flag would stop training too (FF112), so the
+    fix is ``model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+    static_graph=True)`` instead (mmengine; ``static_graph`` is set in an existing wrapper config).
 
 Fix safety
-    Safe: DDP then looks for unused parameters each step (a little slower), and nothing else changes.
+    ``find_unused_parameters``: safe, DDP then looks for unused parameters each step (a little slower),
+    and nothing else changes.  ``static_graph``: unsafe, it assumes every iteration uses the same
+    parameters (true of a frozen stage, not of a forward that skips modules by data).  Under mmcv 1.x,
+    whose train scripts cannot pass ``static_graph``, no fix is offered where a module checkpoints.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from freezefix.analysis import ConfigView
+from freezefix.analysis import ConfigView, Module
 from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, fmt_count, registry
+from freezefix.stacks import stack_name
 
 _CFG = """\
 model = dict(
@@ -32,6 +39,14 @@ model = dict(
                   strides=(4, 2), out_indices=(1, ), frozen_stages={fs}),
 )
 """
+_CHECKPOINTED = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.SwinTransformer', embed_dims=16, depths=(1, 2), num_heads=(1, 2),
+                  strides=(4, 2), window_size=2, out_indices=(1, ), frozen_stages=1, with_cp=True),
+)
+"""
+_STATIC_GRAPH = "model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, static_graph=True)\n"
 
 
 @registry.add
@@ -40,11 +55,13 @@ class DdpUnusedParams(Rule):
     code = "FF109"
     name = "ddp-unused-params"
     summary = "frozen only in train(): DDP waits for gradients that never come"
-    VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=2) + "find_unused_parameters = True\n")]
-    INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n")]
+    VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=2) + "find_unused_parameters = True\n"),
+             Example(_CHECKPOINTED + _STATIC_GRAPH)]
+    INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n"),
+               Example(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True)]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.finds_unused_parameters():
+        if view.finds_unused_parameters() or view.static_graph():
             return
         for module in view.candidates():
             observed = view.facts(module).observed
@@ -53,12 +70,39 @@ class DdpUnusedParams(Rule):
             late = observed.constructed_trainable_params - observed.trainable_params
             if late <= 0:
                 continue
-            key = view.find_unused_parameters
-            yield self.finding(
-                f"{module.name}: {fmt_count(late)} params are trainable when DDP wraps the model but "
-                f"frozen by {view.facts(module).type_name}.train(); without find_unused_parameters=True "
-                "distributed training stops with 'Expected to have finished reduction'",
-                module.key,
-                Fix((Change(key, True),), safe=True),
-                module.name,
-            )
+            message = (f"{module.name}: {fmt_count(late)} params are trainable when DDP wraps the model but "
+                       f"frozen by {view.facts(module).type_name}.train(); without find_unused_parameters=True "
+                       "distributed training stops with 'Expected to have finished reduction'")
+            checkpointed = view.checkpointed_trainable()
+            if not checkpointed:
+                yield self.finding(message, module.key, Fix((Change(view.find_unused_parameters, True),), safe=True),
+                                   module.name)
+                continue
+            fix, why = _static_graph_fix(view, [m for m, _ in checkpointed])
+            yield self.finding(message + why, module.key, fix, module.name)
+
+
+def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix | None, str]:
+    """DDP's static_graph=True instead of find_unused_parameters, which checkpointing modules forbid (FF112)."""
+    names = ", ".join(m.name for m in checkpointed)
+    said = (f"; but {names} checkpoint activations (with_cp=True) and still train, and with "
+            "find_unused_parameters=True DDP stops at the first backward instead (FF112)")
+    if stack_name() != "mmengine" or not _ddp_accepts_static_graph():
+        return None, said + ": no fix here, static_graph cannot be passed to DDP; set with_cp=False"
+    wrapper = view.values.get("model_wrapper_cfg")
+    if isinstance(wrapper, dict):
+        change = Change(("model_wrapper_cfg", "static_graph"), True)
+    else:
+        # The Runner's own wrapping, plus static_graph: it passes broadcast_buffers=False itself.
+        change = Change(("model_wrapper_cfg",), {"type": "MMDistributedDataParallel", "broadcast_buffers": False,
+                                                 "static_graph": True})
+    why = "static_graph assumes every iteration uses the same parameters (a forward that skips modules breaks it)"
+    return Fix((change,), safe=False, why_unsafe=why), said + "; DDP's static_graph=True handles both"
+
+
+def _ddp_accepts_static_graph() -> bool:
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    return "static_graph" in inspect.signature(DistributedDataParallel.__init__).parameters
