@@ -317,6 +317,41 @@ class Prober:
             disk[text] = compute()
         return disk[text]
 
+    def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
+                           optimizer_values: dict) -> dict[str, list] | None:
+        """``[lr, weight_decay]`` of each trainable parameter of one module, named as in the model
+        (``img_backbone.layer1.0.bn1.weight``), from the installed stack's own optimizer constructor run
+        on the module built alone under its model name, after ``train()``.  ``optimizer_values`` holds
+        the config's ``optim_wrapper`` / ``optimizer``.  None when the module or optimizer cannot be built."""
+        type_name = module_cfg.get("type")
+        if not isinstance(type_name, str):
+            return None
+        scope_hint = module_cfg.get("_scope_") or scope_hint
+        kwargs = _clean_kwargs(module_cfg)
+
+        def compute() -> dict[str, list] | None:
+            import torch
+
+            try:
+                cls, scope = _find_class(type_name, scope_hint)
+                module = self._build(cls, scope, kwargs)
+                module.train()
+                holder = torch.nn.Module()
+                holder.add_module(name, module)
+                stack = current()
+                stack.quiet()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    optimizer, _ = stack.build_optimizer(holder, copy.deepcopy(optimizer_values))
+            except Exception:  # noqa: BLE001 - nothing can be said about this module's groups
+                return None
+            names = {id(p): n for n, p in holder.named_parameters() if p.requires_grad}
+            return {names[id(p)]: [group.get("lr"), group.get("weight_decay")]
+                    for group in optimizer.param_groups for p in group["params"] if id(p) in names}
+
+        return self.remembered(["optimizer-settings", type_name, scope_hint, repr(sorted(kwargs.items())), name,
+                                repr(optimizer_values), self.device], compute)
+
     def model(self, values: dict, config_path: Path) -> ModelFacts:
         """Build the whole model once per (model dict, scope, plugins) and list its parameters."""
         from freezefix.models import build
