@@ -191,6 +191,10 @@ class ConfigView:
             cached = self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope, scan=scan)
         return cached
 
+    def probed(self) -> list[ClassFacts]:
+        """What the rules learnt about each module they asked about."""
+        return list(self._facts.values())
+
     def param_names(self, module: Module) -> list[str]:
         return [f"{module.name}.{n}" for n in self.facts(module).param_names]
 

@@ -74,6 +74,9 @@ class RunResult:
     suppressed: int = 0  # findings silenced by `# freezefix: ignore` comments
     verdicts: dict[Path, Any] = field(default_factory=dict)  # config → ConfigVerdict of the gate
     verify_stats: dict = field(default_factory=dict)  # loads, model builds and their time in the gate
+    # Modules whose class could not even be found (a plugin that does not import): (type, why) → configs.
+    # No rule can say anything about them, so "no findings" there means "not checked".
+    unprobed: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -123,6 +126,7 @@ class Session:
         self.result = RunResult(files=len(self.discovery.files))
         self.per_config: dict[Path, list[Finding]] = {}
         self._ident: dict[int, tuple] = {}  # id(finding) → (code, file, line, col) it is reported at
+        self._plugins: dict[tuple, list[str]] = {}  # plugin setting → notes of what did not import
 
     def check(self, progress=None) -> RunResult:
         """``progress(n)`` is called after each file (a progress bar, say)."""
@@ -180,8 +184,12 @@ class Session:
         result.configs_checked = len(entries)
         # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
         # in worker processes forked from here when there is enough to share out.
-        ran = {path: (findings, errors) for path, findings, errors
-               in self._run_rules([p for p in entries if p not in cached], rules, rule_options)}
+        ran = {}
+        for path, findings, errors, unprobed in self._run_rules([p for p in entries if p not in cached], rules,
+                                                                rule_options):
+            ran[path] = (findings, errors)
+            for what in unprobed:
+                result.unprobed.setdefault(what, []).append(path)
         for path in entries:
             if path in cached:
                 placed = cached[path].findings
@@ -281,8 +289,10 @@ class Session:
                 findings.append(Reported(finding, path, suppression.line, suppression.col, [path]))
         return findings
 
-    def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]]]:
-        view = ConfigView.of(path, self.resolver.values(path), self.prober, config_files(self.resolver, path))
+    def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]], list]:
+        values = self.resolver.values(path)
+        plugin_notes = self._import_plugins(values, path)
+        view = ConfigView.of(path, values, self.prober, config_files(self.resolver, path))
         findings: list[Finding] = []
         errors: list[tuple[Path, str]] = []
         for rule in rules:
@@ -290,7 +300,22 @@ class Session:
                 findings.extend(rule.check(view, rule_options))
             except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
                 errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
-        return path, findings, errors
+        unprobed = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
+                    for facts in view.probed() if facts.import_error]
+        return path, findings, errors, unprobed
+
+    def _import_plugins(self, values: dict, path: Path) -> list[str]:
+        """The config's plugins imported before its classes are probed (they register classes such
+        as VoVNet), once per distinct plugin setting in a run; notes for those that do not import."""
+        if not (values.get("plugin_dir") or values.get("custom_imports")):
+            return []
+        from freezefix.models import import_plugins, plugin_dir_location
+
+        located = plugin_dir_location(values, path)
+        key = (repr(values.get("custom_imports")), repr(values.get("plugin_dir")), repr(located))
+        if key not in self._plugins:
+            self._plugins[key] = import_plugins(values, path)
+        return self._plugins[key]
 
     def _run_rules(self, entries: list[Path], rules, rule_options):
         """Rules per config: in this process, or, with an explicit ``--jobs N``, in N forked workers.

@@ -72,7 +72,8 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     out.stack = answer.get("stack")
     out.stack_versions = current().describe()
     out.era = view.optimizer.era if view.optimizer else None
-    out.notes = list(answer.get("notes", []))
+    # The worker notes what it met at each build (the model, then each module): once is enough.
+    out.notes = list(dict.fromkeys(answer.get("notes", [])))
     out.notes += [f"type {k!r} was built as {v!r} (mmcv-1.x era name)" for k, v in answer.get("substitutions", {}).items()]
     if not answer.get("ok"):
         out.error = answer.get("error")

@@ -140,8 +140,12 @@ def plugin_imports(values: dict, config_path: Path) -> list[PluginImport]:
 
 
 def import_plugins(values: dict, config_path: Path) -> list[str]:
-    """Import the config's plugins (:func:`plugin_imports`); notes for those that could not be imported."""
-    return [entry.note for entry in plugin_imports(values, config_path) if entry.error]
+    """Import the config's plugins (:func:`plugin_imports`); notes for those that could not be imported.
+    The registries are looked at afresh afterwards: a plugin registers its classes as it imports."""
+    notes = [entry.note for entry in plugin_imports(values, config_path) if entry.error]
+    _registries.cache_clear()
+    registered_names_changed()
+    return notes
 
 
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:
@@ -155,8 +159,6 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         result.error = "the config has no model dict"
         return result
     result.notes.extend(import_plugins(values, config_path))
-    _registries.cache_clear()  # plugins may have registered classes since the first look
-    registered_names_changed()
     scope = default_scope_of(values)
     if stack.rewrites_unscoped_types:
         cfg = scope_types(model_cfg, scope, result.substitutions)

@@ -305,6 +305,10 @@ class Prober:
         facts = _facts_from_json(disk[key]) if key in disk else None
         if facts is None:
             facts = self._probe(type_name, scope_hint, kwargs, scan)
+            if facts.import_error is not None:
+                # Not found is no fact about the class: a plugin imported later (this run, or after
+                # the user repairs it) may register it.  Looking up again costs next to nothing.
+                return facts
             disk[key] = asdict(facts)
         self.memory[key] = facts
         return facts

@@ -36,6 +36,18 @@ def error_lines(result: RunResult) -> list[str]:
     return [f"{rel(path)}: error: {message}" for path, message in result.errors]
 
 
+def unprobed_lines(result: RunResult) -> list[str]:
+    """One note per class no registry holds, with why, however many configs use it."""
+    if not result.unprobed:
+        return []
+    lines = [f"note: {len(result.unprobed)} module class{'es' * (len(result.unprobed) != 1)} could not be "
+             "probed, so no rule judged the modules built from them:"]
+    for (type_name, why), configs in sorted(result.unprobed.items()):
+        count = len(set(configs))
+        lines.append(f"  {type_name} ({count} config{'s' * (count != 1)}): {why}")
+    return lines
+
+
 def summary(result: RunResult, applying: bool, elapsed: float | None = None) -> str:
     n = len(result.findings)
     safe = sum(1 for r in result.findings if r.fix_kind == "safe")
@@ -158,6 +170,8 @@ def to_json(result: RunResult, command: str, elapsed: float) -> dict:
         "findings": [_finding_json(r) for r in result.findings],
         "errors": [{"path": rel(p), "message": m} for p, m in result.errors],
         "skipped": [{"path": rel(p), "reason": m} for p, m in result.skipped],
+        "unprobed": [{"type": t, "reason": why, "configs": sorted({rel(c) for c in configs})}
+                     for (t, why), configs in sorted(result.unprobed.items())],
         "verification_stats": result.verify_stats,
         "verification": [
             {"config": rel(c), "ok": v.ok, "level": v.level, "device": v.device, "summary": v.summary,
