@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,28 @@ class ConfigView:
         return view
 
     @property
+    def model_type(self) -> str:
+        model = self.values.get("model")
+        return str(model.get("type")) if isinstance(model, dict) else "model"
+
+    @property
+    def hidden_freeze(self) -> str | None:
+        """Why what trains cannot be judged from the modules built alone, if it cannot: a detector that
+        freezes in its own code (UniAD-style ``freeze_img_backbone=True``, ``freeze_bn=True``) or a
+        hook in ``custom_hooks`` that freezes or unfreezes.  The rules that judge what trains then say
+        nothing rather than guess."""
+        model = self.values.get("model")
+        flags = [f"{k}={v!r}" for k, v in (model.items() if isinstance(model, dict) else ())
+                 if _FREEZE_FLAG.search(k) and k != "frozen_stages" and v not in (None, False, 0, -1, "", [], {})]
+        hooks = [str(h.get("type")) for h in (self.values.get("custom_hooks") or []) if isinstance(h, dict)
+                 and "freeze" in str(h.get("type")).lower() and "FreezeAuditHook" not in str(h.get("type"))]
+        if not (flags or hooks):
+            return None
+        what = ", ".join([*flags, *(f"custom hook {h}" for h in hooks)])
+        return (f"it freezes in its own code ({what}), which freezefix does not see on modules built alone; "
+                "what trains was not judged (FreezeAuditHook shows it in a training run)")
+
+    @property
     def default_scope(self) -> str | None:
         scope = self.values.get("default_scope")
         return scope if isinstance(scope, str) else None
@@ -152,7 +175,7 @@ class ConfigView:
         and mmdet3d's backbones call torch's reentrant checkpoint).  Modules whose class could not be
         built are left out: nothing is claimed about them."""
         found = []
-        for module in self.modules.values():
+        for module in self.modules.values() if not self.hidden_freeze else ():
             if module.cfg.get("with_cp") is not True:
                 continue
             observed = self.facts(module).observed
@@ -222,6 +245,9 @@ class ConfigView:
 
     def frozen_stages(self, module: Module) -> Any:
         return module.cfg.get("frozen_stages")
+
+
+_FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
 
 
 def config_files(resolver: Resolver, path: Path) -> tuple[ConfigFile, ...]:

@@ -74,9 +74,9 @@ class RunResult:
     suppressed: int = 0  # findings silenced by `# freezefix: ignore` comments
     verdicts: dict[Path, Any] = field(default_factory=dict)  # config → ConfigVerdict of the gate
     verify_stats: dict = field(default_factory=dict)  # loads, model builds and their time in the gate
-    # Modules whose class could not even be found (a plugin that does not import): (type, why) → configs.
-    # No rule can say anything about them, so "no findings" there means "not checked".
-    unprobed: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
+    # What no rule could judge, (what, why) → configs: a class no registry holds (a plugin that does
+    # not import), a detector that freezes in its own code.  "No findings" there means "not checked".
+    unjudged: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -185,11 +185,11 @@ class Session:
         # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
         # in worker processes forked from here when there is enough to share out.
         ran = {}
-        for path, findings, errors, unprobed in self._run_rules([p for p in entries if p not in cached], rules,
+        for path, findings, errors, unjudged in self._run_rules([p for p in entries if p not in cached], rules,
                                                                 rule_options):
             ran[path] = (findings, errors)
-            for what in unprobed:
-                result.unprobed.setdefault(what, []).append(path)
+            for what in unjudged:
+                result.unjudged.setdefault(what, []).append(path)
         for path in entries:
             if path in cached:
                 placed = cached[path].findings
@@ -300,9 +300,11 @@ class Session:
                 findings.extend(rule.check(view, rule_options))
             except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
                 errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
-        unprobed = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
+        unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
                     for facts in view.probed() if facts.import_error]
-        return path, findings, errors, unprobed
+        if view.hidden_freeze:
+            unjudged.append((view.model_type, view.hidden_freeze))
+        return path, findings, errors, unjudged
 
     def _import_plugins(self, values: dict, path: Path) -> list[str]:
         """The config's plugins imported before its classes are probed (they register classes such

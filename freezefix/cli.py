@@ -139,7 +139,7 @@ def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, no
     result, elapsed = _run(session, session.check, no_progress)
     _emit(result, fmt, output_file, "check", elapsed, report.finding_lines(result))
     if fmt == "text":
-        for line in report.error_lines(result) + report.unprobed_lines(result):
+        for line in report.error_lines(result) + report.unjudged_lines(result):
             click.echo(line, err=True)
     click.echo(report.summary(result, applying=False, elapsed=elapsed), err=True)
     sys.exit(result.exit_code)
@@ -182,7 +182,7 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
     else:
         _emit(result, fmt, output_file, "apply", elapsed, report.finding_lines(result, show_status=True))
     if fmt == "text":
-        for line in report.error_lines(result) + report.unprobed_lines(result):
+        for line in report.error_lines(result) + report.unjudged_lines(result):
             click.echo(line, err=True)
     if result.written and fmt == "text":
         from freezefix.explain import AUDIT_HOOK_HINT

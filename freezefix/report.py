@@ -36,15 +36,15 @@ def error_lines(result: RunResult) -> list[str]:
     return [f"{rel(path)}: error: {message}" for path, message in result.errors]
 
 
-def unprobed_lines(result: RunResult) -> list[str]:
-    """One note per class no registry holds, with why, however many configs use it."""
-    if not result.unprobed:
+def unjudged_lines(result: RunResult) -> list[str]:
+    """One note per thing no rule could judge, with why, however many configs share it."""
+    if not result.unjudged:
         return []
-    lines = [f"note: {len(result.unprobed)} module class{'es' * (len(result.unprobed) != 1)} could not be "
-             "probed, so no rule judged the modules built from them:"]
-    for (type_name, why), configs in sorted(result.unprobed.items()):
+    lines = [f"note: {len(result.unjudged)} thing{'s' * (len(result.unjudged) != 1)} freezefix could not judge "
+             "(no rule reported on them):"]
+    for (what, why), configs in sorted(result.unjudged.items()):
         count = len(set(configs))
-        lines.append(f"  {type_name} ({count} config{'s' * (count != 1)}): {why}")
+        lines.append(f"  {what} ({count} config{'s' * (count != 1)}): {why}")
     return lines
 
 
@@ -170,8 +170,8 @@ def to_json(result: RunResult, command: str, elapsed: float) -> dict:
         "findings": [_finding_json(r) for r in result.findings],
         "errors": [{"path": rel(p), "message": m} for p, m in result.errors],
         "skipped": [{"path": rel(p), "reason": m} for p, m in result.skipped],
-        "unprobed": [{"type": t, "reason": why, "configs": sorted({rel(c) for c in configs})}
-                     for (t, why), configs in sorted(result.unprobed.items())],
+        "unjudged": [{"what": t, "reason": why, "configs": sorted({rel(c) for c in configs})}
+                     for (t, why), configs in sorted(result.unjudged.items())],
         "verification_stats": result.verify_stats,
         "verification": [
             {"config": rel(c), "ok": v.ok, "level": v.level, "device": v.device, "summary": v.summary,

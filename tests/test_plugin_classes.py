@@ -63,18 +63,18 @@ def test_a_class_the_plugin_registers_is_probed(tmp_path):
     message = result.findings[0].finding.message
     assert "frozen_stages=1 leaves 584 params (stages) trainable" in message
     assert "frozen_stages=2 freezes everything (FfPluginVoV)" in message
-    assert not result.unprobed
+    assert not result.unjudged
 
 
 def test_a_plugin_that_does_not_import_is_named_once_with_its_error(tmp_path, cli, monkeypatch):
     configs = _repo(tmp_path, "ffplug_broken", "FfBrokenPluginVoV", broken="import ffplug_compiled_ops_missing")
     result = check_paths([configs], RunOptions(select=("FF101",), cache_dir=None))
     assert not result.findings
-    [(what, why)] = list(result.unprobed)
-    assert what == "FfBrokenPluginVoV" and len(result.unprobed[(what, why)]) == 2
+    [(what, why)] = list(result.unjudged)
+    assert what == "FfBrokenPluginVoV" and len(result.unjudged[(what, why)]) == 2
     assert "plugin_dir 'ffplug_broken/' not importable: ModuleNotFoundError: No module named 'ffplug_compiled_ops_missing'" in why
     monkeypatch.chdir(tmp_path)
     out = cli("check", "--no-cache", "configs")
     text = " ".join(out.stderr.split())
-    assert "note: 1 module class could not be probed, so no rule judged the modules built from them:" in text
+    assert "note: 1 thing freezefix could not judge (no rule reported on them):" in text
     assert text.count("FfBrokenPluginVoV (2 configs)") == 1

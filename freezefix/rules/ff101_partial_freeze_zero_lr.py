@@ -58,6 +58,8 @@ class PartialFreezeZeroLr(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.hidden_freeze:
+            return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)
             if not facts.available or facts.observed is None or not facts.accepts_frozen_stages:

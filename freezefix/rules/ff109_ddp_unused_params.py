@@ -61,6 +61,8 @@ class DdpUnusedParams(Rule):
                Example(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True)]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.hidden_freeze:
+            return  # what trains is decided in code no module build shows
         if view.finds_unused_parameters() or view.static_graph():
             return
         for module in view.candidates():

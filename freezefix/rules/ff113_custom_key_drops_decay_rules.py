@@ -66,6 +66,8 @@ class CustomKeyDropsDecayRules(Rule):
     INVALID = [Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.1"))]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        if view.hidden_freeze:
+            return  # what trains is decided in code no module build shows
         optimizer = view.optimizer
         if optimizer is None or not optimizer.custom_keys:
             return
