@@ -3,6 +3,11 @@
 What
     A key of ``paramwise_cfg.custom_keys`` matches no parameter of the built model.
 
+    When the detector class itself cannot be built (a plugin detector, a head that does not build),
+    its own parameters are unknown: then only a key that is a likely typo of a top-level module name
+    is reported (close to one by difflib, matching no parameter of the modules built, and neither a
+    part nor an extension of a module name), saying the detector was not built.
+
 Why
     mmengine and mmcv test each key as a substring of ``'{module path}.{param name}'`` and silently
     skip keys that match nothing.  A typo (``'img_bakbone'``), a renamed module or a key copied from
@@ -44,6 +49,20 @@ optim_wrapper = dict(
 )
 """
 
+_DETECTOR_UNBUILT = """\
+model = dict(
+    type='MVXFasterRCNN',
+    img_backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=4, norm_eval=True),
+    pts_backbone=dict(type='SECOND', in_channels=64, out_channels=[64, 128], layer_nums=[1, 1],
+                      layer_strides=[1, 2]),
+    pts_bbox_head=dict(type='NoSuchHead'),
+)
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=0.01),
+    paramwise_cfg=dict(custom_keys={{'{key}': dict(lr_mult=0.0)}}),
+)
+"""
+
 
 @registry.add
 class DeadCustomKey(Rule):
@@ -51,15 +70,22 @@ class DeadCustomKey(Rule):
     code = "FF106"
     name = "dead-custom-key"
     summary = "a custom_keys entry matches no parameter of the model"
-    VALID = [Example(_CFG.format(key="neck")), Example(_CFG.format(key="neck.lateral_convs"))]
+    VALID = [Example(_CFG.format(key="neck")), Example(_CFG.format(key="neck.lateral_convs")),
+             # not built either, and nothing close to a module name: it may be the detector's own
+             Example(_DETECTOR_UNBUILT.format(key="query_embedding"))]
     INVALID = [
         Example(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True),
         Example(_CFG.format(key="img_backbone")),
+        # a detector that does not build (no head): the typo is still told from the modules built
+        Example(_DETECTOR_UNBUILT.format(key="img_bakbone"), fixed=_DETECTOR_UNBUILT.format(key="img_backbone"),
+                unsafe_fixes=True),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         names = view.keyed_param_names()
         if names is None:
+            if view.optimizer is not None and view.optimizer.custom_keys:
+                yield from self._module_level(view)
             return
         module_paths = sorted({n.rsplit(".", 1)[0] for n in names} | {n.split(".")[0] for n in names})
         root = view.optimizer.custom_keys_key
@@ -77,3 +103,29 @@ class DeadCustomKey(Rule):
                 yield self.finding(f"{message}; did you mean {close[0]!r}?", (*root, key), fix)
             else:
                 yield self.finding(message + " (it has no effect)", (*root, key))
+
+    def _module_level(self, view: ConfigView) -> Iterator[Finding]:
+        """The detector itself could not be built: its own parameters are unknown, so only a key that is
+        a likely typo of a top-level module name is reported (close to one, in no built module's
+        parameters, and neither a part nor an extension of any module name)."""
+        built = {m.name: view.param_names(m) for m in view.modules.values()}
+        names = [n for params in built.values() for n in params]
+        if not names:
+            return
+        why = next((n for n in view.model_facts().notes if "could not be built" in n), "the detector was not built")
+        root = view.optimizer.custom_keys_key
+        for key, setting in view.optimizer.custom_keys.items():
+            head = key.strip(".").split(".")[0]
+            if any(key in n or key in f".{n}" for n in names) or any(
+                    key in m or head.startswith(m) or m.startswith(head) for m in view.modules):
+                continue
+            close = difflib.get_close_matches(head, list(view.modules), n=2, cutoff=0.8)
+            if len(close) != 1 or close[0] in view.optimizer.custom_keys:
+                continue
+            renamed = close[0] + key.strip(".")[len(head):]
+            fix = Fix((Change((*root, key), REMOVE), Change((*root, renamed), setting)), safe=False,
+                      why_unsafe="renaming makes the setting take effect")
+            yield self.finding(
+                f"custom key {key!r} matches no parameter of the {len(built)} top-level modules built "
+                f"({why}; the detector's own parameters are unknown); did you mean {renamed!r}?",
+                (*root, key), fix)
