@@ -94,7 +94,8 @@ class ConfigView:
         model = values.get("model")
         if isinstance(model, dict):
             for name, sub in model.items():
-                if isinstance(sub, dict) and isinstance(sub.get("type"), str):
+                # `init_cfg=dict(type='Pretrained', ...)` of the detector is a weight-loading setting
+                if isinstance(sub, dict) and isinstance(sub.get("type"), str) and name not in _NOT_MODULES:
                     view.modules[name] = Module(name, sub)
         view.optimizer = _optimizer(values)
         return view
@@ -247,6 +248,7 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
+_NOT_MODULES = ("init_cfg",)
 _FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
 
 

@@ -82,7 +82,12 @@ def test_check_over_every_shipped_config_finishes_and_finds_only_the_real_trap(c
     - FF106: 'reference_points' in Deformable DETR's custom_keys matches nothing once the model is
       two-stage (no reference_points_fc layer: the two-stage variants and DINO), and
       'absolute_pos_embed' matches nothing in a Swin built with use_abs_pos_embed=False (mmdet's
-      default), which is how the Swin, Mask2Former, MaskFormer and DyHead configs build it.
+      default), which is how the Swin, Mask2Former, MaskFormer and DyHead configs build it;
+    - FF113: MaskFormer's Swin-L config sets norm_decay_mult=0.0 but its 'backbone' key takes the
+      backbone's LayerNorm weights out of it (a matched parameter skips every other rule);
+    - FF114: mmdet3d's nuImages 20e configs set lr_config / runner and mmdet's guided-anchoring Fast
+      R-CNN sets optimizer_config, none of which mmengine's Runner reads.
+    ImVoteNet freezes its image branch in its own code (freeze_img_branch=True): not judged, and said so.
     """
     from freezefix.api import RunOptions, Session
 
@@ -99,12 +104,23 @@ def test_check_over_every_shipped_config_finishes_and_finds_only_the_real_trap(c
     assert not [e for e in result.errors if "crashed" in e[1]]
     unloadable = {"missing _base_", "cannot find base"}
     assert all(any(u in message for u in unloadable) for _, message in result.errors), result.errors
+    resolver_values = Resolver().values
     ff101 = [(r.path.name, r.line, sorted(c.name for c in r.configs)) for r in result.findings if r.finding.code == "FF101"]
     assert ff101 == [
         ("grounding_dino_swin-t_pretrain_obj365.py", 45, ["grounding_dino_swin-t_finetune_8xb4_20e_cat.py"])
     ]
     ff106 = [r for r in result.findings if r.finding.code == "FF106"]
-    assert len(ff106) == 12 and {r.finding.code for r in result.findings} == {"FF101", "FF106"}
+    assert len(ff106) == 12 and {r.finding.code for r in result.findings} == {"FF101", "FF106", "FF113", "FF114"}
+    ff113 = [(r.path.name, r.line, sorted(c.name for c in r.configs)) for r in result.findings if r.finding.code == "FF113"]
+    assert ff113 == [("maskformer_r50_ms-16xb1-75e_coco.py", 190, ["maskformer_swin-l-p4-w12_64xb1-ms-300e_coco.py"])]
+    ff114 = [r for r in result.findings if r.finding.code == "FF114"]
+    assert len(ff114) == 9
+    for reported in ff114:
+        ignored = reported.finding.key[0]
+        assert ignored in {"lr_config", "runner", "optimizer_config"}, reported.finding.message
+        for config in reported.configs:
+            assert "optim_wrapper" in resolver_values(config) and ignored in resolver_values(config)
+    assert [what for what, _ in result.unjudged] == ["ImVoteNet"]
     resolver = Resolver()
     for reported in ff106:
         # Each dead key is dead for a reason visible in the config itself.
