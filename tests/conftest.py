@@ -54,3 +54,53 @@ def params_by_child(model) -> dict[str, tuple[int, int]]:
         if params:
             counts[name] = (sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad))
     return counts
+
+
+def mmengine_values(path: Path, lenient: bool = False) -> dict | None:
+    """What mmengine's own ``Config.fromfile`` makes of a config (plugins not imported), as plain
+    values: the oracle the resolver and every rewrite are judged by.  ``lenient``: None for a config
+    mmengine cannot load, or for a script among the configs (argparse: it holds functions)."""
+    from mmengine.config import Config
+
+    from freezefix.config.resolve import to_plain
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            values = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
+        except Exception:  # noqa: BLE001 - lenient callers leave such configs out
+            if lenient:
+                return None
+            raise
+    return None if lenient and any(callable(v) for v in values.values()) else values
+
+
+def assert_changed_exactly_by_plan(configs, before: dict, session) -> None:
+    """Each config loads in mmengine as it did before plus the changes its findings' fixes planned."""
+    from freezefix.plan import apply_change
+
+    planned = {c: [ch for f in found if f.fix for ch in f.fix.changes] for c, found in session.per_config.items()}
+    for config in configs:
+        expected = before[config]
+        for change in planned.get(config, []):
+            expected = apply_change(expected, change)
+        assert mmengine_values(config) == expected, config
+
+
+def assert_repo_changed_exactly_by_plan(files, before_values: dict, before_bytes: dict, written, planned: dict) -> None:
+    """After ``apply`` on a copied config repo: a file changed only if it was written, and every config
+    mmengine could load before loads as before plus the changes planned for it (nothing else anywhere)."""
+    import pytest
+
+    from freezefix.plan import apply_change
+
+    written = set(written)
+    for path in files:
+        if path not in written and path.read_bytes() != before_bytes[path]:
+            pytest.fail(f"{path} changed without being in the plan")
+        if before_values[path] is None:
+            continue
+        expected = before_values[path]
+        for change in planned.get(path, []):
+            expected = apply_change(expected, change)
+        assert mmengine_values(path, lenient=True) == expected, path

@@ -13,33 +13,20 @@ configs that were not mutated report exactly what they reported before the mutat
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
 
 from freezefix.api import RunOptions, Session
-from freezefix.config.resolve import Resolver, to_plain
-from freezefix.plan import apply_change
+from freezefix.config.resolve import Resolver
+
+from .conftest import assert_repo_changed_exactly_by_plan, mmengine_values
 
 pytestmark = pytest.mark.slow
 
 FF101_PLANT = "\noptim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n"
 FF103_PLANT = "\nmodel = dict(backbone=dict(frozen_stages=7))\n"
 RESNETS = {"ResNet", "mmdet.ResNet", "ResNetV1d", "mmdet.ResNetV1d"}
-
-
-def _mmengine(path: Path) -> dict | None:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            values = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
-        except Exception:  # noqa: BLE001 - the configs mmengine cannot load are left out
-            return None
-    # Scripts among the configs (argparse, loaded by mmengine's lazy path) hold functions: not configs.
-    return None if any(callable(v) for v in values.values()) else values
 
 
 def _codes(session: Session) -> dict[Path, set[tuple[str, str | None]]]:
@@ -80,7 +67,7 @@ def test_planted_findings_in_real_configs_are_found_fixed_and_nothing_else_chang
     mutated = set(ff101) | set(ff103)
 
     files = sorted(p for p in root.rglob("*.py"))
-    before_values = {p: _mmengine(p) for p in files}
+    before_values = {p: mmengine_values(p, lenient=True) for p in files}
     before_bytes = {p: p.read_bytes() for p in files}
 
     session = Session([root], RunOptions(verify=False, cache_dir=None))
@@ -110,13 +97,4 @@ def test_planted_findings_in_real_configs_are_found_fixed_and_nothing_else_chang
     assert not result.errors or all("missing _base_" in m or "cannot find base" in m for _, m in result.errors)
 
     # Property: every config loads in mmengine exactly as before plus its own planned changes.
-    written = set(result.written)
-    for path in files:
-        if path not in written and path.read_bytes() != before_bytes[path]:
-            pytest.fail(f"{path} changed without being in the plan")
-        if before_values[path] is None:
-            continue
-        expected = before_values[path]
-        for change in planned.get(path, []):
-            expected = apply_change(expected, change)
-        assert _mmengine(path) == expected, path
+    assert_repo_changed_exactly_by_plan(files, before_values, before_bytes, result.written, planned)

@@ -13,14 +13,13 @@ Found must equal planted, nothing new may be reported on the configs left alone,
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 
 import pytest
 
 from freezefix.api import RunOptions, Session
-from freezefix.config.resolve import to_plain
-from freezefix.plan import apply_change
+
+from .conftest import assert_repo_changed_exactly_by_plan, mmengine_values
 from freezefix.stacks import stack_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(stack_name() != "mmengine", reason="mmengine's loader is the oracle")]
@@ -31,18 +30,6 @@ OLD_OPTIMIZER = ("\noptimizer = dict(type='SGD', lr=0.02, momentum=0.9,\n"
                  "                 paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.1)}))\n")
 RESNETS = {"ResNet", "mmdet.ResNet", "ResNetV1d", "mmdet.ResNetV1d"}
 SELECT = ("FF111", "FF114")
-
-
-def _mmengine(path: Path) -> dict | None:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            values = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
-        except Exception:  # noqa: BLE001 - the configs mmengine cannot load are left out
-            return None
-    return None if any(callable(v) for v in values.values()) else values
 
 
 def _reported(session: Session) -> dict[Path, set[tuple[str, str]]]:
@@ -84,7 +71,7 @@ def test_planted_source_findings_are_found_exactly_and_fixed_exactly(tmp_path, c
         config.write_text(config.read_text() + text)
 
     files = sorted(root.rglob("*.py"))
-    before_values = {p: _mmengine(p) for p in files}
+    before_values = {p: mmengine_values(p, lenient=True) for p in files}
     before_bytes = {p: p.read_bytes() for p in files}
 
     session = Session([root], RunOptions(select=SELECT, cache_dir=None, verify=False, unsafe_fixes=True))
@@ -106,18 +93,9 @@ def test_planted_source_findings_are_found_exactly_and_fixed_exactly(tmp_path, c
         if changes:
             planned[config] = changes
     assert set(planned) == set(plants)
-    written = set(result.written)
-    for path in files:
-        if path not in written and path.read_bytes() != before_bytes[path]:
-            pytest.fail(f"{path} changed without being in the plan")
-        if before_values[path] is None:
-            continue
-        expected = before_values[path]
-        for change in planned.get(path, []):
-            expected = apply_change(expected, change)
-        assert _mmengine(path) == expected, path
+    assert_repo_changed_exactly_by_plan(files, before_values, before_bytes, result.written, planned)
     for config in rebind:
-        assert _mmengine(config)["model"]["backbone"]["frozen_stages"] == 4
+        assert mmengine_values(config, lenient=True)["model"]["backbone"]["frozen_stages"] == 4
     # fixed means fixed: checking again reports what the shipped configs reported before, nothing more
     again = Session([root], RunOptions(select=SELECT, cache_dir=None))
     again.check()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from freezefix.api import RunOptions, Session
-from freezefix.config.resolve import to_plain
 from freezefix.plan import apply_change
+
+from .conftest import mmengine_values
 
 pytestmark = pytest.mark.slow
 
@@ -73,14 +73,6 @@ def _write(path: Path, text: str, crlf: bool = False) -> None:
     path.write_bytes((text.replace("\n", "\r\n") if crlf else text).encode("utf-8"))
 
 
-def _mmengine(path: Path) -> dict:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     fs=st.sampled_from([-1, 0, 1, 3]), literal=st.booleans(), variable=st.booleans(), comment=st.booleans(),
@@ -96,7 +88,7 @@ def test_apply_changes_exactly_the_plan(fs, literal, variable, comment, era, spe
             _write(root / f"exp_{i}.py", _child(spec, era), crlf=spec["crlf"])
         files = sorted(root.rglob("*.py"))
         before_bytes = {p: p.read_bytes() for p in files}
-        before_values = {p: _mmengine(p) for p in files}
+        before_values = {p: mmengine_values(p) for p in files}
 
         # apply's passes (a fix can uncover another), each recorded with what it planned.
         planned: dict[Path, list] = {}
@@ -128,7 +120,7 @@ def test_apply_changes_exactly_the_plan(fs, literal, variable, comment, era, spe
             for change in planned.get(path, []):
                 expected = apply_change(expected, change)
             if path.parent.name != "_base_" and path.name != "_mid.py":
-                assert _mmengine(path) == expected, path.name  # (3)
+                assert mmengine_values(path) == expected, path.name  # (3)
         again = Session([root], RunOptions(verify=False, cache_dir=None)).check()
         assert not [r for r in again.findings if r.fix_kind == "safe"]  # (4)
         snapshot = {p: p.read_bytes() for p in files}

@@ -8,27 +8,16 @@ exactly the values before plus the planned changes.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 
 from freezefix.api import RunOptions, Session, check_paths
-from freezefix.config.resolve import to_plain
-from freezefix.plan import apply_change
 from freezefix.stacks import stack_name
 
-from .conftest import snapshot
+from .conftest import assert_changed_exactly_by_plan, mmengine_values, snapshot
 
 ONLY = RunOptions(select=("FF111",), cache_dir=None)
-
-
-def _mmengine(path: Path) -> dict:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
 
 
 def _found(root: Path, result) -> dict[tuple[str, int], str]:
@@ -77,18 +66,13 @@ def test_the_fix_is_unsafe_and_not_applied_without_unsafe_fixes(copy_fixture):
 def test_fix_merges_lost_entries_into_the_live_dict_and_values_change_exactly_by_the_plan(copy_fixture):
     root = copy_fixture("rebind") / "configs"
     configs = sorted(p for p in root.rglob("*.py") if "_base_" not in p.parts)
-    before = {p: _mmengine(p) for p in configs}
+    before = {p: mmengine_values(p) for p in configs}
     options = RunOptions(select=("FF111",), cache_dir=None, unsafe_fixes=True)
     session = Session([root], options)
     result = session.fix(dry_run=False)
     assert not result.errors, result.errors
     assert {r.status for r in result.findings} == {"fixed"}
-    planned = {c: [ch for f in found if f.fix for ch in f.fix.changes] for c, found in session.per_config.items()}
-    for config in configs:
-        expected = before[config]
-        for change in planned.get(config, []):
-            expected = apply_change(expected, change)
-        assert _mmengine(config) == expected, config
+    assert_changed_exactly_by_plan(configs, before, session)
     # the lost entries went into the live dict, in the file that lost them, layout and comments kept
     text = (root / "bev" / "freeze_then_settings.py").read_text()
     assert text.endswith(
@@ -109,7 +93,7 @@ def test_new_style_configs_lose_the_first_dict_the_same_way(tmp_path):
         "model.update(backbone=dict(frozen_stages=4))\n"  # reads the name: merged, not lost
         "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n"
         "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))\n")
-    assert _mmengine(child)["optim_wrapper"] == {"optimizer": {"type": "SGD", "lr": 0.01}}
+    assert mmengine_values(child)["optim_wrapper"] == {"optimizer": {"type": "SGD", "lr": 0.01}}
     found = _found(tmp_path, check_paths([child], ONLY))
     assert list(found) == [("child.py", 7)]
     assert "paramwise_cfg.custom_keys.backbone.lr_mult=0.0 never take effect" in found[("child.py", 7)]

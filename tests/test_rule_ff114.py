@@ -6,27 +6,17 @@ config (a top-level ``optimizer`` that feeds ``optim_wrapper``, the flag in the 
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
 
 import pytest
 
 from freezefix.api import RunOptions, Session, check_paths
-from freezefix.config.resolve import to_plain
-from freezefix.plan import apply_change
 from freezefix.stacks import stack_name
+
+from .conftest import assert_changed_exactly_by_plan, mmengine_values
 
 pytestmark = pytest.mark.skipif(stack_name() != "mmengine", reason="what mmengine's Runner reads")
 
 ONLY = RunOptions(select=("FF114",), cache_dir=None)
-
-
-def _mmengine(path: Path) -> dict:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
 
 
 def test_settings_mmengine_never_reads_are_reported_where_they_are_written(copy_fixture):
@@ -55,7 +45,7 @@ def test_settings_mmengine_never_reads_are_reported_where_they_are_written(copy_
 def test_fixes_put_each_setting_where_the_runner_reads_it(copy_fixture):
     root = copy_fixture("ignored_settings") / "configs"
     configs = sorted(p for p in root.rglob("*.py") if "_base_" not in p.parts)
-    before = {p: _mmengine(p) for p in configs}
+    before = {p: mmengine_values(p) for p in configs}
     base_before = (root / "_base_" / "runtime.py").read_bytes()
     session = Session([root], RunOptions(select=("FF114",), cache_dir=None, unsafe_fixes=True))
     result = session.fix(dry_run=False)
@@ -63,16 +53,11 @@ def test_fixes_put_each_setting_where_the_runner_reads_it(copy_fixture):
     statuses = {(r.path.name, r.line): r.status for r in result.findings}
     assert statuses == {("cmt_to_mmdet3d1x.py", 12): "fixed", ("cmt_to_mmdet3d1x.py", 14): "open",
                         ("cmt_to_mmdet3d1x.py", 15): "open", ("ddp_flag.py", 5): "fixed"}
-    planned = {c: [ch for f in found if f.fix for ch in f.fix.changes] for c, found in session.per_config.items()}
-    for config in configs:
-        expected = before[config]
-        for change in planned.get(config, []):
-            expected = apply_change(expected, change)
-        assert _mmengine(config) == expected, config
+    assert_changed_exactly_by_plan(configs, before, session)
     # the shared runtime base is not edited for one of its three configs: the flag goes in the config
     assert (root / "_base_" / "runtime.py").read_bytes() == base_before
-    assert _mmengine(root / "migrated" / "ddp_flag.py")["model_wrapper_cfg"]["find_unused_parameters"] is True
-    assert _mmengine(root / "migrated" / "cmt_to_mmdet3d1x.py")["optim_wrapper"]["paramwise_cfg"] == {
+    assert mmengine_values(root / "migrated" / "ddp_flag.py")["model_wrapper_cfg"]["find_unused_parameters"] is True
+    assert mmengine_values(root / "migrated" / "cmt_to_mmdet3d1x.py")["optim_wrapper"]["paramwise_cfg"] == {
         "custom_keys": {"img_backbone": {"lr_mult": 0.0}}}
     left = {(r.path.name, r.line) for r in check_paths([root], ONLY).findings}
     # the ignored copy is left for the user to delete; it now says what is read, so it is no finding

@@ -6,13 +6,13 @@ a variable that feeds a third place is never edited behind the plan's back.
 
 from __future__ import annotations
 
-import warnings
 
 import pytest
 
 from freezefix.api import RunOptions, fix_paths
-from freezefix.config.resolve import to_plain
 from freezefix.stacks import stack_name
+
+from .conftest import mmengine_values
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(stack_name() != "mmengine", reason="mmengine's loader is the oracle")]
 
@@ -22,23 +22,15 @@ OPTIM = ("optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01),\n"
          "                     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
 
 
-def _mmengine(path) -> dict:
-    from mmengine.config import Config
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
-
-
 def test_a_value_written_through_a_variable_is_fixed_with_its_alias(tmp_path):
     config = tmp_path / "alias.py"
     config.write_text(BACKBONE + "model = dict(type='RetinaNet', backbone=img_backbone)\n" + OPTIM)
-    before = _mmengine(config)
+    before = mmengine_values(config)
     result = fix_paths([tmp_path], RunOptions(select=("FF101",), cache_dir=None))
     assert [r.status for r in result.findings] == ["fixed"], [r.status for r in result.findings]
     assert config.read_text() == BACKBONE.replace("frozen_stages=3", "frozen_stages=4") + (
         "model = dict(type='RetinaNet', backbone=img_backbone)\n" + OPTIM)
-    after = _mmengine(config)
+    after = mmengine_values(config)
     before["model"]["backbone"]["frozen_stages"] = before["img_backbone"]["frozen_stages"] = 4
     assert after == before
 
