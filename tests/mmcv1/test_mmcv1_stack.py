@@ -240,7 +240,15 @@ def test_check_over_every_shipped_config_of_the_old_stack(cli):
     assert data["summary"]["errors"] == 0 and data["summary"]["configs_checked"] > 700, data["summary"]
     assert data["findings"], "the shipped Swin and Deformable DETR configs carry dead custom keys"
     by_tail = {p.parts[-2:]: p for p in _shipped_configs()}
+    # MaskFormer's Swin-L sets norm_decay_mult=0.0, but its 'backbone' key takes the backbone's LayerNorm
+    # params out of it: mmcv's constructor skips every other rule for a keyed parameter, as mmengine's does.
+    ff113 = [f for f in data["findings"] if f["code"] == "FF113"]
+    assert [(Path(f["path"]).name, [Path(c).name for c in f["configs"]]) for f in ff113] == [
+        ("maskformer_r50_mstrain_16x1_75e_coco.py", ["maskformer_swin-l-p4-w12_mstrain_64x1_300e_coco.py"])]
+    assert "takes 112 params out of norm_decay_mult=0.0" in ff113[0]["message"]
     for finding in data["findings"]:
+        if finding["code"] == "FF113":
+            continue
         assert finding["code"] == "FF106"
         values = Resolver().values(by_tail[Path(finding["configs"][0]).parts[-2:]])
         if "absolute_pos_embed" in finding["message"]:  # Swin built without an absolute position embedding
