@@ -17,6 +17,7 @@ from freezefix.discover import discover, is_fragment, looks_like_config
 from freezefix.probe import Prober
 from freezefix.stacks import missing as missing_stack
 from freezefix.rules import Finding, Options, registry
+from freezefix.rules.base import run_rules
 from freezefix.textio import SourceError, atomic_write
 
 
@@ -293,13 +294,8 @@ class Session:
         values = self.resolver.values(path)
         plugin_notes = self._import_plugins(values, path)
         view = ConfigView.of(path, values, self.prober, config_files(self.resolver, path))
-        findings: list[Finding] = []
-        errors: list[tuple[Path, str]] = []
-        for rule in rules:
-            try:
-                findings.extend(rule.check(view, rule_options))
-            except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
-                errors.append((path, f"{rule.code} crashed: {type(exc).__name__}: {exc}"))
+        findings, crashes = run_rules(view, rules, rule_options)
+        errors = [(path, f"{code} crashed: {why}") for code, why in crashes]
         unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
                     for facts in view.probed() if facts.import_error]
         if view.hidden_freeze:

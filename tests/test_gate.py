@@ -117,3 +117,19 @@ def test_a_hanging_config_times_out_cleanly(tmp_path):
     )
     assert answers["hang"]["ok"] is False and "timed out" in answers["hang"]["error"]
     assert answers["ok"]["ok"] is True
+
+
+def test_a_rule_that_crashes_in_check_is_a_per_config_error_and_the_other_rules_still_report(copy_fixture, monkeypatch):
+    from freezefix.api import RunOptions, check_paths
+    from freezefix.rules.ff102_dead_lr_mult import DeadLrMult
+
+    def crashes(self, view, options):
+        raise KeyError("a rule bug")
+        yield  # a generator, as rules are
+
+    monkeypatch.setattr(DeadLrMult, "check", crashes)
+    root = copy_fixture("seed_cmt")
+    result = check_paths([root / "configs"], RunOptions(cache_dir=None))
+    assert [why for _, why in result.errors] == ["FF102 crashed: KeyError: 'a rule bug'"]
+    assert "FF101" in {r.finding.code for r in result.findings}
+    assert result.exit_code == 2

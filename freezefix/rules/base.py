@@ -98,6 +98,19 @@ class Rule:
         return Finding(self.code, self.name, message, key, fix, module, at)
 
 
+def run_rules(view: ConfigView, rules: list[Rule], options: Options) -> tuple[list[Finding], list[tuple[str, str]]]:
+    """Every rule on one config: the findings, and (code, 'ExcType: message') for each rule that raised.
+    One rule's crash must not hide the others, nor end a run: check and the write gate both run rules here."""
+    findings: list[Finding] = []
+    crashes: list[tuple[str, str]] = []
+    for rule in rules:
+        try:
+            findings.extend(rule.check(view, options))
+        except Exception as exc:  # noqa: BLE001 - reported per config by the caller
+            crashes.append((rule.code, f"{type(exc).__name__}: {exc}"))
+    return findings, crashes
+
+
 def resume_hazard(view: ConfigView) -> str | None:
     """Fixes that change which params require grad change mmengine's param groups."""
     reason = view.resumes

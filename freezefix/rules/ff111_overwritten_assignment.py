@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigFile, ConfigView
-from freezefix.config.locate import COMPUTED, CONTAINER, Key, literal_leaves
+from freezefix.config.locate import COMPUTED, CONTAINER, Key, _same, literal_leaves
 from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
 
 # `{{_base_.x}}` becomes a quoted placeholder before parsing: its value is the base's, not a literal.
@@ -175,6 +175,6 @@ def _in_force(values: dict, key: Key, value: Any) -> bool:
         if not isinstance(node, dict) or part not in node:
             return False
         node = node[part]
-    return type(node) is type(value) and node == value or (
+    return _same(node, value) or (
         isinstance(node, (list, tuple)) and isinstance(value, (list, tuple)) and list(node) == list(value)
     )

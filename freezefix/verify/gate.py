@@ -179,6 +179,7 @@ class Gate:
         from freezefix.analysis import ConfigView, config_files
         from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
         from freezefix.rules import Options, registry
+        from freezefix.rules.base import run_rules
 
         resolver = Resolver(overlay={p: new for p, (_, new) in plan.texts.items()})
         options = Options(freeze=self.session.options.freeze)
@@ -193,17 +194,12 @@ class Gate:
             # A new finding that apply will fix itself in its next pass (FF103's 5 → 4 can make a
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
             unsafe_ok = self.session.options.unsafe_fixes
-            found[config] = []
-            for code, rule in sorted(registry.rules.items()):
-                if not self.session.options.wants(code):
-                    continue
-                try:
-                    findings = list(rule.check(view, options))
-                except Exception as exc:  # noqa: BLE001 - a crash refuses this config's rewrite, not the run
-                    found[config].append((code, f"{_CRASHED}: {type(exc).__name__}: {exc}"))
-                    continue
-                found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings
-                                     if f.fix is None or not (f.fix.safe or unsafe_ok))
+            rules = [rule for code, rule in sorted(registry.rules.items()) if self.session.options.wants(code)]
+            findings, crashes = run_rules(view, rules, options)
+            # A crash refuses this config's rewrite, not the run.
+            found[config] = [(code, f"{_CRASHED}: {why}") for code, why in crashes]
+            found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings
+                                 if f.fix is None or not (f.fix.safe or unsafe_ok))
         return found
 
     def _judge(self, config: Path, changes: list[Change], before: dict, after: dict, new_findings: list) -> ConfigVerdict:
