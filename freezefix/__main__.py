@@ -1,3 +1,3 @@
-from freezefix.cli import main
+from freezefix.cli import entry_point
 
-main()
+entry_point()

@@ -55,6 +55,7 @@ class Optimizer:
     custom_keys: dict[str, dict]
     # Every rule asks about every parameter of every module: match once per name.
     _matches: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+    _ordered: list[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def custom_keys_key(self) -> Key:
@@ -66,7 +67,9 @@ class Optimizer:
 
     def match(self, param_name: str) -> str | None:
         if param_name not in self._matches:
-            self._matches[param_name] = next((k for k in self.ordered_keys() if k in param_name), None)
+            if self._ordered is None:
+                self._ordered = self.ordered_keys()
+            self._matches[param_name] = next((k for k in self._ordered if k in param_name), None)
         return self._matches[param_name]
 
     def lr_mult(self, param_name: str) -> float:
@@ -230,6 +233,8 @@ class ConfigView:
             names = self.param_names(module)
         if not names:  # class not built: the keys that cover the whole module decide
             return Counter({self.optimizer.lr_mult(f"{module.name}."): 1})
+        if not self.optimizer.custom_keys:
+            return Counter({1.0: len(names)})
         return Counter(self.optimizer.lr_mult(n) for n in names)
 
     def zero_lr(self, module: Module, names: list[str] | None = None) -> bool:

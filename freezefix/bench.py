@@ -85,7 +85,7 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
     stack = current()
     stack.quiet()
     values = stack.load_config(str(config_file))
-    built = build(values, origin, device="cpu")
+    built = build(values, origin, device="cpu", initialise=True)  # it runs forward
     if built.model is None:
         raise RuntimeError(built.error or "the model could not be built")
     model = built.model.to(device)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.probe import _find_class, _registries, on_first_device
+from freezefix.building import on_first_device
+from freezefix.probe import _find_class, _registries
 from freezefix.stacks import current, registered_names_changed
 
 _IGNORED = ("init_cfg", "pretrained")
@@ -148,8 +149,10 @@ def import_plugins(values: dict, config_path: Path) -> list[str]:
     return notes
 
 
-def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None) -> Built:
-    """Build the config's model on ``device``; fall back to its top-level modules in a container."""
+def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None,
+          initialise: bool = False) -> Built:
+    """Build the config's model on ``device``; fall back to its top-level modules in a container.
+    Weights are left uninitialised (structure only) unless ``initialise``: a model that runs forward."""
     import torch
 
     stack = current()
@@ -165,7 +168,8 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
     else:
         cfg = {k: v for k, v in model_cfg.items() if k not in _IGNORED}
     try:
-        result.model, result.device = on_first_device(lambda: stack.build_model(copy.deepcopy(cfg), values, scope), device)
+        result.model, result.device = on_first_device(lambda: stack.build_model(copy.deepcopy(cfg), values, scope), device,
+                                                        initialise)
         return result
     except Exception as exc:  # noqa: BLE001 - then module level
         error = _describe(exc)
@@ -180,7 +184,8 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         try:
             cls, found_in = _find_class(sub["type"], scope)
             part_cfg = stack.config_dict(dict(copy.deepcopy(sub), type=cls))
-            part, result.device = on_first_device(lambda: stack.build_module(_registries()[found_in], part_cfg, found_in), device)
+            part, result.device = on_first_device(lambda: stack.build_module(_registries()[found_in], part_cfg, found_in),
+                                                  device, initialise)
             container.add_module(name, part)
             built_any = True
         except Exception as exc:  # noqa: BLE001

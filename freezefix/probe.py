@@ -11,19 +11,18 @@ Results are cached per (type, arguments, package versions) in memory and on disk
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import importlib
 import inspect
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from freezefix.building import on_first_device
 from freezefix.cache import freezefix_source_digest
 from freezefix.stacks import current
 from freezefix.textio import write_cache_file
@@ -196,42 +195,8 @@ def _accepts(cls: Any, name: str) -> bool:
     return False
 
 
-def on_device(device: str) -> Any:
-    """A context in which new modules' tensors are created on ``device``.
-
-    torch < 2.0 (still found in old BEV environments) has no device context; there only the CPU is
-    possible, and the RuntimeError below sends callers down their CPU fallback (meta is a speed-up,
-    never a requirement).
-    """
-    import torch
-
-    if hasattr(torch.device, "__enter__"):
-        return torch.device(device)
-    if device == "cpu":
-        return contextlib.nullcontext()
-    raise RuntimeError(f"building on the {device} device needs torch >= 2.0; falling back to the CPU (not meta)")
-
-
 def _build(cls: Any, scope: str, kwargs: dict) -> Any:
     return current().build_module(_registries()[scope], dict(kwargs, type=cls), scope)
-
-
-def on_first_device(build_it: Any, device: str) -> tuple[Any, str]:
-    """``build_it()`` on ``device``; on the CPU when some op cannot be created on meta.
-
-    Never downloads weights, and silences constructors' warnings about deprecated arguments of the
-    user's config (not ours to show).
-    """
-    try:
-        with warnings.catch_warnings(), _offline(), on_device(device):
-            warnings.simplefilter("ignore")
-            return build_it(), device
-    except (NotImplementedError, RuntimeError) as exc:
-        if device != "meta" or "meta" not in str(exc).lower():
-            raise
-    with warnings.catch_warnings(), _offline(), on_device("cpu"):
-        warnings.simplefilter("ignore")
-        return build_it(), "cpu"
 
 
 def _state(module: Any) -> FreezeState:
@@ -438,22 +403,6 @@ class Prober:
         fewest = min(s.trainable_params for s in facts.stages.values())
         if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
             facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
-
-
-@contextlib.contextmanager
-def _offline():
-    """Building a class must never download weights (a language model's from_pretrained, say)."""
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-    saved = {n: os.environ.get(n) for n in names}
-    os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _facts_from_json(data: dict) -> ClassFacts | None:

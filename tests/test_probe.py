@@ -79,3 +79,33 @@ def test_disk_cache_round_trip(tmp_path):
     assert second._load_disk(), "the probe cache file was written"
     cached = second.facts({**RESNET50, "frozen_stages": 3}, scan=True)
     assert cached == facts
+
+
+def test_builds_without_weight_init_see_the_same_structure_and_restore_the_initialisers():
+    """Structure facts skip weight initialisation (most of a CPU build's time); what they read must
+    not change: the same parameters, the same requires_grad after train(), the same BN modes."""
+    import torch
+    from mmdet.registry import MODELS
+
+    from freezefix.building import on_first_device, skipped_init
+
+    originals = (torch.nn.init.kaiming_uniform_, torch.Tensor.uniform_, torch.Tensor.normal_)
+    # Swin cannot be built on meta (its constructor calls .item()): the CPU fallback, where the
+    # initialisers really run, is the case that matters.
+    for cfg in (dict(type="ResNet", depth=18, frozen_stages=2),
+                dict(type="SwinTransformer", embed_dims=32, depths=(1, 1), num_heads=(1, 2), strides=(4, 2),
+                     out_indices=(0, 1), frozen_stages=1)):
+        seen = []
+        for initialise in (True, False):
+            model, device = on_first_device(lambda: MODELS.build(dict(cfg)), "meta", initialise=initialise)
+            model.train()
+            seen.append(([(n, p.shape, p.requires_grad) for n, p in model.named_parameters()],
+                         [m.training for m in model.modules()], device))
+        assert seen[0] == seen[1]
+    assert (torch.nn.init.kaiming_uniform_, torch.Tensor.uniform_, torch.Tensor.normal_) == originals
+    with skipped_init():
+        weight = torch.zeros(3)
+        torch.nn.init.ones_(weight)
+        assert weight.sum() == 0  # initialisers do nothing inside
+    torch.nn.init.ones_(weight)
+    assert weight.sum() == 3

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from freezefix.config import lazy
+from freezefix.config import lazy, static_eval
 from freezefix.config.locate import Key, Location, LocationMap, build_location_map, build_mutation_map
 from freezefix.textio import SourceError, SourceFile, read_source
 
@@ -169,7 +169,10 @@ def _base_files(tree: ast.Module) -> list[str]:
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             if node.targets[0].id == BASE_KEY:
-                value = eval(compile(ast.Expression(body=node.value), "", "eval"))  # noqa: S307
+                try:
+                    value = ast.literal_eval(node.value)  # nearly always a list of strings
+                except ValueError:
+                    value = eval(compile(ast.Expression(body=node.value), "", "eval"))  # noqa: S307
                 return value if isinstance(value, list) else [value]
     return []
 
@@ -351,50 +354,25 @@ class Resolver:
         except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
             raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
 
-        bases: list[Path] = []
-        base_scopes: list[str | None] = []
-        base_cfg = AttrDict()
-        for spec in base_specs:
-            if not isinstance(spec, str):
-                raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
-            bpath, scope = base_path(spec, path)
-            deps[bpath] = None
-            if not bpath.exists() and bpath not in self.overlay:
-                raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
-            try:
-                base_unit = self._load(bpath, stack)
-            except NotAnalysable as exc:
-                raise NotAnalysable(f"base {spec!r}: {exc}") from None
-            except ConfigError as exc:
-                if exc.path == bpath and "cyclic" not in str(exc):
-                    raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
-                raise
-            finally:
-                deps.update(self.deps.get(bpath, {}))
-            bases.append(bpath)
-            base_scopes.append(scope)
-            # A fresh copy per child, as mmengine's re-execution gives: child code may mutate it.
-            base_dict = _attr_copy(base_unit.merged, scope)
-            duplicates = base_cfg.keys() & base_dict.keys()
-            if duplicates:
-                raise ConfigError(
-                    f"sibling bases both define {sorted(duplicates)} "
-                    "(mmengine: duplicate key is not allowed among bases)",
-                    path,
-                )
-            base_cfg.update(base_dict)
-
+        bases, base_scopes, base_units = self._bases(path, base_specs, stack, deps)
         tree = _without_base_assignments(tree)
+        # A child that only reads its bases (most) runs on them as they are; every container it
+        # keeps is copied by the substitution below, and the merge copies what it changes.
+        reads_only = not static_eval.mutates_containers(tree) and not any(base_scopes)
+        base_cfg = _base_dict(base_units, base_scopes, path, copied=not reads_only)
         scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
-        try:
-            with warnings.catch_warnings(), _time_limit(EXEC_TIMEOUT_S):
-                warnings.simplefilter("ignore")
-                exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
-        except _ExecTimeout:
-            self.transient.add(path)
-            raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
-        except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
-            raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
+        if not _ran_statically(tree, scope_globals):
+            base_cfg = _base_dict(base_units, base_scopes, path)  # fresh and copied: exec may mutate it
+            scope_globals = {BASE_KEY: base_cfg}
+            try:
+                with warnings.catch_warnings(), _time_limit(EXEC_TIMEOUT_S):
+                    warnings.simplefilter("ignore")
+                    exec(compile(tree, str(path), "exec"), scope_globals, scope_globals)  # noqa: S102
+            except _ExecTimeout:
+                self.transient.add(path)
+                raise ConfigError(f"did not finish executing within {EXEC_TIMEOUT_S:g} s (an endless loop?)", path) from None
+            except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
+                raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
         cfg_dict = {
             k: v
             for k, v in scope_globals.items()
@@ -426,6 +404,33 @@ class Resolver:
             merged=merged,
             tree=original_tree,
         )
+
+    def _bases(self, path: Path, base_specs: list, stack: tuple[Path, ...],
+               deps: dict[Path, None]) -> tuple[list[Path], list[str | None], list[FileUnit]]:
+        """The resolved units of a file's ``_base_`` entries, in order."""
+        bases: list[Path] = []
+        base_scopes: list[str | None] = []
+        units: list[FileUnit] = []
+        for spec in base_specs:
+            if not isinstance(spec, str):
+                raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
+            bpath, scope = base_path(spec, path)
+            deps[bpath] = None
+            if not bpath.exists() and bpath not in self.overlay:
+                raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
+            try:
+                units.append(self._load(bpath, stack))
+            except NotAnalysable as exc:
+                raise NotAnalysable(f"base {spec!r}: {exc}") from None
+            except ConfigError as exc:
+                if exc.path == bpath and "cyclic" not in str(exc):
+                    raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
+                raise
+            finally:
+                deps.update(self.deps.get(bpath, {}))
+            bases.append(bpath)
+            base_scopes.append(scope)
+        return bases, base_scopes, units
 
     def _lazy_parse(self, path: Path, stack: tuple[Path, ...]) -> lazy.LazyParse:
         """A new-style file (or a module it reads as a base), parsed once; its unit registered."""
@@ -509,6 +514,34 @@ class Resolver:
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None
+
+
+def _base_dict(units: list[FileUnit], scopes: list[str | None], path: Path, copied: bool = True) -> AttrDict:
+    """What ``_base_`` is while a child executes: the bases' results merged side by side, each a
+    fresh copy as mmengine's re-execution gives (child code may mutate it) unless not ``copied``."""
+    base_cfg = AttrDict()
+    for unit, scope in zip(units, scopes):
+        base_dict = _attr_copy(unit.merged, scope) if copied else unit.merged
+        duplicates = base_cfg.keys() & base_dict.keys()
+        if duplicates:
+            raise ConfigError(
+                f"sibling bases both define {sorted(duplicates)} "
+                "(mmengine: duplicate key is not allowed among bases)",
+                path,
+            )
+        base_cfg.update(base_dict)
+    return base_cfg
+
+
+def _ran_statically(tree: ast.Module, scope: dict) -> bool:
+    """Execute a plain config without compiling it (most are), or say False: it uses more than
+    literals, names and arithmetic, or it raised (the exec that follows on fresh globals raises it
+    again with Python's own message, as mmengine shows it)."""
+    try:
+        static_eval.run(tree, scope)
+    except Exception:  # noqa: BLE001 - Unsupported, or the config's own error
+        return False
+    return True
 
 
 EXEC_TIMEOUT_S = float(os.environ.get("FREEZEFIX_EXEC_TIMEOUT", "20"))

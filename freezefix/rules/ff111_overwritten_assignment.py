@@ -31,6 +31,8 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigFile, ConfigView
@@ -102,16 +104,23 @@ class OverwrittenAssignment(Rule):
                 )
 
 
-def rebindings(file: ConfigFile) -> list[Rebinding]:
+def rebindings(file: ConfigFile) -> tuple[Rebinding, ...]:
     """The dead first bindings of top-level dict names in one file's module body."""
+    return _rebindings(file.path, file.text, file.tree)
+
+
+@lru_cache(maxsize=4096)  # a shared base is read once per config that inherits it
+def _rebindings(path: Path, text: str, tree: ast.Module) -> tuple[Rebinding, ...]:
     bindings: dict[str, list[tuple[int, ast.expr]]] = {}
-    for index, stmt in enumerate(file.tree.body):
+    for index, stmt in enumerate(tree.body):
         target = _single_name_target(stmt)
         if target is not None:
             bindings.setdefault(target, []).append((index, stmt.value))  # type: ignore[attr-defined]
+    if all(len(assigned) < 2 for assigned in bindings.values()):
+        return ()  # most files bind each name once: no need to walk the whole tree
     # A name the file reads anywhere is a variable: its values flow through the reads (the binding in
     # force at each), not into the resolved config as settings.  Only settings nothing reads are judged.
-    read = {node.id for node in ast.walk(file.tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
     found = []
     for name, assigned in bindings.items():
         for (first, early), (last, late) in zip(assigned, assigned[1:]):
@@ -119,15 +128,15 @@ def rebindings(file: ConfigFile) -> list[Rebinding]:
                 continue
             if name in read:
                 continue
-            kept = literal_leaves(late, file.text)
+            kept = literal_leaves(late, text)
             dropped = tuple(
-                ((name, *key), value) for key, value in literal_leaves(early, file.text).items()
+                ((name, *key), value) for key, value in literal_leaves(early, text).items()
                 if value is not CONTAINER and value is not COMPUTED and not _is_placeholder(value)
                 and key[-1] != "_delete_" and not _reset(key, kept)
             )
             if dropped:
                 found.append(Rebinding(name, early.lineno, late.lineno, dropped))
-    return found
+    return tuple(found)
 
 
 def _single_name_target(stmt: ast.stmt) -> str | None:

@@ -78,6 +78,7 @@ class Stack(Protocol):
         file writes it without its timestamp; LookupError(no_optimizer_log) when it logs nothing."""
 
 
+@lru_cache(maxsize=None)  # read per rule and config: metadata parsing is slow, and it does not change
 def installed_version(*names: str) -> str | None:
     for name in names:
         try:
