@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import sys
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,14 @@ if TYPE_CHECKING:  # the check path must not import libcst (plan) before it need
 
 _PER_JOB = 64  # fewer configs than this per worker process cost more to fork than they save
 _FORKED: Any = None  # (session, rules, options) inherited by forked rule workers
+
+
+def _default_jobs() -> int:
+    """One rule worker per usable core, where forking is safe: before torch is imported here (a
+    CLI run resolves every config first and leaves torch to the workers that probe classes)."""
+    if "torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _rules_in_child(chunk: list[Path]):
@@ -335,16 +344,21 @@ class Session:
         return self._plugins[key]
 
     def _run_rules(self, entries: list[Path], rules, rule_options):
-        """Rules per config: in this process, or, with an explicit ``--jobs N``, in N forked workers.
+        """Rules per config: in this process, or in forked workers (``--jobs N``; by default one per
+        core while this process has not imported torch).
 
-        Forking is opt-in: a process that has run torch CPU kernels (an OpenMP pool) or holds other
-        threads can deadlock its forked children, so the workers pin torch to one thread and the
-        parent gives them a deadline, after which it does the work itself.
+        A process that has run torch CPU kernels (an OpenMP pool) or holds other threads can deadlock
+        its forked children: without ``--jobs`` such a process (a library caller's) does the work
+        itself; with it, the workers pin torch to one thread and the parent gives them a deadline,
+        after which it does the work itself.
         """
-        jobs = max(1, min(self.options.jobs or 1, len(entries) // _PER_JOB))
+        jobs = max(1, min(self.options.jobs or _default_jobs(), len(entries) // _PER_JOB))
         if jobs == 1:
             return [self._rules_for(path, rules, rule_options) for path in entries]
-        chunks = [entries[i::jobs] for i in range(jobs)]
+        # Contiguous runs of paths: configs of one directory share their classes, which each worker
+        # then probes once (interleaved chunks had every worker probe nearly every class).
+        size = -(-len(entries) // jobs)
+        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         context = multiprocessing.get_context("fork")
         global _FORKED
         _FORKED = (self, rules, rule_options)

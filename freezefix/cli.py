@@ -75,8 +75,8 @@ _common = [
                  help="Write the findings there instead of standard output."),
     click.option("--no-progress", is_flag=True, help="No progress bar (it is off anyway when not on a terminal)."),
     click.option("--jobs", "-j", type=click.IntRange(min=1),
-                 help="Worker processes: the write gate uses one per core by default; the rules run "
-                      "in-process unless this is given."),
+                 help="Worker processes for the rules and for the write gate (default: one per core; "
+                      "-j 1 runs the rules in this process)."),
 ]
 
 
