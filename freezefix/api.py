@@ -320,9 +320,15 @@ class Session:
 
     def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]], list]:
         values = self.resolver.values(path)
-        plugin_notes = self._import_plugins(values, path)
+        plugin_notes: list[str] = []
+        # Plugins register classes (VoVNet …) the probes look up; imported only when a fact is not
+        # cached (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
+        self.prober.before_building = lambda: plugin_notes.extend(self._import_plugins(values, path))
         view = ConfigView.of(path, values, self.prober, config_files(self.resolver, path))
-        findings, crashes = run_rules(view, rules, rule_options)
+        try:
+            findings, crashes = run_rules(view, rules, rule_options)
+        finally:
+            self.prober.before_building = None
         errors = [(path, f"{code} crashed: {why}") for code, why in crashes]
         unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
                     for facts in view.probed() if facts.import_error]
@@ -389,6 +395,20 @@ class Session:
     def fix(self, dry_run: bool, progress=None, on_written=None) -> RunResult:
         """``on_written(path)`` is called as each file is replaced (Ctrl-C between two files leaves
         every file either as it was or fully rewritten: each write is atomic)."""
+        from freezefix.verify.gate import Gate, start_worker
+
+        # A small run checks in this process on one core: the gate's worker imports torch and the
+        # registries on another meanwhile (it is stopped if nothing needs proving).
+        ahead = (self.options.verify and len(self.discovery.entries) < 2 * _PER_JOB and (os.cpu_count() or 1) > 1
+                 and not missing_stack())
+        gate = Gate(self, device=self.options.device, jobs=self.options.jobs, started=start_worker() if ahead else None)
+        try:
+            return self._fix(gate, dry_run, progress, on_written)
+        finally:
+            gate.close()
+            self.prober.save()  # what the gate probed on the rewritten configs too
+
+    def _fix(self, gate, dry_run: bool, progress=None, on_written=None) -> RunResult:
         result = self.check(progress)
         result.dry_run = dry_run
         wanted: dict[Path, list] = defaultdict(list)
@@ -403,9 +423,6 @@ class Session:
         plan = planner.plan(dict(wanted))
         refused: dict[Path, str] = {}
         if self.options.verify and plan.texts:
-            from freezefix.verify.gate import Gate
-
-            gate = Gate(self, device=self.options.device, jobs=self.options.jobs)
             for _round in range(2):
                 verdicts = gate.verify(plan)
                 result.verdicts.update(verdicts)

@@ -20,7 +20,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.building import on_first_device
 from freezefix.cache import freezefix_source_digest
@@ -230,6 +230,16 @@ class Prober:
         self.memory: dict[str, ClassFacts] = {}
         self.cache_dir = cache_dir
         self._disk: dict[str, dict] | None = None
+        self._saved = 0  # entries the file on disk holds
+        # Called once before the first build a cache miss needs (then cleared): what must be
+        # imported for the classes to be found, such as a config's plugins.  Nothing heavy is
+        # imported while every fact comes from the cache.
+        self.before_building: Callable[[], None] | None = None
+
+    def _prepare_to_build(self) -> None:
+        prepare, self.before_building = self.before_building, None
+        if prepare is not None:
+            prepare()
 
     # Disk cache: one JSON file per package-version set, so an upgrade never reads stale facts.
     def _disk_path(self) -> Path | None:
@@ -249,13 +259,16 @@ class Prober:
                     self._disk = json.loads(path.read_text())
                 except (OSError, ValueError):
                     self._disk = {}
+            self._saved = len(self._disk)
         return self._disk
 
     def save(self) -> None:
+        """Write what was learnt since the cache was read or last saved (entries are only added)."""
         path = self._disk_path()
-        if path is None or self._disk is None:
+        if path is None or self._disk is None or len(self._disk) == self._saved:
             return
         write_cache_file(path, json.dumps(self._disk).encode())
+        self._saved = len(self._disk)
 
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
         type_name = module_cfg.get("type")
@@ -269,6 +282,7 @@ class Prober:
         disk = self._load_disk()
         facts = _facts_from_json(disk[key]) if key in disk else None
         if facts is None:
+            self._prepare_to_build()
             facts = self._probe(type_name, scope_hint, kwargs, scan)
             if facts.import_error is not None:
                 # Not found is no fact about the class: a plugin imported later (this run, or after
@@ -283,6 +297,7 @@ class Prober:
         text = json.dumps(["memo", *key], default=repr)
         disk = self._load_disk()
         if text not in disk:
+            self._prepare_to_build()
             disk[text] = compute()
         return disk[text]
 

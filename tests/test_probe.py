@@ -92,8 +92,8 @@ def test_builds_without_weight_init_see_the_same_structure_and_restore_the_initi
     originals = (torch.nn.init.kaiming_uniform_, torch.Tensor.uniform_, torch.Tensor.normal_)
     # Swin cannot be built on meta (its constructor calls .item()): the CPU fallback, where the
     # initialisers really run, is the case that matters.
-    for cfg in (dict(type="ResNet", depth=18, frozen_stages=2),
-                dict(type="SwinTransformer", embed_dims=32, depths=(1, 1), num_heads=(1, 2), strides=(4, 2),
+    for cfg in (dict(type="mmdet.ResNet", depth=18, frozen_stages=2),
+                dict(type="mmdet.SwinTransformer", embed_dims=32, depths=(1, 1), num_heads=(1, 2), strides=(4, 2),
                      out_indices=(0, 1), frozen_stages=1)):
         seen = []
         for initialise in (True, False):

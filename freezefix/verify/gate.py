@@ -43,18 +43,27 @@ class ConfigVerdict:
     notes: list[str] = field(default_factory=list)
 
 
-def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float = 60.0) -> dict[Any, dict]:
-    """Run jobs in a worker process; a job past its deadline is failed and the rest go on.
+def start_worker() -> subprocess.Popen:
+    """A worker process, importing torch and the registries until it is handed its jobs: started
+    early, those seconds pass while this process is still checking."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "freezefix.verify.worker"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+
+
+def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float = 60.0,
+               started: subprocess.Popen | None = None) -> dict[Any, dict]:
+    """Run jobs in a worker process (``started``, if given and alive, first); a job past its
+    deadline is failed and the rest go on.
 
     Each worker's first job also gets ``startup`` seconds for importing torch and the registries.
     """
     results: dict[Any, dict] = {}
     pending = list(jobs)
     while pending:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "freezefix.verify.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
+        proc = started if started is not None and started.poll() is None else start_worker()
+        started = None
         lines: queue.Queue = queue.Queue()
 
         # Bound as defaults: after a restart, the old worker's pump must not feed the new queue.
@@ -106,11 +115,13 @@ def _diff(a: Any, b: Any, prefix: tuple = ()) -> list[str]:
 
 
 class Gate:
-    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S, jobs: int | None = None):
+    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S, jobs: int | None = None,
+                 started: subprocess.Popen | None = None):
         self.session = session
         self.device = device
         self.timeout = timeout
         self.jobs = jobs
+        self.started = started  # a worker started ahead (start_worker), used by the first verify
         self.stats: dict = {"jobs": 0, "builds": 0, "build_seconds": 0.0}
 
     def verify(self, plan: Plan) -> dict[Path, ConfigVerdict]:
@@ -148,11 +159,20 @@ class Gate:
 
         workers = max(1, min(self.jobs or os.cpu_count() or 1, len(per_config) // 25))
         chunks = [[job for pair in per_config[i::workers] for job in pair] for i in range(workers)]
+        started = [self.started] + [None] * (workers - 1)
+        self.started = None
         answers: dict = {}
         with ThreadPoolExecutor(workers) as pool:
-            for part in pool.map(lambda chunk: run_worker(chunk, self.timeout), chunks):
+            for part in pool.map(lambda chunk, proc: run_worker(chunk, self.timeout, started=proc), chunks, started):
                 answers.update(part)
         return answers
+
+    def close(self) -> None:
+        """Stop a worker started ahead that no verify used."""
+        if self.started is not None:
+            self.started.kill()
+            self.started.wait()
+            self.started = None
 
     def _served(self, plan: Plan) -> dict[Path, list[Change]]:
         served: dict[Path, list[Change]] = {}
@@ -184,10 +204,11 @@ class Gate:
         resolver = Resolver(overlay={p: new for p, (_, new) in plan.texts.items()})
         options = Options(freeze=self.session.options.freeze)
         found: dict[Path, list[tuple]] = {}
+        prober = self.session.prober
         for config in configs:
             try:
-                view = ConfigView.of(config, resolver.values(config), self.session.prober,
-                                     config_files(resolver, config))
+                values = resolver.values(config)
+                view = ConfigView.of(config, values, prober, config_files(resolver, config))
             except (ConfigError, NotAnalysable) as exc:
                 found[config] = [("load", str(exc))]
                 continue
@@ -195,7 +216,12 @@ class Gate:
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
             unsafe_ok = self.session.options.unsafe_fixes
             rules = [rule for code, rule in sorted(registry.rules.items()) if self.session.options.wants(code)]
-            findings, crashes = run_rules(view, rules, options)
+            # The config's plugins, should a fact of the rewritten config not be cached yet.
+            prober.before_building = lambda values=values, config=config: self.session._import_plugins(values, config)
+            try:
+                findings, crashes = run_rules(view, rules, options)
+            finally:
+                prober.before_building = None
             # A crash refuses this config's rewrite, not the run.
             found[config] = [(code, f"{_CRASHED}: {why}") for code, why in crashes]
             found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings

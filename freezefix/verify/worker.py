@@ -170,6 +170,7 @@ def main() -> None:
     from freezefix.stacks import current
 
     current().quiet()
+    current().registries()  # torch and the model registries, imported while the parent still works
     jobs = json.load(sys.stdin)
     cache: dict = {}
     for job in jobs:
