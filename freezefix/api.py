@@ -64,6 +64,17 @@ class Reported:
         return "safe" if fix.safe else "unsafe"
 
 
+@dataclass(frozen=True)
+class RulesOutcome:
+    """What the rules came to on one config (in this process or a forked worker)."""
+
+    path: Path
+    findings: list[Finding]
+    errors: list[tuple[Path, str]]  # a rule that crashed: (config, "FF1xx crashed: …")
+    unjudged: list[tuple[str, str]]  # (what, why) no rule could judge
+    lasting: bool  # nothing in it may change by itself before the next run (a class not importable)
+
+
 @dataclass
 class RunResult:
     files: int = 0
@@ -213,19 +224,19 @@ class Session:
         result.configs_checked = len(entries)
         # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
         # in worker processes forked from here when there is enough to share out.
-        ran = {}
-        for path, findings, errors, unjudged in self._run_rules([p for p in entries if p not in cached], rules,
-                                                                rule_options):
-            ran[path] = (findings, errors)
-            for what in unjudged:
-                result.unjudged.setdefault(what, []).append(path)
+        ran = {outcome.path: outcome for outcome in self._run_rules([p for p in entries if p not in cached], rules,
+                                                                    rule_options)}
         for path in entries:
             if path in cached:
                 placed = cached[path].findings
-                errors = []
+                errors: list = []
+                unjudged = list(cached[path].unjudged)
             else:
-                findings, errors = ran[path]
-                placed = [(f, *(f.at or self._where(path, f.key))) for f in findings]
+                outcome = ran[path]
+                errors, unjudged = outcome.errors, outcome.unjudged
+                placed = [(f, *(f.at or self._where(path, f.key))) for f in outcome.findings]
+            for what in unjudged:
+                result.unjudged.setdefault(what, []).append(path)
             result.errors.extend(errors)
             self.per_config[path] = [f for f, *_ in placed]
             for finding, file, line, col in placed:
@@ -235,9 +246,9 @@ class Session:
                 self._ident[id(finding)] = ident
                 entry = reported.setdefault(ident, Reported(finding, file, line, col))
                 entry.configs.append(path)
-            if cache is not None and path not in cached and not errors:
+            if cache is not None and path not in cached and not errors and ran[path].lasting:
                 # A rule that crashed may not crash next time: such configs are not cached.
-                self._remember(cache, path, "config", None, placed)
+                self._remember(cache, path, "config", None, placed, unjudged)
         if cache is not None:
             for path, (outcome, message) in fresh.items():
                 if outcome != "config":
@@ -264,7 +275,8 @@ class Session:
                     "prober-device": self.prober.device}
         return ResultsCache(self.options.cache_dir, cache_key(settings))
 
-    def _remember(self, cache: ResultsCache, path: Path, outcome: str, message: str | None, placed: list) -> None:
+    def _remember(self, cache: ResultsCache, path: Path, outcome: str, message: str | None, placed: list,
+                  unjudged: list[tuple[str, str]] = ()) -> None:
         """Store what ``path`` came to with the digests of what it was computed from, as read this run."""
         from freezefix.cache import Entry, plugin_files
 
@@ -285,7 +297,7 @@ class Session:
 
         env = sorted({(name, value) for dep in deps for name, value in self.resolver.env_used.get(dep, {}).items()})
         cache.store(path, Entry(path in self.discovery.named, digests(deps), digests(plugins), tuple(env),
-                                outcome, message, placed))
+                                outcome, message, placed, tuple(unjudged)))
 
     def _suppress(self, findings: list[Reported], ran: list[str], cache: ResultsCache | None = None) -> list[Reported]:
         """Mark findings silenced by `# freezefix: ignore[...]`; report suppressions that silence nothing."""
@@ -318,7 +330,7 @@ class Session:
                 findings.append(Reported(finding, path, suppression.line, suppression.col, [path]))
         return findings
 
-    def _rules_for(self, path: Path, rules, rule_options) -> tuple[Path, list[Finding], list[tuple[Path, str]], list]:
+    def _rules_for(self, path: Path, rules, rule_options) -> RulesOutcome:
         values = self.resolver.values(path)
         plugin_notes: list[str] = []
         # Plugins register classes (VoVNet …) the probes look up; imported only when a fact is not
@@ -332,9 +344,11 @@ class Session:
         errors = [(path, f"{code} crashed: {why}") for code, why in crashes]
         unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
                     for facts in view.probed() if facts.import_error]
+        # A class that did not import may import next run (a plugin repaired, a package installed).
+        lasting = not unjudged
         if view.hidden_freeze:
             unjudged.append((view.model_type, view.hidden_freeze))
-        return path, findings, errors, unjudged
+        return RulesOutcome(path, findings, errors, unjudged, lasting)
 
     def _import_plugins(self, values: dict, path: Path) -> list[str]:
         """The config's plugins imported before its classes are probed (they register classes such
@@ -383,7 +397,7 @@ class Session:
             results.extend(chunk_results)
             self.prober._load_disk().update(probe_entries)  # what the children learnt, for the cache
         order = {path: i for i, path in enumerate(entries)}
-        return sorted(results, key=lambda r: order[r[0]])
+        return sorted(results, key=lambda r: order[r.path])
 
     def _where(self, config: Path, key: Key) -> tuple[Path, int, int]:
         for depth in range(len(key), 0, -1):

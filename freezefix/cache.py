@@ -36,7 +36,7 @@ from typing import Any
 
 from freezefix.textio import write_cache_file
 
-_SCHEMA = 1  # bump when Entry changes shape: older files are then simply not found
+_SCHEMA = 2  # bump when Entry changes shape: older files are then simply not found
 _PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
 _ABSENT = None  # digest of a file that does not exist
 
@@ -53,6 +53,7 @@ class Entry:
     message: str | None = None  # skip reason or error message
     # config only: (finding, file, line, col) in the order the rules returned them
     findings: list[tuple[Any, str, int, int]] = field(default_factory=list)
+    unjudged: tuple[tuple[str, str], ...] = ()  # config only: (what, why) no rule could judge
 
 
 def cache_location() -> Path:

@@ -44,3 +44,13 @@ def test_a_freeze_in_the_detectors_own_code_is_not_guessed_at(tmp_path, flag, ho
     [(what, why)] = list(result.unjudged)
     assert what == "BEVDetector"
     assert f"it freezes in its own code ({named})" in why and "what trains was not judged" in why
+
+
+def test_what_was_not_judged_is_said_again_when_the_result_comes_from_the_cache(tmp_path):
+    config = tmp_path / "c.py"
+    config.write_text(CONFIG.format(flag="\n    freeze_img_backbone=True,", hooks=""))
+    options = RunOptions(cache_dir=tmp_path / "cache", results_cache=True)
+    fresh = check_paths([config], options)
+    cached = check_paths([config], options)
+    assert [what for what, _ in fresh.unjudged] == ["BEVDetector"]
+    assert cached.unjudged == fresh.unjudged
