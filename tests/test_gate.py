@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from freezefix.rules.base import Change, Fix
@@ -133,3 +135,34 @@ def test_a_rule_that_crashes_in_check_is_a_per_config_error_and_the_other_rules_
     assert [why for _, why in result.errors] == ["FF102 crashed: KeyError: 'a rule bug'"]
     assert "FF101" in {r.finding.code for r in result.findings}
     assert result.exit_code == 2
+
+
+def test_an_unchanged_repo_is_proved_again_from_kept_answers_and_an_edit_makes_them_stale(copy_fixture, cli,
+                                                                                           monkeypatch):
+    from freezefix.verify import gate
+
+    root = copy_fixture("seed_cmt")
+    sent: list[list[str]] = []
+    real = gate.run_worker
+
+    def counting(jobs, *args, **kwargs):
+        sent.append([job["id"] for job in jobs])
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(gate, "run_worker", counting)
+    first = cli("apply", "configs", "--dry-run")
+    assert first.exit_code == 1 and sent == [["0:before", "0:after"]]
+    second = cli("apply", "configs", "--dry-run")
+    assert sent == [["0:before", "0:after"]]  # no worker ran: both answers were kept
+    assert second.stdout == first.stdout
+
+    def without_timing(text: str) -> str:
+        return re.sub(r"\(\d+\.\d s\)", "", text)
+
+    assert without_timing(second.stderr) == without_timing(first.stderr)
+    # A comment in a file the config reaches: the text differs, so both answers are measured again.
+    base = root / BASE
+    base.write_text(base.read_text() + "# edited\n")
+    third = cli("apply", "configs", "--dry-run")
+    assert third.exit_code == 1 and sent[1:] == [["0:before", "0:after"]]
+    assert f"verified on meta: {CHILD}" in third.stderr

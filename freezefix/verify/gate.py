@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.plan import Plan, apply_change
+from freezefix.verify.answers import AnswerCache, job_key
 from freezefix.rules.base import REMOVE, Change
 
 JOB_TIMEOUT_S = 300.0
@@ -134,6 +135,7 @@ class Gate:
                 affected[config] = served.get(config, [])
         if not affected:
             return {}
+        kept = AnswerCache(self.session.options.cache_dir)
         with tempfile.TemporaryDirectory(prefix="freezefix-verify-") as tmp:
             overlay = self._overlay(Path(tmp), affected, plan)
             per_config = [
@@ -141,7 +143,14 @@ class Gate:
                  {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device}]
                 for i, config in enumerate(affected)
             ]
-            answers = self._run(per_config)
+            keys = {job["id"]: self._job_key(job, plan) for pair in per_config for job in pair}
+            answers = {i: dict(a, id=i) for i, a in ((i, kept.get(k)) for i, k in keys.items()) if a is not None}
+            missing = [[job for job in pair if job["id"] not in answers] for pair in per_config]
+            fresh = self._run([pair for pair in missing if pair]) if any(missing) else {}
+        for job_id, answer in fresh.items():
+            kept.put(keys.get(job_id), answer)
+        kept.save()
+        answers.update(fresh)
         built = [a for a in answers.values() if a.get("built")]
         self.stats = {"jobs": len(answers), "builds": len(built),
                       "build_seconds": round(sum(a.get("build_seconds", 0) for a in built), 3)}
@@ -173,6 +182,29 @@ class Gate:
             self.started.kill()
             self.started.wait()
             self.started = None
+
+    def _job_key(self, job: dict, plan: Plan) -> str | None:
+        """What the job's answer depends on, as the key it is kept under (None: not kept)."""
+        from freezefix.cache import plugin_files
+        from freezefix.textio import SourceError, read_source
+
+        resolver = self.session.resolver
+        config = Path(job["origin"])
+        patched = job["config"] != job["origin"]
+        deps = resolver.deps.get(config) or {config: None}
+        texts: dict[Path, str | None] = {}
+        for path in deps:
+            if patched and path in plan.texts:
+                texts[path] = plan.texts[path][1]
+            elif path in resolver.units:
+                texts[path] = resolver.units[path].source.text
+            else:
+                try:
+                    texts[path] = read_source(path).text
+                except (SourceError, OSError):
+                    texts[path] = None
+        env = {name: value for path in deps for name, value in resolver.env_used.get(path, {}).items()}
+        return job_key(job, texts, plugin_files(resolver.values(config), config), env)
 
     def _served(self, plan: Plan) -> dict[Path, list[Change]]:
         served: dict[Path, list[Change]] = {}
