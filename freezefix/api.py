@@ -375,16 +375,18 @@ class Session:
         jobs = max(1, min(self.options.jobs or _default_jobs(), len(entries) // _PER_JOB))
         if jobs == 1:
             return [self._rules_for(path, rules, rule_options) for path in entries]
-        # Contiguous runs of paths: configs of one directory share their classes, which each worker
-        # then probes once (interleaved chunks had every worker probe nearly every class).
-        size = -(-len(entries) // jobs)
+        # Contiguous runs of paths: configs of one directory share their classes, which a worker
+        # then probes once (interleaved chunks had every worker probe nearly every class); four
+        # runs per worker, handed out as workers free up, so that one slow directory does not
+        # leave the other cores idle.
+        size = -(-len(entries) // (jobs * 4))
         chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         context = multiprocessing.get_context("fork")
         global _FORKED
         _FORKED = (self, rules, rule_options)
         pool = context.Pool(jobs)
         try:
-            outcomes = pool.map_async(_rules_in_child, chunks).get(timeout=120 + 2 * len(entries))
+            outcomes = pool.map_async(_rules_in_child, chunks, chunksize=1).get(timeout=120 + 2 * len(entries))
         except multiprocessing.TimeoutError:
             pool.terminate()
             return [self._rules_for(path, rules, rule_options) for path in entries]
