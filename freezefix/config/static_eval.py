@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import builtins
 import operator
+import sys
 from typing import Any
 
 # Builtins a config may call or name: pure constructors and arithmetic helpers.  Any other builtin
@@ -43,6 +44,7 @@ _COMPARE = {
     ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
 }
+_INDEX = ast.Index if sys.version_info < (3, 9) else None  # type: ignore[attr-defined]
 _CONVERSIONS = {-1: lambda v: v, ord("s"): str, ord("r"): repr, ord("a"): ascii}
 
 
@@ -187,6 +189,8 @@ class _Evaluator:
         if isinstance(node, ast.Subscript):
             container = self.eval(node.value)
             return container[self.eval(node.slice)]
+        if _INDEX is not None and isinstance(node, _INDEX):  # Python 3.8 wraps a subscript's index
+            return self.eval(node.value)  # type: ignore[attr-defined]
         if isinstance(node, ast.Attribute):
             return getattr(self.eval(node.value), node.attr)
         if isinstance(node, ast.Slice):
