@@ -85,9 +85,21 @@ def freezefix_source_digest() -> str:
     return h.hexdigest()
 
 
-def cache_key(settings: dict[str, Any]) -> str:
-    from freezefix.probe import package_versions
+@lru_cache(maxsize=None)
+def package_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
 
+    found = {}
+    for name in ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain",
+                 "mmcls", "mmseg"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def cache_key(settings: dict[str, Any]) -> str:
     parts = {
         "schema": _SCHEMA,
         "python": sys.version,

@@ -142,7 +142,8 @@ def _no_stack(out: Diagnosis) -> bool:
 
 
 def _stack(out: Diagnosis) -> bool:
-    from freezefix.stacks import current, import_registries, missing, stack_name
+    from freezefix.stacks import current, missing, stack_name
+    from freezefix.stacks.common import import_registries
 
     why = missing()
     forced = os.environ.get("FREEZEFIX_STACK") or None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.building import on_first_device
-from freezefix.probe import _find_class, _registries
+from freezefix.classes import find_class, registries
 from freezefix.stacks import current, registered_names_changed
 
 _IGNORED = ("init_cfg", "pretrained")
@@ -38,7 +38,7 @@ def default_scope_of(values: dict) -> str:
     scope = values.get("default_scope")
     if isinstance(scope, str):
         return scope
-    registries = _registries()
+    available = registries()
     # Without a default_scope, a model named with its package ('mmdet.RetinaNet', or the class itself
     # in a new-style config) is built in that package's scope, as its nested task utils expect.
     model = values.get("model")
@@ -49,22 +49,22 @@ def default_scope_of(values: dict) -> str:
         package = model_type.split(".")[0]
     else:
         package = None
-    if package in registries:
+    if package in available:
         return package
-    return "mmdet3d" if "mmdet3d" in registries else "mmdet"
+    return "mmdet3d" if "mmdet3d" in available else "mmdet"
 
 
 def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     """Copy of ``cfg`` with unscoped types the default scope lacks rewritten to a sibling scope."""
-    registries = _registries()
-    default = registries.get(scope)
+    available = registries()
+    default = available.get(scope)
     if isinstance(cfg, dict):
         out = {k: scope_types(v, scope, substitutions) for k, v in cfg.items() if k not in _IGNORED}
         type_name = cfg.get("type")
         if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in cfg:
             if default.get(type_name) is None:
                 for sibling in current().sibling_scopes:
-                    registry = registries.get(sibling)
+                    registry = available.get(sibling)
                     if sibling != scope and registry is not None and type_name in registry.module_dict:
                         out["type"] = substitutions[type_name] = f"{sibling}.{type_name}"
                         break
@@ -144,7 +144,7 @@ def import_plugins(values: dict, config_path: Path) -> list[str]:
     """Import the config's plugins (:func:`plugin_imports`); notes for those that could not be imported.
     The registries are looked at afresh afterwards: a plugin registers its classes as it imports."""
     notes = [entry.note for entry in plugin_imports(values, config_path) if entry.error]
-    _registries.cache_clear()
+    registries.cache_clear()
     registered_names_changed()
     return notes
 
@@ -182,9 +182,9 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
         if not isinstance(sub, dict) or "type" not in sub:
             continue
         try:
-            cls, found_in = _find_class(sub["type"], scope)
+            cls, found_in = find_class(sub["type"], scope)
             part_cfg = stack.config_dict(dict(copy.deepcopy(sub), type=cls))
-            part, result.device = on_first_device(lambda: stack.build_module(_registries()[found_in], part_cfg, found_in),
+            part, result.device = on_first_device(lambda: stack.build_module(registries()[found_in], part_cfg, found_in),
                                                   device, initialise)
             container.add_module(name, part)
             built_any = True

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib
 import inspect
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from freezefix.building import on_first_device
-from freezefix.cache import freezefix_source_digest
+from freezefix.classes import find_class, registries
+from freezefix.cache import freezefix_source_digest, package_versions
 from freezefix.stacks import current
 from freezefix.textio import write_cache_file
 
@@ -104,75 +103,6 @@ class ClassFacts:
         return self.stages[self.full_freeze].trainable_params
 
 
-def package_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain",
-                 "mmcls", "mmseg"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
-@lru_cache(maxsize=None)
-def _registries() -> dict[str, Any]:
-    """The model registry of each installed OpenMMLab package, with its modules registered."""
-    return current().registries()
-
-
-def _find_class(type_name: Any, scope_hint: str | None) -> tuple[Any, str]:
-    registries = _registries()
-    if not registries:
-        raise LookupError("no OpenMMLab model registry is importable (mmdet / mmdet3d not installed)")
-    if isinstance(type_name, type):
-        # A new-style config names the class itself: it is built in its own package's scope.
-        return type_name, _class_scope(type_name, scope_hint)
-    if "." in type_name:
-        scope, _, name = type_name.partition(".")
-        if scope in registries:
-            cls = registries[scope].get(name)
-            if cls is not None:
-                return cls, scope
-        if "." in name:
-            # A new-style config may name a class no registry holds (mmengine builds a class given as
-            # `type` directly): its dotted import path is what the resolver kept.
-            return _imported_class(type_name, scope_hint)
-        raise LookupError(f"{type_name!r} is not in any installed registry")
-    order = [s for s in (scope_hint, *current().sibling_scopes) if s in registries]
-    for scope in dict.fromkeys(order):
-        cls = registries[scope].get(type_name)
-        if cls is not None:
-            return cls, scope
-    raise LookupError(f"{type_name!r} is not in the registries of {', '.join(dict.fromkeys(order))}")
-
-
-def _imported_class(dotted: str, scope_hint: str | None) -> tuple[Any, str]:
-    module_name, _, name = dotted.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except Exception as exc:  # noqa: BLE001 - a plugin that does not import: say why
-        raise LookupError(f"{dotted!r} does not import: {type(exc).__name__}: {exc}") from None
-    if not isinstance(cls, type):
-        raise LookupError(f"{dotted!r} is not a class")
-    return cls, _class_scope(cls, scope_hint)
-
-
-def _class_scope(cls: type, scope_hint: str | None) -> str:
-    """The registry scope a class is built in: its package's, else that of the first base class
-    from a package with registries (a plugin's subclass of mmdet's ResNet: 'mmdet')."""
-    registries = _registries()
-    for klass in cls.__mro__:
-        package = klass.__module__.split(".")[0]
-        if package in registries:
-            return package
-    if scope_hint in registries:
-        return scope_hint
-    return next(iter(registries))
-
-
 def _accepts(cls: Any, name: str) -> bool:
     """Whether ``cls(name=...)`` reaches an ``__init__`` that names the argument.
 
@@ -196,7 +126,7 @@ def _accepts(cls: Any, name: str) -> bool:
 
 
 def _build(cls: Any, scope: str, kwargs: dict) -> Any:
-    return current().build_module(_registries()[scope], dict(kwargs, type=cls), scope)
+    return current().build_module(registries()[scope], dict(kwargs, type=cls), scope)
 
 
 def _state(module: Any) -> FreezeState:
@@ -317,7 +247,7 @@ class Prober:
             import torch
 
             try:
-                cls, scope = _find_class(type_name, scope_hint)
+                cls, scope = find_class(type_name, scope_hint)
                 module = self._build(cls, scope, kwargs)
                 module.train()
                 holder = torch.nn.Module()
@@ -363,7 +293,7 @@ class Prober:
     def _probe(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> ClassFacts:
         facts = ClassFacts(type_name=type_name, device=self.device)
         try:
-            cls, scope = _find_class(type_name, scope_hint)
+            cls, scope = find_class(type_name, scope_hint)
         except LookupError as exc:
             facts.import_error = str(exc)
             return facts

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.config import lazy, static_eval
+from freezefix.config.plain import to_plain
 from freezefix.config.locate import Key, Location, LocationMap, build_location_map, build_mutation_map
 from freezefix.textio import SourceError, SourceFile, read_source
 
@@ -91,17 +92,6 @@ class Origin:
     @property
     def editable(self) -> bool:
         return self.location is not None and self.location.how != "computed"
-
-
-def to_plain(value: Any) -> Any:
-    """ConfigDict / nested containers → plain dicts, lists and tuples (for comparison and rules)."""
-    if isinstance(value, dict):
-        return {k: to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(to_plain(v) for v in value)
-    return value
 
 
 _PREDEFINED = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")

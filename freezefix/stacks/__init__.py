@@ -26,8 +26,9 @@ import os
 import sys
 import warnings
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ContextManager, Protocol
+
+from freezefix.stacks.common import installed_version
 
 # Import-time noise of the mmcv 1.x stack that says nothing about the user's configs: mmcv 1.7's
 # notice of the 2.0 rename, and torch's "No CUDA runtime is found" when mmcv loads its C++ helpers.
@@ -78,16 +79,6 @@ class Stack(Protocol):
         file writes it without its timestamp; LookupError(no_optimizer_log) when it logs nothing."""
 
 
-@lru_cache(maxsize=None)  # read per rule and config: metadata parsing is slow, and it does not change
-def installed_version(*names: str) -> str | None:
-    for name in names:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            continue
-    return None
-
-
 def missing() -> str | None:
     """Why no stack can be used here, or None; from package metadata, importing nothing."""
     from importlib.util import find_spec
@@ -120,27 +111,6 @@ def current() -> Stack:
     from freezefix.stacks.mmengine_stack import MmengineStack
 
     return MmengineStack()
-
-
-def import_registries(scopes: tuple[str, ...], registry_module: str,
-                      errors: dict[str, str] | None = None) -> dict[str, Any]:
-    """scope → its ``MODELS`` registry (``registry_module`` formatted with the scope), with the scope's
-    model classes registered; a package that is absent or broken simply does not count (``errors``,
-    when given, gets why: scope → 'ImportError: …')."""
-    registries = {}
-    for scope in scopes:
-        try:
-            importlib.import_module(f"{scope}.models")
-            registries[scope] = importlib.import_module(registry_module.format(scope=scope)).MODELS
-        except Exception as exc:  # noqa: BLE001
-            if errors is not None:
-                errors[scope] = f"{type(exc).__name__}: {exc}"
-    return registries
-
-
-def describe_versions(names: tuple[str, ...]) -> str:
-    found = [(n, installed_version(n)) for n in names]
-    return ", ".join(f"{n} {v}" for n, v in found if v) or "no OpenMMLab package"
 
 
 @lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ import copy
 import logging
 from typing import Any, ContextManager
 
-from freezefix.stacks import describe_versions, import_registries
+from freezefix.stacks.common import describe_versions, import_registries
 
 
 def optimizer_cfg(values: dict) -> dict | None:
@@ -75,7 +75,7 @@ class Mmcv1Stack:
     def load_config(self, path: str) -> dict:
         from mmcv import Config
 
-        from freezefix.config.resolve import to_plain
+        from freezefix.config.plain import to_plain
 
         return to_plain(Config.fromfile(path, import_custom_modules=False)._cfg_dict)
 

@@ -6,7 +6,7 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from freezefix.stacks import describe_versions, import_registries
+from freezefix.stacks.common import describe_versions, import_registries
 
 
 def optim_wrapper_cfg(values: dict) -> dict | None:
@@ -65,7 +65,7 @@ class MmengineStack:
     def load_config(self, path: str) -> dict:
         from mmengine.config import Config
 
-        from freezefix.config.resolve import to_plain
+        from freezefix.config.plain import to_plain
 
         return to_plain(Config.fromfile(path, import_custom_modules=False)._cfg_dict)
 

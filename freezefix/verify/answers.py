@@ -16,7 +16,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from freezefix.cache import cache_key
+from freezefix.cache import cache_key, package_versions
 from freezefix.textio import write_cache_file
 
 _SCHEMA = 1  # bump when the worker's answers change shape
@@ -26,8 +26,6 @@ def device_key(device: str) -> str | None:
     """What decides the device a job runs on, or None when it cannot be told without torch."""
     if device != "auto":
         return device
-    from freezefix.probe import package_versions
-
     torch_version = package_versions().get("torch", "")
     if "+cpu" in torch_version:
         return "auto:cpu-only-torch"

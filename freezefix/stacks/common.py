@@ -1,0 +1,40 @@
+"""What both stack implementations share, importing nothing of theirs: package versions and
+the import of each scope's model registry."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+
+@lru_cache(maxsize=None)  # read per rule and config: metadata parsing is slow, and it does not change
+def installed_version(*names: str) -> str | None:
+    for name in names:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def import_registries(scopes: tuple[str, ...], registry_module: str,
+                      errors: dict[str, str] | None = None) -> dict[str, Any]:
+    """scope → its ``MODELS`` registry (``registry_module`` formatted with the scope), with the scope's
+    model classes registered; a package that is absent or broken simply does not count (``errors``,
+    when given, gets why: scope → 'ImportError: …')."""
+    registries = {}
+    for scope in scopes:
+        try:
+            importlib.import_module(f"{scope}.models")
+            registries[scope] = importlib.import_module(registry_module.format(scope=scope)).MODELS
+        except Exception as exc:  # noqa: BLE001
+            if errors is not None:
+                errors[scope] = f"{type(exc).__name__}: {exc}"
+    return registries
+
+
+def describe_versions(names: tuple[str, ...]) -> str:
+    found = [(n, installed_version(n)) for n in names]
+    return ", ".join(f"{n} {v}" for n, v in found if v) or "no OpenMMLab package"
