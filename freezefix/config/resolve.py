@@ -3,8 +3,9 @@
 mmengine re-reads and re-executes every base for every child and goes through temporary files.
 This resolver follows the same steps (predefined-variable and environment substitution,
 ``{{_base_.x}}`` placeholders, sibling-base duplicate check, ``pkg::`` scopes, execution with
-``_base_`` in the globals, ``_delete_`` merging) with mmengine's own merge helpers, but keeps each
-file's result and reuses it across children.  It also keeps each file's *own* dict (what the file
+``_base_`` in the globals, ``_delete_`` merging), re-implemented on plain dicts
+(:mod:`freezefix.config.preprocess`, :mod:`freezefix.config.merge`) and checked against mmengine's
+``Config`` by the tests, but keeps each file's result and reuses it across children.  It also keeps each file's *own* dict (what the file
 itself writes, before merging), which is what provenance is computed from: the owner of a dotted
 key is the last file in merge order whose own dict sets it.
 
@@ -19,40 +20,24 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import copy
 import functools
 import os
-import re
 import signal
 import threading
 import types
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from freezefix.config import lazy, static_eval
+from freezefix.config.errors import BASE_KEY, DELETE_KEY, DEPRECATION_KEY, ConfigError, NotAnalysable
+from freezefix.config.merge import AttrDict, attr_copy, lookup, merge_a_into_b, substitute_base_vars
 from freezefix.config.plain import to_plain
+from freezefix.config.preprocess import (base_files, base_path, env_vars_read, is_lazy_import, substitute_text,
+                                         without_base_assignments)
 from freezefix.config.locate import Key, Location, LocationMap, build_location_map, build_mutation_map
 from freezefix.textio import SourceError, SourceFile, read_source
-
-
-BASE_KEY = "_base_"
-DELETE_KEY = "_delete_"
-DEPRECATION_KEY = "_deprecation_"
-
-
-class ConfigError(Exception):
-    """A config that mmengine would not load either; the message names the file at fault."""
-
-    def __init__(self, message: str, path: Path | None = None):
-        super().__init__(message)
-        self.path = path
-
-
-class NotAnalysable(Exception):
-    """A config freezefix deliberately does not analyse (with the reason)."""
 
 
 @dataclass
@@ -94,121 +79,6 @@ class Origin:
         return self.location is not None and self.location.how != "computed"
 
 
-_PREDEFINED = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
-_ENV_RE = re.compile(r"\{\{['\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*['\"]?\}\}")
-_BASE_VAR_RE = re.compile(r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}")
-
-
-def _substitute_text(text: str, filename: str) -> tuple[str, dict[str, str]]:
-    """mmengine's three text substitutions, in its order; returns the text and base placeholders."""
-    dirname, basename = os.path.split(filename)
-    values = dict(
-        fileDirname=dirname,
-        fileBasename=basename,
-        fileBasenameNoExtension=os.path.splitext(basename)[0],
-        fileExtname=os.path.splitext(filename)[1],
-    )
-    for key in _PREDEFINED:
-        text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", values[key].replace("\\", "/"), text)
-    for var_name, default in _ENV_RE.findall(text):
-        pattern = r"\{\{['\"]?\s*\$" + var_name + r"\s*\:\s*" + default + r"\s*['\"]?\}\}"
-        value = os.environ.get(var_name, default)
-        if not value:
-            raise ConfigError(f"`{var_name}` is not set in the environment and has no default")
-        text = re.sub(pattern, value, text)
-    placeholders: dict[str, str] = {}
-    for base_var in set(_BASE_VAR_RE.findall(text)):
-        randstr = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
-        placeholders[randstr] = base_var
-        text = re.sub(r"\{\{\s*" + BASE_KEY + r"\." + base_var + r"\s*\}\}", f'"{randstr}"', text)
-    return text, placeholders
-
-
-# A line that starts an import or a with statement; without one the tree needs no walk (most configs).
-_IMPORT_OR_WITH = re.compile(r"^[ \t]*(?:import|from|with)\b", re.MULTILINE)
-
-
-def _is_lazy_import(text: str, tree: ast.Module) -> bool:
-    if not _IMPORT_OR_WITH.search(text):
-        return False
-    try:
-        from mmengine.config.utils import _is_builtin_module
-    except ImportError:
-        return False  # mmcv 1.x's Config has no lazy-import configs: it executes imports as written
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == BASE_KEY:
-                return False
-        if isinstance(node, ast.With):
-            return True
-        if isinstance(node, ast.ImportFrom):
-            if node.level != 0:
-                return True
-            if node.module == "mmengine" and [a.name for a in node.names] == ["Config"]:
-                continue
-            if isinstance(node.module, str) and not _is_builtin_module(node.module):
-                return True
-        if isinstance(node, ast.Import):
-            if any(not _is_builtin_module(alias.name) for alias in node.names):
-                return True
-    return False
-
-
-def _base_files(tree: ast.Module) -> list[str]:
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if node.targets[0].id == BASE_KEY:
-                try:
-                    value = ast.literal_eval(node.value)  # nearly always a list of strings
-                except ValueError:
-                    value = eval(compile(ast.Expression(body=node.value), "", "eval"))  # noqa: S307
-                return value if isinstance(value, list) else [value]
-    return []
-
-
-def base_path(spec: str, child: Path) -> tuple[Path, str | None]:
-    """Where a ``_base_`` entry points, and its registry scope for ``pkg::`` entries."""
-    if "::" in spec:
-        try:
-            from mmengine.config import Config
-        except ImportError:
-            raise ConfigError(f"base {spec!r} names a package (`pkg::`), which only mmengine's Config reads",
-                              child) from None
-
-        try:
-            path, scope = Config._get_cfg_path(spec, str(child))
-        except (ModuleNotFoundError, FileNotFoundError, ValueError, AssertionError) as exc:
-            raise ConfigError(f"cannot find base {spec!r}: {exc}", child) from None
-        return Path(path), scope
-    return Path(os.path.normpath(child.parent / spec)), None
-
-
-def _without_base_assignments(tree: ast.Module) -> ast.Module:
-    """The module minus its ``_base_ = ...`` assignments, as mmengine's RemoveAssignFromAST does.
-
-    A new Module over the same statement nodes (compile() does not modify them), so the tree kept
-    for provenance is untouched and nothing is copied; only a nested ``_base_`` assignment (in an
-    ``if``, say) takes the copying transformer.
-    """
-    def is_base(node: ast.AST) -> bool:
-        return isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY
-
-    top = [node for node in tree.body if not is_base(node)]
-    # Only a compound statement (if, for, with, def, ...) can hold a nested assignment statement.
-    simple = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Import, ast.ImportFrom, ast.Pass)
-    if any(is_base(node) for stmt in top if not isinstance(stmt, simple) for node in ast.walk(stmt)):
-        return _RemoveBaseAssign().visit(copy.deepcopy(tree))
-    return ast.Module(body=top, type_ignores=[])
-
-
-class _RemoveBaseAssign(ast.NodeTransformer):
-    def visit_Assign(self, node: ast.Assign) -> ast.Assign | None:
-        if isinstance(node.targets[0], ast.Name) and node.targets[0].id == BASE_KEY:
-            return None
-        return node
-
-
 class Resolver:
     """Resolves configs with a per-file cache; one instance per run (or per worker)."""
 
@@ -244,7 +114,7 @@ class Resolver:
         location = unit.locations.get(key)
         if location is not None and location.how != "computed":
             # Only claim a literal when the literal really is the value mmengine produced there.
-            if not location.matches(_lookup(unit.own, key)):
+            if not location.matches(lookup(unit.own, key)):
                 location = location.as_computed()
         return Origin(owner, location)
 
@@ -276,6 +146,11 @@ class Resolver:
                 raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
             self._parsed[path] = (source, tree)
         return self._parsed[path]
+
+    def digest_read(self, path: Path) -> str | None:
+        """sha256 of the bytes this run parsed ``path`` from; None when it did not parse it."""
+        parsed = self._parsed.get(path)
+        return parsed[0].digest if parsed is not None else None
 
     def read(self, path: Path) -> SourceFile:
         if path in self.overlay:
@@ -319,7 +194,7 @@ class Resolver:
                 "character U+FEFF); save it as UTF-8 without BOM",
                 path,
             )
-        if _is_lazy_import(source.text, original_tree):
+        if is_lazy_import(source.text, original_tree):
             if len(stack) > 1:
                 raise ConfigError("an old-style config cannot name a new-style one (it imports non-standard "
                                   "modules) in _base_; mmengine refuses that too", path)
@@ -334,18 +209,18 @@ class Resolver:
             return self.units[path]
 
         if "{{" in source.text:
-            self.env_used[path] = {name: os.environ.get(name) for name, _ in _ENV_RE.findall(source.text)}
-        text, placeholders = _substitute_text(source.text, str(path))
+            self.env_used[path] = {name: os.environ.get(name) for name in env_vars_read(source.text)}
+        text, placeholders = substitute_text(source.text, str(path))
         try:
             tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
-            base_specs = _base_files(tree)
+            base_specs = base_files(tree)
         except SyntaxError as exc:
             raise ConfigError(f"syntax error after substitution at line {exc.lineno}", path) from None
         except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
             raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
 
         bases, base_scopes, base_units = self._bases(path, base_specs, stack, deps)
-        tree = _without_base_assignments(tree)
+        tree = without_base_assignments(tree)
         # A child that only reads its bases (most) runs on them as they are; every container it
         # keeps is copied by the substitution below, and the merge copies what it changes.
         reads_only = not static_eval.mutates_containers(tree) and not any(base_scopes)
@@ -374,13 +249,13 @@ class Resolver:
         try:
             # Always: besides substituting, it copies every container, which (as in mmengine)
             # separates `test_evaluator = val_evaluator` before the merge pops `_delete_` from one.
-            cfg_dict = _substitute_base_vars(cfg_dict, placeholders, base_cfg)
+            cfg_dict = substitute_base_vars(cfg_dict, placeholders, base_cfg)
         except (KeyError, AttributeError) as exc:
             raise ConfigError(f"{{{{_base_.…}}}} names a key the bases do not have: {exc}", path) from None
         cfg_dict.pop(BASE_KEY, None)
         own = to_plain(cfg_dict)  # a copy: the merge below pops `_delete_` from cfg_dict
         try:
-            merged = _merge_a_into_b(cfg_dict, base_cfg)
+            merged = merge_a_into_b(cfg_dict, base_cfg)
         except TypeError as exc:
             raise ConfigError(str(exc), path) from None
         # Fresh objects (the bases were copied for this file, its own values just executed), so
@@ -511,7 +386,7 @@ def _base_dict(units: list[FileUnit], scopes: list[str | None], path: Path, copi
     fresh copy as mmengine's re-execution gives (child code may mutate it) unless not ``copied``."""
     base_cfg = AttrDict()
     for unit, scope in zip(units, scopes):
-        base_dict = _attr_copy(unit.merged, scope) if copied else unit.merged
+        base_dict = attr_copy(unit.merged, scope) if copied else unit.merged
         duplicates = base_cfg.keys() & base_dict.keys()
         if duplicates:
             raise ConfigError(
@@ -560,94 +435,3 @@ def _time_limit(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-class AttrDict(dict):
-    """What ``_base_`` is inside a config: a dict whose keys read as attributes (``_base_.model``).
-
-    mmengine hands configs a ConfigDict; this plain-dict subclass behaves the same for what configs
-    do with it (read, copy, update) and costs a fraction to build for every child.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(f"'ConfigDict' object has no attribute '{name}'") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def __delattr__(self, name: str) -> None:  # `del _base_.tta_model` drops a key from the bases
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __deepcopy__(self, memo: dict) -> AttrDict:
-        return AttrDict({copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()})
-
-
-def _attr_copy(value: Any, scope: str | None = None, has_scope: bool = True) -> Any:
-    """Copy of plain config data with dicts as AttrDicts; for a ``pkg::`` base, the outermost dicts
-    with a ``type`` get ``_scope_`` as mmengine's ``_dict_to_config_dict`` gives them."""
-    if isinstance(value, dict):
-        out = AttrDict()
-        if has_scope and "type" in value:
-            has_scope = False
-            if scope is not None and value.get("_scope_") is None:
-                out["_scope_"] = scope
-        for k, v in value.items():
-            if k == "_scope_" and k in out:
-                continue
-            out[k] = _attr_copy(v, scope, has_scope)
-        if "_scope_" in out and list(out)[0] == "_scope_" and "_scope_" not in value:
-            # mmengine appends the key after the existing ones.
-            out["_scope_"] = out.pop("_scope_")
-        return out
-    if isinstance(value, list):
-        return [_attr_copy(v, scope, has_scope) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_attr_copy(v, scope, has_scope) for v in value)
-    return value
-
-
-def _merge_a_into_b(a: dict, b: dict) -> dict:
-    """mmengine's ``Config._merge_a_into_b`` (allow_list_keys=False) on plain dicts."""
-    b = dict(b)
-    for k, v in a.items():
-        if isinstance(v, dict):
-            if k in b and not v.pop(DELETE_KEY, False):
-                if not isinstance(b[k], dict):
-                    raise TypeError(
-                        f"{k}={v} in child config cannot inherit from base because {k} is a dict in the "
-                        f"child config but is of type {type(b[k])} in base config. You may set "
-                        f"`{DELETE_KEY}=True` to ignore the base config."
-                    )
-                b[k] = _merge_a_into_b(v, b[k])
-            else:
-                b[k] = v
-        else:
-            b[k] = v
-    return b
-
-
-def _substitute_base_vars(cfg: Any, placeholders: dict[str, str], base_cfg: dict) -> Any:
-    """mmengine's ``Config._substitute_base_vars``: placeholder strings → the base values they name."""
-    if isinstance(cfg, str) and cfg in placeholders:
-        value = base_cfg
-        for part in placeholders[cfg].split("."):
-            value = value[part]
-        return value
-    if isinstance(cfg, dict):
-        return type(cfg)({k: _substitute_base_vars(v, placeholders, base_cfg) for k, v in cfg.items()})
-    if isinstance(cfg, list):
-        return [_substitute_base_vars(v, placeholders, base_cfg) for v in cfg]
-    if isinstance(cfg, tuple):
-        return tuple(_substitute_base_vars(v, placeholders, base_cfg) for v in cfg)
-    return cfg
-
-
-def _lookup(tree: Any, key: Key) -> Any:
-    node = tree
-    for part in key:
-        node = node[part]
-    return node
