@@ -53,7 +53,7 @@ class BenchResult:
 def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
     """The fixed config in an overlay directory, and the modules its fixes touch."""
     from freezefix.api import Session
-    from freezefix.verify.gate import Gate
+    from freezefix.verify.gate import write_overlay
 
     session = Session([config], options)
     result = session.fix(dry_run=True)
@@ -62,7 +62,7 @@ def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
                       for c in f.fix.changes if c.key[:1] == ("model",) and len(c.key) > 1}
                      | {c.key[-1] for f in session.per_config.get(config.resolve(), []) if f.fix
                         for c in f.fix.changes if len(c.key) > 2 and c.key[-2] == "custom_keys"})
-    overlay = Gate(session)._overlay(tmp, {config.resolve(): []}, plan)
+    overlay = write_overlay(session.resolver, tmp, {config.resolve(): []}, plan)
     return overlay[config.resolve()], touched
 
 

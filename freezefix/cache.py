@@ -29,14 +29,15 @@ import hashlib
 import os
 import pickle
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from freezefix.ftypes import Failed, FileOutcome, Skipped
 from freezefix.textio import write_cache_file
 
-_SCHEMA = 2  # bump when Entry changes shape: older files are then simply not found
+_SCHEMA = 3  # bump when Entry changes shape: older files are then simply not found
 _PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
 _ABSENT = None  # digest of a file that does not exist
 
@@ -49,11 +50,7 @@ class Entry:
     deps: tuple[tuple[str, str | None], ...]  # (path, sha256 of its bytes, or None when absent)
     plugins: tuple[tuple[str, str | None], ...]  # plugin code it imports, likewise
     env: tuple[tuple[str, str | None], ...]  # environment variables read by substitution
-    outcome: str  # 'skip' | 'error' | 'fragment' | 'config'
-    message: str | None = None  # skip reason or error message
-    # config only: (finding, file, line, col) in the order the rules returned them
-    findings: list[tuple[Any, str, int, int]] = field(default_factory=list)
-    unjudged: tuple[tuple[str, str], ...] = ()  # config only: (what, why) no rule could judge
+    outcome: FileOutcome  # a Checked config holds its findings placed, in the order the rules returned them
 
 
 def cache_location() -> Path:
@@ -167,7 +164,7 @@ class ResultsCache:
         if any(self.digest(dep) != want for dep, want in (*entry.deps, *entry.plugins)):
             return None
         self.hits += 1
-        if entry.outcome in ("config", "fragment"):
+        if not isinstance(entry.outcome, (Skipped, Failed)):
             self._resolved.update(dep for dep, _ in entry.deps)
         return entry
 

@@ -19,9 +19,10 @@ from typing import Any, Iterable
 
 from freezefix.config.graph import BaseGraph
 from freezefix.config.locate import Key, Location
+from freezefix.config.plain import differing_keys
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.rewrite import AppendAssignment, FileEdit, InsertEntry, RemoveEntry, ReplaceValue, RewriteError, apply_edits
-from freezefix.rules.base import REMOVE, Change
+from freezefix.ftypes import REMOVE, Change
 
 
 
@@ -232,14 +233,14 @@ class Planner:
                 actual = None
             if actual == expected:
                 continue
-            differing = _diff_keys(expected, actual or {})
+            differing = differing_keys(expected, actual or {})
             suspects = [i for i, p in placements.items() if p.file in touched and any(
                 _related(k, change.key) for k in differing for _, change in p.served)]
             if not suspects:
                 # A change far from every planned key (a variable that also feeds `teacher.backbone`):
                 # only the edits to this config's files can have made it.
                 suspects = [i for i, p in placements.items() if p.file in touched]
-            shown = ".".join(differing[0]) if differing and differing[0] else "its values"
+            shown = ".".join(map(str, differing[0])) if differing and differing[0] else "its values"
             for ident in suspects:
                 placement = placements[ident]
                 if any(served == config for served, _ in placement.served):
@@ -295,18 +296,6 @@ def _deepest_prefix(values: Any, key: Key) -> int:
         node = node[part]
         depth += 1
     return depth
-
-
-def _diff_keys(a: Any, b: Any, prefix: Key = ()) -> list[Key]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys: list[Key] = []
-        for k in a.keys() | b.keys():
-            if k not in a or k not in b:
-                keys.append((*prefix, k))
-            else:
-                keys.extend(_diff_keys(a[k], b[k], (*prefix, k)))
-        return keys
-    return [] if a == b else [prefix]
 
 
 def _related(a: Key, b: Key) -> bool:

@@ -192,6 +192,16 @@ class Prober:
             self._saved = len(self._disk)
         return self._disk
 
+    # A forked worker probes into its own copy of the cache; the parent takes what it learnt.
+    def known(self) -> set[str]:
+        return set(self._load_disk())
+
+    def learnt_since(self, known: set[str]) -> dict[str, dict]:
+        return {k: v for k, v in self._load_disk().items() if k not in known}
+
+    def learn(self, entries: dict[str, dict]) -> None:
+        self._load_disk().update(entries)
+
     def save(self) -> None:
         """Write what was learnt since the cache was read or last saved (entries are only added)."""
         path = self._disk_path()

@@ -6,15 +6,12 @@ import difflib
 import os
 from pathlib import Path
 
-from freezefix.api import RunResult
-from freezefix.rules.base import REMOVE
+from freezefix.engine.result import RunResult
+from freezefix.ftypes import REMOVE
+from freezefix.textio import display_path
 
 
-def rel(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+rel = display_path
 
 
 def finding_lines(result: RunResult, show_status: bool = False) -> list[str]:
@@ -195,7 +192,7 @@ def to_sarif(result: RunResult) -> dict:
     index = {}
     for i, (code, rule) in enumerate(sorted(registry.rules.items())):
         index[code] = i
-        doc = (type(rule).__doc__ or "").split("\n", 1)[-1].strip()
+        doc = type(rule).documentation()
         rules.append({
             "id": code,
             "name": rule.name,

@@ -11,6 +11,8 @@ import re
 import tokenize
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
 
 _PATTERN = re.compile(r"#\s*freezefix:\s*ignore(?:\[(?P<codes>[A-Za-z0-9_,\s]+)\])?", re.IGNORECASE)
 
@@ -49,3 +51,13 @@ def suppressions(text: str) -> dict[int, Suppression]:
         parsed = frozenset(c.strip().upper() for c in codes.split(",") if c.strip()) if codes else None
         found[line] = Suppression(line, col + match.start() + 1, parsed)
     return found
+
+
+def silence(reports: Iterable, by_file: dict[Path, dict[int, Suppression]]) -> None:
+    """Mark each report (``.finding.code``, ``.path``, ``.line``) that a suppression on its line
+    covers as ``suppressed``, and the suppression as used for that code."""
+    for report in reports:
+        suppression = by_file.get(report.path, {}).get(report.line)
+        if suppression is not None and suppression.covers(report.finding.code):
+            report.suppressed = True
+            suppression.used.add(report.finding.code)

@@ -133,3 +133,11 @@ def _interrupts_deferred():
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it can be (another drive on Windows: as is)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)

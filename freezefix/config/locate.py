@@ -15,11 +15,10 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
-# A dotted key of a resolved config, e.g. ('model', 'img_backbone', 'frozen_stages').
-# typing.Tuple, not tuple[...]: a module-level alias is evaluated at import, and Python 3.8 has no tuple[...].
-Key = Tuple[str, ...]
+from freezefix.ftypes import Key  # re-exported: the resolver's keys
+
 _NOT_LITERAL = object()
 
 

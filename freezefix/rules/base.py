@@ -7,59 +7,16 @@ files; the planner decides which file owns each key and whether a shared base ma
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import ClassVar, Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.config.locate import Key
+from freezefix.ftypes import REMOVE, Change, Finding, Fix, Key
 
-
-class _Remove:
-    def __repr__(self) -> str:
-        return "REMOVE"
-
-    def __reduce__(self) -> str:
-        return "REMOVE"  # unpickles as the module's singleton, so `value is REMOVE` survives processes
-
-
-REMOVE: Any = _Remove()
-
-
-@dataclass(frozen=True)
-class Change:
-    key: Key  # in the resolved config of the checked file
-    value: Any  # REMOVE deletes the key
-    # The file whose own text must hold the value (FF111 restores settings in the file that lost
-    # them); None lets the planner choose the file that writes the value now.
-    written_in: Path | None = None
-
-    def __hash__(self) -> int:  # values may be dicts (a new custom_keys entry)
-        return hash((self.key, repr(self.value), self.written_in))
-
-
-@dataclass(frozen=True)
-class Fix:
-    changes: tuple[Change, ...]
-    safe: bool
-    why_unsafe: str | None = None
-    # Findings the fix knowingly leaves behind, as (code, module): giving SECOND lr 0 makes its
-    # BatchNorm drift a finding (FF105) that no config setting can fix.  The write gate accepts
-    # these; any other new finding after the rewrite fails it.
-    announces: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass
-class Finding:
-    code: str
-    name: str
-    message: str
-    key: Key  # the key the finding is about (reported where it is written)
-    fix: Fix | None = None
-    module: str | None = None
-    # Where to report it, when that is not where ``key`` is written: FF111's key is the name whose
-    # first binding was dropped, which the resolved config attributes to the live binding.
-    at: tuple[Path, int, int] | None = None
+__all__ = ["REMOVE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry", "run_rules"]
 
 
 @dataclass(frozen=True)
@@ -90,8 +47,30 @@ class Rule:
     VALID: ClassVar[list[Example]] = []
     INVALID: ClassVar[list[Example]] = []
 
+    # The fix in a few words, for the README's rule table (scripts/document_rules.py).
+    fix_summary: ClassVar[str] = "reported"
+
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         raise NotImplementedError
+
+    @classmethod
+    def documentation(cls) -> str:
+        """The docstring below its title line: the What / Why / Example / Fix safety sections."""
+        doc = inspect.cleandoc(cls.__doc__ or "")
+        return doc.split("\n", 1)[1].strip("\n") if "\n" in doc else ""
+
+    @classmethod
+    def sections(cls) -> dict[str, str]:
+        """``documentation`` by heading (a line that is not indented), bodies dedented."""
+        sections: dict[str, list[str]] = {}
+        heading = None
+        for line in cls.documentation().splitlines():
+            if line and not line[0].isspace():
+                heading = line.strip()
+                sections[heading] = []
+            elif heading is not None:
+                sections[heading].append(line)
+        return {h: textwrap.dedent("\n".join(body)).strip() for h, body in sections.items()}
 
     def finding(self, message: str, key: Key, fix: Fix | None = None, module: str | None = None,
                 at: tuple[Path, int, int] | None = None) -> Finding:

@@ -25,9 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freezefix.config.plain import differing_keys
+from freezefix.config.resolve import Resolver
+from freezefix.engine.judge import Judge
+from freezefix.ftypes import REMOVE, Change, Finding
 from freezefix.plan import Plan, apply_change
 from freezefix.verify.answers import AnswerCache, job_key
-from freezefix.rules.base import REMOVE, Change
+from freezefix.verify.worker import jsonable
 
 JOB_TIMEOUT_S = 300.0
 _CRASHED = "crashed on the rewritten config"  # a rule that raised there: the rewrite is refused
@@ -99,26 +103,18 @@ def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float 
     return results
 
 
-def _normalise(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=repr))
-
-
-def _diff(a: Any, b: Any, prefix: tuple = ()) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(a.keys() | b.keys(), key=str):
-            if k not in a or k not in b:
-                out.append(".".join(map(str, (*prefix, k))))
-            else:
-                out.extend(_diff(a[k], b[k], (*prefix, k)))
-        return out
-    return [] if a == b else [".".join(map(str, prefix))]
-
-
 class Gate:
-    def __init__(self, session: Any, device: str = "meta", timeout: float = JOB_TIMEOUT_S, jobs: int | None = None,
-                 started: subprocess.Popen | None = None):
-        self.session = session
+    """Proves a plan on the real model before it is written: each affected config is loaded and
+    built by the installed stack as it is and as rewritten, and judged again by the same rules."""
+
+    def __init__(self, resolver: Resolver, judge: Judge, per_config: dict[Path, list[Finding]], *,
+                 unsafe_fixes: bool = False, cache_dir: Path | None = None, device: str = "meta",
+                 timeout: float = JOB_TIMEOUT_S, jobs: int | None = None, started: subprocess.Popen | None = None):
+        self.resolver = resolver  # the run's: the files as they are on disk
+        self.judge = judge
+        self.per_config = per_config  # config → the findings its check reported (fixes to apply)
+        self.unsafe_fixes = unsafe_fixes
+        self.cache_dir = cache_dir
         self.device = device
         self.timeout = timeout
         self.jobs = jobs
@@ -126,18 +122,18 @@ class Gate:
         self.stats: dict = {"jobs": 0, "builds": 0, "build_seconds": 0.0}
 
     def verify(self, plan: Plan) -> dict[Path, ConfigVerdict]:
-        resolver = self.session.resolver
+        resolver = self.resolver
         edited = set(plan.texts)
         affected: dict[Path, list[Change]] = {}
         served = self._served(plan)
-        for config in self.session.per_config:
+        for config in self.per_config:
             if edited & set(resolver.local_files(config)) or config in served:
                 affected[config] = served.get(config, [])
         if not affected:
             return {}
-        kept = AnswerCache(self.session.options.cache_dir)
+        kept = AnswerCache(self.cache_dir)
         with tempfile.TemporaryDirectory(prefix="freezefix-verify-") as tmp:
-            overlay = self._overlay(Path(tmp), affected, plan)
+            overlay = write_overlay(resolver, Path(tmp), affected, plan)
             per_config = [
                 [{"id": f"{i}:before", "config": str(config), "origin": str(config), "device": self.device},
                  {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device}]
@@ -188,7 +184,7 @@ class Gate:
         from freezefix.cache import plugin_files
         from freezefix.textio import SourceError, read_source
 
-        resolver = self.session.resolver
+        resolver = self.resolver
         config = Path(job["origin"])
         patched = job["config"] != job["origin"]
         deps = resolver.deps.get(config) or {config: None}
@@ -214,50 +210,25 @@ class Gate:
                     served[config].append(change)
         return served
 
-    def _overlay(self, root: Path, affected: dict[Path, list[Change]], plan: Plan) -> dict[Path, Path]:
-        resolver = self.session.resolver
-        files = {f for config in affected for f in resolver.local_files(config)}
-        common = Path(os.path.commonpath([str(f.parent) for f in files]))
-        for file in files:
-            target = root / file.relative_to(common)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = resolver.unit(file).source
-            text = plan.texts[file][1] if file in plan.texts else source.text
-            target.write_bytes(source.encode(text))
-        return {config: root / config.relative_to(common) for config in affected}
-
     def _findings_after(self, plan: Plan, configs: list[Path]) -> dict[Path, list[tuple]]:
-        """Rules on the patched texts (freezefix's own resolver, same probes)."""
-        from freezefix.analysis import ConfigView, config_files
-        from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
-        from freezefix.rules import Options, registry
-        from freezefix.rules.base import run_rules
+        """The rules again on the patched texts (a resolver reading the plan's texts, same probes)."""
+        from freezefix.config.resolve import ConfigError, NotAnalysable
 
         resolver = Resolver(overlay={p: new for p, (_, new) in plan.texts.items()})
-        options = Options(freeze=self.session.options.freeze)
         found: dict[Path, list[tuple]] = {}
-        prober = self.session.prober
         for config in configs:
             try:
-                values = resolver.values(config)
-                view = ConfigView.of(config, values, prober, config_files(resolver, config))
+                checked = self.judge.judge(resolver, config)
             except (ConfigError, NotAnalysable) as exc:
                 found[config] = [("load", str(exc))]
                 continue
+            # A crash refuses this config's rewrite, not the run.
+            found[config] = [(code, f"{_CRASHED}: {why}")
+                             for code, _, why in (crash.partition(" crashed: ") for crash in checked.crashes)]
             # A new finding that apply will fix itself in its next pass (FF103's 5 → 4 can make a
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
-            unsafe_ok = self.session.options.unsafe_fixes
-            rules = [rule for code, rule in sorted(registry.rules.items()) if self.session.options.wants(code)]
-            # The config's plugins, should a fact of the rewritten config not be cached yet.
-            prober.before_building = lambda values=values, config=config: self.session._import_plugins(values, config)
-            try:
-                findings, crashes = run_rules(view, rules, options)
-            finally:
-                prober.before_building = None
-            # A crash refuses this config's rewrite, not the run.
-            found[config] = [(code, f"{_CRASHED}: {why}") for code, why in crashes]
-            found[config].extend((f.code, f.module or ".".join(f.key)) for f in findings
-                                 if f.fix is None or not (f.fix.safe or unsafe_ok))
+            found[config].extend((f.code, f.module or ".".join(f.key)) for f in (p.finding for p in checked.findings)
+                                 if f.fix is None or not (f.fix.safe or self.unsafe_fixes))
         return found
 
     def _judge(self, config: Path, changes: list[Change], before: dict, after: dict, new_findings: list) -> ConfigVerdict:
@@ -273,7 +244,7 @@ class Gate:
         expected = before["values"]
         for change in changes:
             expected = apply_change(expected, change)
-        extra = _diff(_normalise(expected), after["values"])
+        extra = [".".join(map(str, key)) for key in differing_keys(jsonable(expected), after["values"])]
         if extra:
             problems.append(f"the rewritten config resolves differently from the plan at {', '.join(extra[:5])}")
         if before.get("modules") and not after.get("modules"):
@@ -296,10 +267,10 @@ class Gate:
         return verdict
 
     def _announced(self, config: Path) -> set[tuple]:
-        return {a for f in self.session.per_config.get(config, []) if f.fix for a in f.fix.announces}
+        return {a for f in self.per_config.get(config, []) if f.fix for a in f.fix.announces}
 
     def _findings_before(self, config: Path) -> list[tuple]:
-        return [(f.code, f.module or ".".join(f.key)) for f in self.session.per_config.get(config, [])]
+        return [(f.code, f.module or ".".join(f.key)) for f in self.per_config.get(config, [])]
 
     @staticmethod
     def _lr_modules(changes: list[Change]) -> set[str]:
@@ -323,6 +294,20 @@ class Gate:
                     return [f"{name}: after adding custom key {name!r} with lr_mult=0.0 the real optimizer "
                             f"still gives {sum(live.values()):,} params a non-zero lr ({', '.join(live)})"]
         return []
+
+
+def write_overlay(resolver: Resolver, root: Path, affected: dict[Path, list[Change]] | list[Path], plan: Plan) -> dict[Path, Path]:
+    """The files the ``affected`` configs reach, written under ``root`` as the plan leaves them
+    (relative layout kept, so relative ``_base_`` and plugin paths resolve): config → its copy."""
+    files = {f for config in affected for f in resolver.local_files(config)}
+    common = Path(os.path.commonpath([str(f.parent) for f in files]))
+    for file in files:
+        target = root / file.relative_to(common)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = resolver.unit(file).source
+        text = plan.texts[file][1] if file in plan.texts else source.text
+        target.write_bytes(source.encode(text))
+    return {config: root / config.relative_to(common) for config in affected}
 
 
 def _module_summary(name: str, before: dict | None, after: dict) -> str:

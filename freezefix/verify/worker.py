@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from the JSON the worker answers in (tuples as lists, objects as repr)."""
     return json.loads(json.dumps(value, default=repr))
 
 
@@ -101,7 +102,7 @@ def run_job(job: dict, cache: dict) -> dict:
     except Exception as exc:  # noqa: BLE001
         out["error"] = f"{current().name} cannot load it: {type(exc).__name__}: {exc}"
         return out
-    out["values"] = _jsonable(values)
+    out["values"] = jsonable(values)
     notes = import_plugins(values, origin)
     device = _device(job.get("device", "meta"))
     optim = {k: values.get(k) for k in ("optimizer", "optim_wrapper")}

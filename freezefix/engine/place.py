@@ -1,0 +1,63 @@
+"""Stage three: where a finding is reported — the file, line and column that write its key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from freezefix.config.resolve import Resolver
+from freezefix.ftypes import OPEN, Finding, FixStatus, Placed
+
+
+def place(resolver: Resolver, config: Path, finding: Finding) -> Placed:
+    """At ``finding.at`` when the rule chose the place; else where the deepest written prefix of
+    its key is written (a key only a base's dict holds is reported at that dict), else the top
+    of the config."""
+    if finding.at is not None:
+        return Placed(finding, *finding.at)
+    key = finding.key
+    for depth in range(len(key), 0, -1):
+        origin = resolver.origin(config, key[:depth])
+        if origin is not None and origin.location is not None:
+            return Placed(finding, origin.path, origin.location.line, origin.location.col + 1)
+    return Placed(finding, config, 1, 1)
+
+
+@dataclass
+class Reported:
+    """A finding at the place it is written, possibly seen through several configs."""
+
+    finding: Finding
+    path: Path
+    line: int
+    col: int
+    configs: list[Path] = field(default_factory=list)
+    fix_status: FixStatus = OPEN
+    suppressed: bool = False
+
+    @property
+    def status(self) -> str:
+        """The fix status as reports write it: 'open', 'fixed', 'would-fix' or 'skipped: <why>'."""
+        return str(self.fix_status)
+
+    @property
+    def fix_kind(self) -> str | None:
+        fix = self.finding.fix
+        if fix is None:
+            return None
+        return "safe" if fix.safe else "unsafe"
+
+    @property
+    def ident(self) -> tuple:
+        return (self.finding.code, self.path, self.line, self.col)
+
+
+def group(placed_by_config: dict[Path, tuple[Placed, ...]]) -> list[Reported]:
+    """One report per place and rule, whatever the configs that inherit it: a base's trap shows
+    once, with the message of the first config and the others listed."""
+    reported: dict[tuple, Reported] = {}
+    for config, placed in placed_by_config.items():
+        for p in placed:
+            entry = reported.setdefault((p.finding.code, p.file, p.line, p.col), Reported(p.finding, p.file, p.line, p.col))
+            entry.configs.append(config)
+    return list(reported.values())

@@ -1,0 +1,42 @@
+"""Stage four: each file's outcome into the results cache, with what it was computed from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from freezefix.cache import Entry, ResultsCache, cache_key, plugin_files
+from freezefix.config.resolve import Resolver
+from freezefix.ftypes import Checked, FileOutcome
+
+
+def open_results_cache(cache_dir: Path | None, settings: dict) -> ResultsCache | None:
+    """The results cache for a run with ``settings`` (rule selection, freeze policy, prober
+    device: whatever changes findings), or None when there is no cache directory."""
+    return None if cache_dir is None else ResultsCache(cache_dir, cache_key(settings))
+
+
+def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> None:
+    """Store what ``path`` came to with the digests of what it was computed from, as read this run.
+
+    Not stored: an outcome a timeout decided (a busy machine is no verdict on the file), a config
+    whose plugin code cannot be pinned down, and a config whose outcome may change with no file
+    changing (a rule that crashed, a class that did not import)."""
+    deps = list(resolver.deps.get(path) or {path: None})
+    if any(dep in resolver.transient for dep in deps):
+        return
+    plugins: list[Path] = []
+    if isinstance(outcome, Checked):
+        if outcome.crashes or not outcome.lasting:
+            return
+        found = plugin_files(resolver.values(path), path)
+        if found is None:
+            return
+        plugins = found
+
+    def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
+        # The digest of the bytes that were resolved, not of the file now: an edit since then
+        # must invalidate the entry on the next run.
+        return tuple((str(p), resolver.digest_read(p) or cache.digest(str(p))) for p in paths)
+
+    env = sorted({(name, value) for dep in deps for name, value in resolver.env_used.get(dep, {}).items()})
+    cache.store(path, Entry(named, digests(deps), digests(plugins), tuple(env), outcome))
