@@ -245,7 +245,7 @@ def rules(code: str | None) -> None:
     if rule is None:
         raise click.BadParameter(f"no rule {code!r}; `freezefix rules` lists them", param_hint="CODE")
     click.echo(f"{rule.code} {rule.name}\n")
-    click.echo((type(rule).__doc__ or "").split("\n", 1)[1].strip("\n"))
+    click.echo(type(rule).documentation())
 
 
 @main.command()

@@ -48,6 +48,10 @@ class PartialFreezeZeroLr(Rule):
     code = "FF101"
     name = "partial-freeze-zero-lr"
     summary = "lr_mult 0 on a module whose frozen_stages leaves stages trainable"
+    fix_summary = (
+        "`frozen_stages` → the class's full-freeze value (safe if BN behaviour is unchanged and the "
+        "config does not resume)"
+    )
     VALID = [
         Example(_SEED.format(fs=4, lr=0.0)),  # fully frozen: nothing computes gradients
         Example(_SEED.format(fs=3, lr=0.1)),  # fine-tuning layer4 on purpose

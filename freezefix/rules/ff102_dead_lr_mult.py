@@ -42,6 +42,7 @@ class DeadLrMult(Rule):
     code = "FF102"
     name = "dead-lr-mult"
     summary = "lr_mult other than 0 on a module that is fully frozen"
+    fix_summary = "`lr_mult` → 0.0 (safe; none if the key also reaches a module that trains)"
     VALID = [Example(_CFG.format(fs=4, lr=0.0)), Example(_CFG.format(fs=3, lr=0.1))]
     INVALID = [Example(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0))]
 

@@ -36,6 +36,7 @@ class FrozenStagesOutOfRange(Rule):
     code = "FF103"
     name = "frozen-stages-out-of-range"
     summary = "frozen_stages outside the range the class accepts"
+    fix_summary = "clamp to the full-freeze value (safe); below -1 reported only"
     VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=4))]
     INVALID = [Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4)), Example(_CFG.format(fs=-2))]
 

@@ -43,6 +43,7 @@ class UnsupportedFreezeArg(Rule):
     code = "FF104"
     name = "unsupported-freeze-arg"
     summary = "frozen_stages / norm_eval given to a class that rejects or ignores it"
+    fix_summary = "remove it, add `lr_mult=0.0` (unsafe: gradients are still computed)"
     VALID = [Example(_CFG.format(extra="", paramwise=""))]
     INVALID = [
         Example(

@@ -43,6 +43,7 @@ class BnStatsDrift(Rule):
     code = "FF105"
     name = "bn-stats-drift"
     summary = "a module meant frozen still updates BatchNorm statistics"
+    fix_summary = "`norm_eval=True` where the class has it (unsafe)"
     VALID = [
         Example(_CFG.format(fs=-1, ne=True)),
         Example(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval

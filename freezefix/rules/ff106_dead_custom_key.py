@@ -70,6 +70,7 @@ class DeadCustomKey(Rule):
     code = "FF106"
     name = "dead-custom-key"
     summary = "a custom_keys entry matches no parameter of the model"
+    fix_summary = "rename to the one close module path (difflib; unsafe)"
     VALID = [Example(_CFG.format(key="neck")), Example(_CFG.format(key="neck.lateral_convs")),
              # not built either, and nothing close to a module name: it may be the detector's own
              Example(_DETECTOR_UNBUILT.format(key="query_embedding"))]

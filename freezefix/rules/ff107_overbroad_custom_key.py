@@ -41,6 +41,7 @@ class OverbroadCustomKey(Rule):
     code = "FF107"
     name = "overbroad-custom-key"
     summary = "a custom key reaches several top-level modules, or is shadowed by longer keys"
+    fix_summary = "reported (suggests `'img_backbone.'`)"
     VALID = [
         Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0)}")),
         Example(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name

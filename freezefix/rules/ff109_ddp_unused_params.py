@@ -55,6 +55,11 @@ class DdpUnusedParams(Rule):
     code = "FF109"
     name = "ddp-unused-params"
     summary = "frozen only in train(): DDP waits for gradients that never come"
+    fix_summary = (
+        "`find_unused_parameters = True`, where mmengine's Runner reads it (safe); where a module that "
+        "trains checkpoints (`with_cp=True`), DDP's `static_graph=True` in `model_wrapper_cfg` instead "
+        "(unsafe; none under mmcv 1.x)"
+    )
     VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=2) + "find_unused_parameters = True\n"),
              Example(_CHECKPOINTED + _STATIC_GRAPH)]
     INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n"),

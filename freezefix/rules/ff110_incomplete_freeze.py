@@ -44,6 +44,10 @@ class IncompleteFreeze(Rule):
     code = "FF110"
     name = "incomplete-freeze"
     summary = "a module meant frozen is not fully frozen (policy), or is fed by a module that trains"
+    fix_summary = (
+        "full `frozen_stages`, `norm_eval=True`, add missing `custom_keys` (creating `paramwise_cfg` "
+        "under `optim_wrapper=` or mmcv 1.x `optimizer=`)"
+    )
     VALID = [
         Example(_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",)),
         Example(_CFG.format(fs=1, paramwise="")),  # no policy, no lr 0: ordinary fine-tuning

@@ -70,6 +70,7 @@ class OverwrittenAssignment(Rule):
     code = "FF111"
     name = "overwritten-assignment"
     summary = "a dict bound twice in one file: the first binding's settings are dropped"
+    fix_summary = "merge the lost entries into the live (last) dict, in that file (unsafe: they start to apply)"
     VALID = [
         Example(_MODEL.format(fs="") + "model['backbone'].update(frozen_stages=4)\n"),
         Example(_FREEZE.format(fs=4) + "model = dict(**model, type='RetinaNet')\n"),

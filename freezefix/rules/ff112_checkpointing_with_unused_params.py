@@ -49,6 +49,7 @@ class CheckpointingWithUnusedParams(Rule):
     code = "FF112"
     name = "checkpointing-with-unused-params"
     summary = "with_cp=True on a module that trains, under find_unused_parameters=True: DDP stops"
+    fix_summary = "reported, suggesting `static_graph=True` or `with_cp=False`"
     VALID = [
         Example(_CFG.format(fs=1, cp=False) + "find_unused_parameters = True\n"),
         Example(_CFG.format(fs=2, cp=True) + "find_unused_parameters = True\n"),  # nothing left to train

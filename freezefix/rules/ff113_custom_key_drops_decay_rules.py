@@ -57,6 +57,7 @@ class CustomKeyDropsDecayRules(Rule):
     code = "FF113"
     name = "custom-key-drops-decay-rules"
     summary = "a custom key silently switches off norm/bias/dwconv decay and lr rules for what it matches"
+    fix_summary = "reported (restate the multiplier in the key, or add longer keys)"
     VALID = [
         Example(_CFG.format(fs=-1, rules="", key="lr_mult=0.1")),
         Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.0")),  # lr 0: nothing moves

@@ -63,6 +63,10 @@ class IgnoredSetting(Rule):
     code = "FF114"
     name = "ignored-setting"
     summary = "a setting the installed stack never reads (optimizer= beside optim_wrapper, ...)"
+    fix_summary = (
+        "`find_unused_parameters` into `model_wrapper_cfg` (safe); `paramwise_cfg` into `optim_wrapper` "
+        "when it has none (unsafe); the rest reported"
+    )
     VALID = [
         Example(_MODEL + _WRAPPER.format(extra=", " + _PARAMWISE)),
         # the top-level optimizer feeds optim_wrapper: it is read, through the variable
