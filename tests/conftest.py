@@ -14,6 +14,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test needs torch and an OpenMMLab stack unless its module says ``NEEDS_STACK = False``:
+    such tests carry the ``stack`` marker (``-m "not stack"`` selects the others) and, in a Python
+    without a stack, are skipped with the reason instead of failing on an import."""
+    from freezefix.stacks import missing
+
+    absent = missing()
+    for item in items:
+        if getattr(item.module, "NEEDS_STACK", True):
+            item.add_marker(pytest.mark.stack)
+            if absent:
+                item.add_marker(pytest.mark.skip(reason=f"needs a stack: {absent}"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_probe_cache(tmp_path_factory, monkeypatch):
     # One probe cache per test session: tests must not depend on a user's cache, nor write to it.

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import freezefix
 
+NEEDS_STACK = False  # runs in the lane without torch or OpenMMLab too
+
 ROOT = Path(freezefix.__file__).parent
 
 
@@ -84,3 +86,50 @@ def test_the_graph_sees_imports_inside_functions():
     # models.build imports nothing of probe; the prober imports models.build inside a method.
     assert "freezefix.models" in graph["freezefix.probe"]
     assert "freezefix.classes" in graph["freezefix.models"]
+
+
+# Layers, lowest first: a module imports modules of its own layer or of the layers below, never
+# above (the longest matching name decides a module's layer).
+LAYERS = [
+    # shared types and plain helpers that know nothing of configs, models or rules
+    ["freezefix.ftypes", "freezefix.textio", "freezefix.settings", "freezefix.suppress", "freezefix.discover",
+     "freezefix.config.plain", "freezefix.config.errors", "freezefix.config.static_eval", "freezefix.stacks.common",
+     "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report"],
+    # reading configs as mmengine / mmcv would, and the installed stack's registries
+    ["freezefix.config", "freezefix.stacks", "freezefix.classes"],
+    # facts about classes and models; the results cache; planning and rewriting files
+    ["freezefix.models", "freezefix.probe", "freezefix.cache", "freezefix.analysis", "freezefix.rewrite",
+     "freezefix.plan"],
+    ["freezefix.rules"],
+    # the stages of a run, and the worker the write gate talks to
+    ["freezefix.engine", "freezefix.verify.answers", "freezefix.verify.worker"],
+    ["freezefix.verify.gate", "freezefix.engine.fix"],
+    ["freezefix.api"],
+    # what users run: the CLI, its reports and commands, the training hooks
+    ["freezefix", "freezefix.__main__", "freezefix.cli", "freezefix.report", "freezefix.explain", "freezefix.bench",
+     "freezefix.doctor", "freezefix.hooks"],
+]
+
+
+def layer_of(module: str) -> int:
+    matches = [(len(prefix), level) for level, prefixes in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or module.startswith(prefix + ".")]
+    assert matches, f"{module} is in no layer: add it to LAYERS"
+    return max(matches)[1]
+
+
+def test_layers_import_downward_only():
+    graph = import_graph()
+    upward = [f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+              for module, targets in sorted(graph.items()) for target in sorted(targets)
+              if layer_of(target) > layer_of(module)]
+    assert upward == []
+
+
+def test_the_shared_types_import_nothing_of_freezefix():
+    assert import_graph()["freezefix.ftypes"] == set()
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("freezefix.engine.fix") > layer_of("freezefix.engine.judge") > layer_of("freezefix.rules.base")
+    assert layer_of("freezefix.plan") < layer_of("freezefix.rules.ff101_partial_freeze_zero_lr")

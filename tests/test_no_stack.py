@@ -13,6 +13,8 @@ from freezefix.stacks import missing
 
 from .conftest import FIXTURES
 
+NEEDS_STACK = False  # runs in the lane without torch or OpenMMLab too
+
 needs_no_stack = pytest.mark.skipif(missing() is None, reason="an OpenMMLab stack is installed here")
 
 CONFIG = str(FIXTURES / "seed_cmt/configs/cmt/cmt_voxel0075_r50_finetune.py")

@@ -17,6 +17,8 @@ from freezefix.stacks import missing
 
 from .conftest import FIXTURES
 
+NEEDS_STACK = False  # runs in the lane without torch or OpenMMLab too
+
 RESOLVE = FIXTURES / "resolve"
 needs_stack = pytest.mark.skipif(missing() is not None, reason="no OpenMMLab stack to compare with")
 # `pkg::` bases and read_base() configs are mmengine's alone.

@@ -9,6 +9,8 @@ import pytest
 from freezefix.config import static_eval
 from freezefix.config.resolve import AttrDict, ConfigError, Resolver
 
+NEEDS_STACK = False  # runs in the lane without torch or OpenMMLab too
+
 RUN_LIKE_EXEC = [
     "a = 1\nb = a * 2 + 3 ** 2 - 7 // 2 % 3\nc = -b\nd = not c\n",
     "model = dict(type='ResNet', depth=50, frozen_stages=3, norm_cfg=dict(type='BN', requires_grad=True))\n",
