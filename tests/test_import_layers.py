@@ -19,6 +19,11 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _names_type_checking(test: ast.expr) -> bool:
+    return any(getattr(n, "id", None) == "TYPE_CHECKING" or getattr(n, "attr", None) == "TYPE_CHECKING"
+               for n in ast.walk(test))
+
+
 def import_graph() -> dict[str, set[str]]:
     """module → the freezefix modules it imports anywhere in its code (type-checking blocks aside)."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
@@ -27,7 +32,7 @@ def import_graph() -> dict[str, set[str]]:
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text(encoding="utf-8"))
         checking_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                         and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+                         and _names_type_checking(node.test) for n in ast.walk(node)}
         for node in ast.walk(tree):
             if id(node) in checking_only:
                 continue
