@@ -152,15 +152,63 @@ def _clean_kwargs(cfg: dict) -> dict:
     return kwargs
 
 
+class FactsFile:
+    """The probe cache on disk: what was learnt about classes, one JSON file per set of package
+    versions (and freezefix source), so an upgrade never reads stale facts.  Read on first use;
+    entries are only ever added."""
+
+    def __init__(self, cache_dir: Path | None):
+        self.cache_dir = cache_dir
+        self._entries: dict[str, dict] | None = None
+        self._saved = 0  # entries the file on disk holds
+
+    def _path(self) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        # freezefix's own source too: a probe that failed through freezefix's fault must not outlive the fix.
+        versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA, "freezefix-source": freezefix_source_digest()}
+        tag = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
+        return self.cache_dir / f"probe-{tag}.json"
+
+    @property
+    def entries(self) -> dict[str, dict]:
+        if self._entries is None:
+            self._entries = {}
+            path = self._path()
+            if path and path.exists():
+                try:
+                    self._entries = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    self._entries = {}
+            self._saved = len(self._entries)
+        return self._entries
+
+    # A forked worker probes into its own copy of the cache; the parent takes what it learnt.
+    def known(self) -> set[str]:
+        return set(self.entries)
+
+    def learnt_since(self, known: set[str]) -> dict[str, dict]:
+        return {k: v for k, v in self.entries.items() if k not in known}
+
+    def learn(self, entries: dict[str, dict]) -> None:
+        self.entries.update(entries)
+
+    def save(self) -> None:
+        """Write what was learnt since the cache was read or last saved."""
+        path = self._path()
+        if path is None or self._entries is None or len(self._entries) == self._saved:
+            return
+        write_cache_file(path, json.dumps(self._entries).encode())
+        self._saved = len(self._entries)
+
+
 class Prober:
     """Probes classes once per (type, arguments); thread-unsafe, one per process."""
 
     def __init__(self, cache_dir: Path | None = None, device: str = "meta"):
         self.device = device
         self.memory: dict[str, ClassFacts] = {}
-        self.cache_dir = cache_dir
-        self._disk: dict[str, dict] | None = None
-        self._saved = 0  # entries the file on disk holds
+        self.file = FactsFile(cache_dir)
         # Called once before the first build a cache miss needs (then cleared): what must be
         # imported for the classes to be found, such as a config's plugins.  Nothing heavy is
         # imported while every fact comes from the cache.
@@ -171,44 +219,8 @@ class Prober:
         if prepare is not None:
             prepare()
 
-    # Disk cache: one JSON file per package-version set, so an upgrade never reads stale facts.
-    def _disk_path(self) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        # freezefix's own source too: a probe that failed through freezefix's fault must not outlive the fix.
-        versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA, "freezefix-source": freezefix_source_digest()}
-        tag = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
-        return self.cache_dir / f"probe-{tag}.json"
-
-    def _load_disk(self) -> dict[str, dict]:
-        if self._disk is None:
-            self._disk = {}
-            path = self._disk_path()
-            if path and path.exists():
-                try:
-                    self._disk = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    self._disk = {}
-            self._saved = len(self._disk)
-        return self._disk
-
-    # A forked worker probes into its own copy of the cache; the parent takes what it learnt.
-    def known(self) -> set[str]:
-        return set(self._load_disk())
-
-    def learnt_since(self, known: set[str]) -> dict[str, dict]:
-        return {k: v for k, v in self._load_disk().items() if k not in known}
-
-    def learn(self, entries: dict[str, dict]) -> None:
-        self._load_disk().update(entries)
-
     def save(self) -> None:
-        """Write what was learnt since the cache was read or last saved (entries are only added)."""
-        path = self._disk_path()
-        if path is None or self._disk is None or len(self._disk) == self._saved:
-            return
-        write_cache_file(path, json.dumps(self._disk).encode())
-        self._saved = len(self._disk)
+        self.file.save()
 
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
         type_name = module_cfg.get("type")
@@ -219,7 +231,7 @@ class Prober:
         key = json.dumps([type_name, scope_hint, repr(sorted(kwargs.items())), scan, self.device])
         if key in self.memory:
             return self.memory[key]
-        disk = self._load_disk()
+        disk = self.file.entries
         facts = _facts_from_json(disk[key]) if key in disk else None
         if facts is None:
             self._prepare_to_build()
@@ -235,7 +247,7 @@ class Prober:
     def remembered(self, key: list, compute):
         """``compute()`` once per key and package versions (JSON-able results), kept in the disk cache."""
         text = json.dumps(["memo", *key], default=repr)
-        disk = self._load_disk()
+        disk = self.file.entries
         if text not in disk:
             self._prepare_to_build()
             disk[text] = compute()
@@ -284,7 +296,7 @@ class Prober:
             ["model", repr(values.get("model")), values.get("default_scope"), values.get("plugin_dir"),
              repr(values.get("custom_imports")), self.device]
         )
-        disk = self._load_disk()
+        disk = self.file.entries
         if key in disk:
             try:
                 return ModelFacts(**disk[key])

@@ -112,7 +112,7 @@ class Judge:
         judged: dict[Path, Checked] = {}
         for chunk_judged, probe_entries in answers:
             judged.update(chunk_judged)
-            self.prober.learn(probe_entries)  # what the children probed, for the cache
+            self.prober.file.learn(probe_entries)  # what the children probed, for the cache
         return {path: judged[path] for path in paths}
 
 
@@ -131,6 +131,6 @@ def _judge_in_child(chunk: list[Path]) -> tuple[dict[Path, Checked], dict[str, d
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)  # no OpenMP region in a forked child
     judge, resolver = _FORKED
-    known = judge.prober.known()
+    known = judge.prober.file.known()
     judged = {path: judge.judge(resolver, path) for path in chunk}
-    return judged, judge.prober.learnt_since(known)
+    return judged, judge.prober.file.learnt_since(known)

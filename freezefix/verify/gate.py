@@ -21,31 +21,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.config.plain import differing_keys
 from freezefix.config.resolve import Resolver
 from freezefix.engine.judge import Judge
-from freezefix.ftypes import REMOVE, Change, Finding
-from freezefix.plan import Plan, apply_change
+from freezefix.ftypes import Change, Finding
+from freezefix.plan import Plan
 from freezefix.verify.answers import AnswerCache, job_key
-from freezefix.verify.worker import jsonable
+from freezefix.verify.verdict import CRASHED, ConfigVerdict, judge_rewrite
 
 JOB_TIMEOUT_S = 300.0
-_CRASHED = "crashed on the rewritten config"  # a rule that raised there: the rewrite is refused
-
-
-@dataclass
-class ConfigVerdict:
-    config: Path
-    ok: bool
-    problems: list[str] = field(default_factory=list)
-    summary: list[str] = field(default_factory=list)  # per module: what changed on the real model
-    level: str = "model"
-    device: str = "meta"
-    notes: list[str] = field(default_factory=list)
 
 
 def start_worker() -> subprocess.Popen:
@@ -153,9 +139,11 @@ class Gate:
         after_findings = self._findings_after(plan, list(affected))
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):
-            verdicts[config] = self._judge(
-                config, changes, answers[f"{i}:before"], answers[f"{i}:after"], after_findings.get(config, [])
-            )
+            findings = self.per_config.get(config, [])
+            accepted = {(f.code, f.module or ".".join(f.key)) for f in findings}
+            accepted |= {a for f in findings if f.fix for a in f.fix.announces}
+            verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
+                                             after_findings.get(config, []), accepted, self.device)
         return verdicts
 
     def _run(self, per_config: list[list[dict]]) -> dict:
@@ -223,78 +211,13 @@ class Gate:
                 found[config] = [("load", str(exc))]
                 continue
             # A crash refuses this config's rewrite, not the run.
-            found[config] = [(code, f"{_CRASHED}: {why}")
+            found[config] = [(code, f"{CRASHED}: {why}")
                              for code, _, why in (crash.partition(" crashed: ") for crash in checked.crashes)]
             # A new finding that apply will fix itself in its next pass (FF103's 5 → 4 can make a
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
             found[config].extend((f.code, f.module or ".".join(f.key)) for f in (p.finding for p in checked.findings)
                                  if f.fix is None or not (f.fix.safe or self.unsafe_fixes))
         return found
-
-    def _judge(self, config: Path, changes: list[Change], before: dict, after: dict, new_findings: list) -> ConfigVerdict:
-        verdict = ConfigVerdict(config, ok=True, level=after.get("level", "model"), device=after.get("device", self.device))
-        verdict.notes = list(after.get("notes", []))
-        problems = verdict.problems
-        if "values" not in before or "values" not in after:
-            # The worker's error already names the stack ("mmcv1 cannot load it: ...").
-            problems.append(f"the {'patched' if 'values' in before else 'original'} config does not load: "
-                            f"{after.get('error') or before.get('error')}")
-            verdict.ok = False
-            return verdict
-        expected = before["values"]
-        for change in changes:
-            expected = apply_change(expected, change)
-        extra = [".".join(map(str, key)) for key in differing_keys(jsonable(expected), after["values"])]
-        if extra:
-            problems.append(f"the rewritten config resolves differently from the plan at {', '.join(extra[:5])}")
-        if before.get("modules") and not after.get("modules"):
-            problems.append(f"the original model builds but the rewritten one does not: {after.get('error')}")
-        if not before.get("modules") and after.get("modules"):
-            verdict.summary.append(f"the original model fails to build ({before.get('error')}); the rewritten one builds")
-        modules_before, modules_after = before.get("modules", {}), after.get("modules", {})
-        for change in changes:
-            problems.extend(self._postcondition(change, modules_after))
-        old = set(self._findings_before(config)) | self._announced(config)
-        for code, where in new_findings:
-            if where.startswith(_CRASHED):
-                problems.append(f"{code} {where}")
-            elif (code, where) not in old:
-                problems.append(f"the rewrite makes a new {code} finding appear ({where})")
-        for name in sorted({c.key[1] for c in changes if c.key[:1] == ("model",)} | self._lr_modules(changes)):
-            if name in modules_after:
-                verdict.summary.append(_module_summary(name, modules_before.get(name), modules_after[name]))
-        verdict.ok = not problems
-        return verdict
-
-    def _announced(self, config: Path) -> set[tuple]:
-        return {a for f in self.per_config.get(config, []) if f.fix for a in f.fix.announces}
-
-    def _findings_before(self, config: Path) -> list[tuple]:
-        return [(f.code, f.module or ".".join(f.key)) for f in self.per_config.get(config, [])]
-
-    @staticmethod
-    def _lr_modules(changes: list[Change]) -> set[str]:
-        return {c.key[-1] for c in changes if len(c.key) >= 4 and c.key[-2] == "custom_keys" and c.value is not REMOVE}
-
-    @staticmethod
-    def _postcondition(change: Change, modules: dict) -> list[str]:
-        key = change.key
-        if key[:1] == ("model",) and len(key) == 3 and key[1] in modules:
-            stats = modules[key[1]]
-            if key[2] == "frozen_stages" and change.value is not REMOVE and stats["trainable_zero_lr"]:
-                return [f"{key[1]}: with frozen_stages={change.value}, {stats['trainable_zero_lr']:,} params "
-                        "still train with lr 0 on the real model"]
-            if key[2] == "norm_eval" and change.value is True and stats["bn_training"]:
-                return [f"{key[1]}: with norm_eval=True, {stats['bn_training']} BatchNorm layers still train"]
-        if len(key) >= 4 and key[-2] == "custom_keys" and isinstance(change.value, dict):
-            name = key[-1]
-            if change.value.get("lr_mult") == 0.0 and name in modules:
-                live = {lr: n for lr, n in modules[name]["lr"].items() if lr not in ("0.0", "not in optimizer")}
-                if live:
-                    return [f"{name}: after adding custom key {name!r} with lr_mult=0.0 the real optimizer "
-                            f"still gives {sum(live.values()):,} params a non-zero lr ({', '.join(live)})"]
-        return []
-
 
 def write_overlay(resolver: Resolver, root: Path, affected: dict[Path, list[Change]] | list[Path], plan: Plan) -> dict[Path, Path]:
     """The files the ``affected`` configs reach, written under ``root`` as the plan leaves them
@@ -308,25 +231,3 @@ def write_overlay(resolver: Resolver, root: Path, affected: dict[Path, list[Chan
         text = plan.texts[file][1] if file in plan.texts else source.text
         target.write_bytes(source.encode(text))
     return {config: root / config.relative_to(common) for config in affected}
-
-
-def _module_summary(name: str, before: dict | None, after: dict) -> str:
-    def stages(stats: dict) -> str:
-        names = [c for c, s in stats.get("children", {}).items() if s["trainable_train"]]
-        return f" in {', '.join(names[:4])}{' …' if len(names) > 4 else ''}" if names else ""
-
-    if before is None:
-        return (f"{name} ({after['class']}): could not be built before the rewrite; now "
-                f"{after['trainable_train']:,} trainable params{stages(after)}, "
-                f"BN eval {after['bn_total'] - after['bn_training']}/{after['bn_total']}")
-    bn_eval_before = before["bn_total"] - before["bn_training"]
-    bn_eval_after = after["bn_total"] - after["bn_training"]
-    lr0_before = before["lr"].get("0.0", 0) + before["lr"].get("not in optimizer", 0)
-    lr0_after = after["lr"].get("0.0", 0) + after["lr"].get("not in optimizer", 0)
-    text = (f"{name} ({after['class']}): {before['trainable_train']:,} trainable params{stages(before)} → "
-            f"{after['trainable_train']:,}; BN eval {bn_eval_before}/{before['bn_total']} → "
-            f"{bn_eval_after}/{after['bn_total']}")
-    if lr0_before != lr0_after:
-        text += f"; trainable params at lr 0 or left out of the optimizer {lr0_before:,} → {lr0_after:,}"
-    return text
-
