@@ -189,9 +189,9 @@ def test_new_style_config_with_a_missing_base_is_an_error_and_plugin_code_is_ski
 
 
 def test_a_config_that_loops_is_stopped_with_an_error(tmp_path, monkeypatch):
-    import freezefix.config.resolve as resolve
+    import freezefix.config.execution as execution
 
-    monkeypatch.setattr(resolve, "EXEC_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(execution, "EXEC_TIMEOUT_S", 0.5)
     (tmp_path / "loop.py").write_text("x = 0\nfor i in iter(int, 1):\n    x += 1\n")
     (tmp_path / "ok.py").write_text("model = dict(a=1)\n")
     resolver = Resolver()
