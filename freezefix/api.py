@@ -12,6 +12,7 @@ import gc
 import os
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from freezefix.config.resolve import Resolver
 from freezefix.discover import discover
@@ -191,9 +192,25 @@ def apply_until_stable(paths: list[Path], options: RunOptions, dry_run: bool = F
     return result
 
 
-def check_paths(paths: list[Path], options: RunOptions | None = None) -> RunResult:
-    return Session(paths, options or RunOptions()).check()
+def check_paths(paths: list[Path], options: RunOptions | None = None, progress: Progress | None = None) -> RunResult:
+    """Check ``paths`` (config files, directories of them).  Per-file problems are in the result,
+    never raised; ``progress(n, total)`` is called as files are done (a progress bar, say)."""
+    session = Session(paths, options or RunOptions())
+    return session.check(_counting(progress, len(session.discovery.files)))
 
 
-def fix_paths(paths: list[Path], options: RunOptions | None = None, dry_run: bool = False) -> RunResult:
-    return apply_until_stable(paths, options or RunOptions(), dry_run)
+def fix_paths(paths: list[Path], options: RunOptions | None = None, dry_run: bool = False,
+              progress: Progress | None = None, on_written: Callable[[Path, int], None] | None = None) -> RunResult:
+    """Check ``paths`` and apply the fixes (after proving them, unless ``options.verify`` is off), in
+    passes until nothing more is fixed; ``dry_run`` plans them and writes nothing.
+    ``on_written(path, n)`` is called as each file is replaced (``n``: configs inheriting it)."""
+    first = Session(paths, options or RunOptions())
+    return apply_until_stable(paths, first.options, dry_run, _counting(progress, len(first.discovery.files)),
+                              on_written, first)
+
+
+Progress = Callable[[int, int], None]  # (files just done, files in the run)
+
+
+def _counting(progress: Progress | None, total: int) -> Callable[[int], None] | None:
+    return None if progress is None else (lambda n: progress(n, total))

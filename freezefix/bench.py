@@ -52,17 +52,17 @@ class BenchResult:
 
 def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
     """The fixed config in an overlay directory, and the modules its fixes touch."""
-    from freezefix.api import Session
+    from freezefix.api import fix_paths
+    from freezefix.config.resolve import Resolver
     from freezefix.verify.gate import write_overlay
 
-    session = Session([config], options)
-    result = session.fix(dry_run=True)
-    plan = result.plan
-    touched = sorted({c.key[1] for f in session.per_config.get(config.resolve(), []) if f.fix
-                      for c in f.fix.changes if c.key[:1] == ("model",) and len(c.key) > 1}
-                     | {c.key[-1] for f in session.per_config.get(config.resolve(), []) if f.fix
-                        for c in f.fix.changes if len(c.key) > 2 and c.key[-2] == "custom_keys"})
-    overlay = write_overlay(session.resolver, tmp, {config.resolve(): []}, plan)
+    result = fix_paths([config], options, dry_run=True)
+    fixes = [r.finding.fix for r in result.findings if r.finding.fix and r.status == "would-fix"]
+    changes = [c for fix in fixes for c in fix.changes]
+    touched = sorted({c.key[1] for c in changes if c.key[:1] == ("model",) and len(c.key) > 1}
+                     | {c.key[-1] for c in changes if len(c.key) > 2 and c.key[-2] == "custom_keys"})
+    # A fresh resolver reads the files as they are on disk; the overlay takes the plan's texts.
+    overlay = write_overlay(Resolver(), tmp, [config.resolve()], result.plan)
     return overlay[config.resolve()], touched
 
 

@@ -8,13 +8,13 @@ import os
 import sys
 import time
 import warnings
-from contextlib import contextmanager
+from typing import Any
 from pathlib import Path
 
 import click
 
 from freezefix import report
-from freezefix.api import RunOptions, RunResult, Session, apply_until_stable
+from freezefix.api import RunOptions, RunResult, check_paths, fix_paths
 from freezefix.cache import cache_dir
 from freezefix.settings import SettingsError, load_settings
 from freezefix.stacks import missing as missing_stack
@@ -86,19 +86,34 @@ def common_options(func):
     return func
 
 
-@contextmanager
-def _progress(total: int, enabled: bool):
-    """A rich progress bar on stderr for long runs on a terminal; a no-op otherwise."""
-    if not enabled or total < 50 or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+class _Bar:
+    """A rich progress bar on stderr, shown from the first report of a long run on a terminal."""
 
-    with Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("configs", total=total)
-        yield lambda n: bar.advance(task, n)
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if not self.enabled or total < 50 or not sys.stderr.isatty():
+                self.enabled = False
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("configs", total=total)
+        self.bar.advance(self.task, done)
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _emit(result: RunResult, fmt: str, output_file: Path | None, command: str, elapsed: float,
@@ -115,13 +130,6 @@ def _emit(result: RunResult, fmt: str, output_file: Path | None, command: str, e
         output_file.write_text(body, encoding="utf-8")
     else:
         sys.stdout.write(body)
-
-
-def _run(session: Session, runner, no_progress: bool) -> tuple[RunResult, float]:
-    start = time.perf_counter()
-    with _progress(len(session.discovery.files), not no_progress) as advance:
-        result = runner(advance)
-    return result, time.perf_counter() - start
 
 
 def entry_point() -> None:
@@ -156,8 +164,11 @@ def main() -> None:
                    "cached per package versions; FREEZEFIX_NO_CACHE=1 turns off both).")
 def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, no_cache) -> None:
     """Report inconsistent freeze settings (exit 1 if any, 2 on errors)."""
-    session = Session(list(paths), _options(paths, select, ignore, freeze, jobs=jobs, results_cache=not no_cache))
-    result, elapsed = _run(session, session.check, no_progress)
+    start = time.perf_counter()
+    with _Bar(not no_progress) as bar:
+        result = check_paths(list(paths), _options(paths, select, ignore, freeze, jobs=jobs,
+                                                   results_cache=not no_cache), bar)
+    elapsed = time.perf_counter() - start
     _emit(result, fmt, output_file, "check", elapsed, report.finding_lines(result))
     if fmt == "text":
         for line in report.error_lines(result) + report.unjudged_lines(result):
@@ -185,9 +196,8 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
         click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
 
     start = time.perf_counter()
-    first = Session(list(paths), options)  # its discovery sizes the progress bar and serves pass one
-    with _progress(len(first.discovery.files), not no_progress) as advance:
-        result = apply_until_stable(list(paths), options, dry_run, advance, written, first)
+    with _Bar(not no_progress) as bar:
+        result = fix_paths(list(paths), options, dry_run, bar, written)
     elapsed = time.perf_counter() - start
     for line in report.verification_lines(result):
         click.echo(line, err=True)

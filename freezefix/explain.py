@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.analysis import ConfigView
-from freezefix.api import RunOptions, Session
+from freezefix.api import RunOptions, check_paths
+from freezefix.config.resolve import Resolver
+from freezefix.ftypes import Checked
+from freezefix.probe import Prober
 from freezefix.stacks import current
 from freezefix.verify.gate import run_worker
 
@@ -55,18 +58,19 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     if optimizer_log and current().no_optimizer_log:
         out.error = current().no_optimizer_log
         return out
-    session = Session([config], options)
-    result = session.check()
+    result = check_paths([config], options)
     if result.errors:
         out.error = "; ".join(message for _, message in result.errors)
         return out
-    if path not in session.per_config:
+    if not isinstance(result.outcomes.get(path), Checked):
         out.error = "not a config freezefix checks (a _base_ fragment, or skipped: " + \
             "; ".join(why for _, why in result.skipped) + ")"
         return out
     job = {"id": 0, "config": str(path), "origin": str(path), "device": options.device, "optimizer_log": optimizer_log}
     answer = run_worker([job])[0]
-    view = ConfigView.of(path, session.resolver.values(path), session.prober)
+    # The check's class facts are in the probe cache: reading them again costs no build.
+    view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir,
+                                                               device="cpu" if options.device == "cpu" else "meta"))
     out.level, out.device = answer.get("level", "model"), answer.get("device", options.device)
     out.base_lr = answer.get("base_lr")
     out.stack = answer.get("stack")
@@ -85,7 +89,7 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
         if out.optimizer_log is None:  # the optimizer could not be built: its note says why
             out.error = "; ".join(out.notes) or "the optimizer could not be built"
     findings_by_module: dict[str, list[str]] = {}
-    for finding in session.per_config.get(path, []):
+    for finding in (r.finding for r in result.findings if path in r.configs):
         findings_by_module.setdefault(finding.module or "", []).append(finding.code)
         out.findings.append({"code": finding.code, "module": finding.module, "message": finding.message})
     for name, stats in answer["modules"].items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import os
 import subprocess
 from pathlib import Path
@@ -315,3 +316,19 @@ def test_missing_plugin_import_falls_back_to_module_level(tmp_path, monkeypatch,
     assert "verified at module level on meta: plugin_cfg.py" in result.stderr
     assert "custom_imports 'not_installed_plugin' not importable" in result.stderr
     assert "frozen_stages=4" in cfg.read_text()
+
+
+def test_the_progress_bar_shows_only_for_long_runs_on_a_terminal(monkeypatch):
+    from freezefix.cli import _Bar
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with _Bar(True) as short:
+        short(1, 10)
+    assert short.bar is None
+    with _Bar(False) as off:
+        off(1, 500)
+    assert off.bar is None
+    with _Bar(True) as long:
+        long(1, 500)
+        long(2, 500)
+        assert long.bar.tasks[0].total == 500 and long.bar.tasks[0].completed == 3
