@@ -48,6 +48,9 @@ def rule_page(rule: Rule) -> str:
     parts += ["## Configs it reports", ""]
     for example in rule.INVALID:
         parts.append(_config_block(example.source))
+        if example.key is not None:
+            where = f"`{example.key}`" if example.key else "the comment"
+            parts += ["", f"Reported at {where}: \"… {example.message} …\""]
         policy = [f"`--freeze {','.join(example.freeze)}`" if example.freeze else "",
                   "`--unsafe-fixes`" if example.unsafe_fixes else ""]
         policy_text = " with " + " and ".join(p for p in policy if p) if any(policy) else ""

@@ -37,7 +37,11 @@ def test_valid_examples_have_no_finding(tmp_path, code, example):
 def test_invalid_examples_are_found_and_fixed(tmp_path, code, example):
     path, result = _run(tmp_path, example, apply=example.fixed is not None, code=code)
     assert not result.errors
-    assert any(r.finding.code == code for r in result.findings), [r.finding.message for r in result.findings]
+    found = [r.finding for r in result.findings if r.finding.code == code]
+    assert found, [r.finding.message for r in result.findings]
+    assert example.key is not None and example.message, f"{code}: an INVALID example says what it must report"
+    assert any(".".join(map(str, f.key)) == example.key and example.message in f.message for f in found), \
+        [(".".join(map(str, f.key)), f.message) for f in found]
     if example.fixed is not None:
         assert path.read_text() == example.fixed
         # Fixed means fixed: checking again finds nothing for this rule.

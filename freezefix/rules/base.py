@@ -27,6 +27,10 @@ class Example:
     fixed: str | None = None
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
+    # INVALID examples: what the finding must say — the resolved key it is about (dotted) and a
+    # part of its message.
+    key: str | None = None
+    message: str | None = None
 
 
 @dataclass

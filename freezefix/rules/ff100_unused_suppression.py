@@ -36,7 +36,7 @@ class UnusedSuppression(Rule):
     summary = "a freezefix: ignore comment that silences nothing"
     fix_summary = "reported (delete the comment)"
     VALID = [Example(_CFG.format(comment=""))]
-    INVALID = [Example(_CFG.format(comment=",  # freezefix: ignore"))]
+    INVALID = [Example(_CFG.format(comment=",  # freezefix: ignore"), key="", message="silences no finding")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         # Nothing per config: whether a suppression silenced something is known only once every

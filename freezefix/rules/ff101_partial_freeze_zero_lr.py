@@ -57,8 +57,10 @@ class PartialFreezeZeroLr(Rule):
         Example(_SEED.format(fs=3, lr=0.1)),  # fine-tuning layer4 on purpose
     ]
     INVALID = [
-        Example(_SEED.format(fs=3, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0)),
-        Example(_SEED.format(fs=1, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0)),
+        Example(_SEED.format(fs=3, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
+                key="model.img_backbone.frozen_stages", message="leaves 14,964,736 params (layer4) trainable"),
+        Example(_SEED.format(fs=1, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
+                key="model.img_backbone.frozen_stages", message="(layer2, layer3, layer4) trainable"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -44,7 +44,8 @@ class DeadLrMult(Rule):
     summary = "lr_mult other than 0 on a module that is fully frozen"
     fix_summary = "`lr_mult` → 0.0 (safe; none if the key also reaches a module that trains)"
     VALID = [Example(_CFG.format(fs=4, lr=0.0)), Example(_CFG.format(fs=3, lr=0.1))]
-    INVALID = [Example(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0))]
+    INVALID = [Example(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0),
+                       key="optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult", message="has no effect")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.optimizer is None:

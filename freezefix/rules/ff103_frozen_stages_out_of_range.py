@@ -38,7 +38,11 @@ class FrozenStagesOutOfRange(Rule):
     summary = "frozen_stages outside the range the class accepts"
     fix_summary = "clamp to the full-freeze value (safe); below -1 reported only"
     VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=4))]
-    INVALID = [Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4)), Example(_CFG.format(fs=-2))]
+    INVALID = [
+        Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4),
+                key="model.backbone.frozen_stages", message="past the range of mmdet.ResNet (-1..4)"),
+        Example(_CFG.format(fs=-2), key="model.backbone.frozen_stages", message="freezes nothing, silently"),
+    ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         for module in view.candidates():

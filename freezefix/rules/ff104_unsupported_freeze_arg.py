@@ -51,9 +51,10 @@ class UnsupportedFreezeArg(Rule):
             fixed=_CFG.format(extra="", paramwise="").replace(
                 "lr=2e-4)", "lr=2e-4), paramwise_cfg=dict(custom_keys={'pts_backbone': dict(lr_mult=0.0)})"
             ),
-            unsafe_fixes=True,
+            unsafe_fixes=True, key="model.pts_backbone.frozen_stages", message="SECOND does not accept frozen_stages",
         ),
-        Example(_CFG.format(extra=", norm_eval=True", paramwise=_KEYS)),
+        Example(_CFG.format(extra=", norm_eval=True", paramwise=_KEYS),
+                key="model.pts_backbone.norm_eval", message="SECOND does not accept norm_eval"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -48,7 +48,8 @@ class BnStatsDrift(Rule):
         Example(_CFG.format(fs=-1, ne=True)),
         Example(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
     ]
-    INVALID = [Example(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True)]
+    INVALID = [Example(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True,
+                       key="model.backbone.norm_eval", message="20 of its 20 BatchNorm layers stay in training mode")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze:

@@ -75,11 +75,15 @@ class DeadCustomKey(Rule):
              # not built either, and nothing close to a module name: it may be the detector's own
              Example(_DETECTOR_UNBUILT.format(key="query_embedding"))]
     INVALID = [
-        Example(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True),
-        Example(_CFG.format(key="img_backbone")),
+        Example(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True,
+                key="optim_wrapper.paramwise_cfg.custom_keys.nekc", message="did you mean 'neck'?"),
+        Example(_CFG.format(key="img_backbone"),
+                key="optim_wrapper.paramwise_cfg.custom_keys.img_backbone", message="did you mean 'backbone'?"),
         # a detector that does not build (no head): the typo is still told from the modules built
         Example(_DETECTOR_UNBUILT.format(key="img_bakbone"), fixed=_DETECTOR_UNBUILT.format(key="img_backbone"),
-                unsafe_fixes=True),
+                unsafe_fixes=True,
+                key="optim_wrapper.paramwise_cfg.custom_keys.img_bakbone",
+                message="the model class could not be built"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

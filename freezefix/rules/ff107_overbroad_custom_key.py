@@ -47,8 +47,11 @@ class OverbroadCustomKey(Rule):
         Example(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name
     ]
     INVALID = [
-        Example(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}")),
-        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'img_backbone.': dict(lr_mult=0.1)}")),
+        Example(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}"),
+                key="optim_wrapper.paramwise_cfg.custom_keys.backbone",
+                message="reaches 2 top-level modules (img_backbone, pts_backbone)"),
+        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'img_backbone.': dict(lr_mult=0.1)}"),
+                key="optim_wrapper.paramwise_cfg.custom_keys.img_backbone", message="is shadowed"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -56,7 +56,8 @@ class ZeroLrRevivedByScheduler(Rule):
     name = "zero-lr-revived-by-scheduler"
     summary = "a scheduler gives 0-lr parameter groups a non-zero lr"
     VALID = [Example(_CFG.format(floor="eta_min_ratio=0.01"))]
-    INVALID = [Example(_CFG.format(floor="eta_min=1e-6"))]
+    INVALID = [Example(_CFG.format(floor="eta_min=1e-6"),
+                       key="param_scheduler", message="gives 0-lr groups lr up to")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.optimizer is None:

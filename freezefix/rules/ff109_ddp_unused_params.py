@@ -62,8 +62,10 @@ class DdpUnusedParams(Rule):
     )
     VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=2) + "find_unused_parameters = True\n"),
              Example(_CHECKPOINTED + _STATIC_GRAPH)]
-    INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n"),
-               Example(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True)]
+    INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n",
+                       key="model.backbone", message="73,403 params are trainable when DDP wraps the model"),
+               Example(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True,
+                       key="model.backbone", message="6,281 params are trainable when DDP wraps the model")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze:

@@ -53,7 +53,8 @@ class IncompleteFreeze(Rule):
         Example(_CFG.format(fs=1, paramwise="")),  # no policy, no lr 0: ordinary fine-tuning
     ]
     INVALID = [
-        Example(_CFG.format(fs=1, paramwise=""), fixed=_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",)),
+        Example(_CFG.format(fs=1, paramwise=""), fixed=_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",),
+                key="model.backbone", message="not fully frozen: needs frozen_stages=4"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

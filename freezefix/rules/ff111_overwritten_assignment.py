@@ -81,8 +81,10 @@ class OverwrittenAssignment(Rule):
     ]
     INVALID = [
         Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
-                fixed=_FREEZE.format(fs=4) + _MODEL.format(fs=", frozen_stages=4"), unsafe_fixes=True),
-        Example(_FREEZE.format(fs=4) + _MODEL.format(fs="")),
+                fixed=_FREEZE.format(fs=4) + _MODEL.format(fs=", frozen_stages=4"), unsafe_fixes=True,
+                key="model", message="is assigned at line 2 and again at line 4"),
+        Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
+                key="model", message="is assigned at line 2 and again at line 4"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

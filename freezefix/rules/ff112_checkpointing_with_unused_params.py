@@ -56,7 +56,8 @@ class CheckpointingWithUnusedParams(Rule):
         Example(_CFG.format(fs=1, cp=True)
                 + "model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, static_graph=True)\n"),
     ]
-    INVALID = [Example(_CFG.format(fs=1, cp=True) + "find_unused_parameters = True\n")]
+    INVALID = [Example(_CFG.format(fs=1, cp=True) + "find_unused_parameters = True\n",
+                       key="model.backbone.with_cp", message="keeps 25,508 trainable params")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if not view.finds_unused_parameters():

@@ -64,7 +64,9 @@ class CustomKeyDropsDecayRules(Rule):
         # a rule that changes nothing (multiplier 1.0) is nothing to drop
         Example(_CFG.format(fs=-1, rules="bias_decay_mult=1.0, ", key="lr_mult=0.1")),
     ]
-    INVALID = [Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.1"))]
+    INVALID = [Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.1"),
+                       key="optim_wrapper.paramwise_cfg.custom_keys.backbone",
+                       message="takes 40 params out of norm_decay_mult=0.0")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze:

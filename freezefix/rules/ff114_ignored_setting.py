@@ -78,10 +78,12 @@ class IgnoredSetting(Rule):
         Example(_MODEL + _WRAPPER.format(extra="") + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
                 fixed=_MODEL + _WRAPPER.format(extra=", " + _PARAMWISE)
                 + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
-                unsafe_fixes=True),
+                unsafe_fixes=True, key="optimizer.paramwise_cfg", message="is never read"),
         Example(_MODEL + _DDP.format(extra="") + "find_unused_parameters = True\n",
-                fixed=_MODEL + _DDP.format(extra=", find_unused_parameters=True") + "find_unused_parameters = True\n"),
-        Example(_MODEL + _WRAPPER.format(extra="") + "lr_config = dict(policy='step', step=[8, 11])\n"),
+                fixed=_MODEL + _DDP.format(extra=", find_unused_parameters=True") + "find_unused_parameters = True\n",
+                key="find_unused_parameters", message="model_wrapper_cfg"),
+        Example(_MODEL + _WRAPPER.format(extra="") + "lr_config = dict(policy='step', step=[8, 11])\n",
+                key="lr_config", message="is never read"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
