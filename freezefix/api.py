@@ -68,7 +68,7 @@ class Session:
         if unusable:
             # Every rule reads its facts off the real classes (and which settings the installed stack
             # reads): without a stack, "no findings" would be a lie, so each config is an error.
-            result.errors.extend((path, f"cannot check: {unusable}") for path in self.discovery.entries)
+            result.errors.extend((path, f"cannot check: {unusable}") for path in self.discovery.config_candidates)
             return result
         cache = self._open_cache()
         outcomes = result.outcomes
@@ -151,7 +151,7 @@ class Session:
 
         # A small run checks in this process on one core: the gate's worker imports torch and the
         # registries on another meanwhile (it is stopped if nothing needs proving).
-        ahead = (self.options.verify and len(self.discovery.entries) < 2 * PER_WORKER and (os.cpu_count() or 1) > 1
+        ahead = (self.options.verify and len(self.discovery.config_candidates) < 2 * PER_WORKER and (os.cpu_count() or 1) > 1
                  and not missing_stack())
         gate = Gate(self.resolver, self.judge, self.per_config, unsafe_fixes=self.options.unsafe_fixes,
                     cache_dir=self.options.cache_dir, device=self.options.device, jobs=self.options.jobs,

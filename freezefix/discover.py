@@ -22,7 +22,8 @@ class Discovery:
     named: set[Path] = field(default_factory=set)  # files named on the command line (always checked)
 
     @property
-    def entries(self) -> list[Path]:
+    def config_candidates(self) -> list[Path]:
+        """The files that are not ``_base_`` fragments: the configs a run checks (those that load)."""
         return [f for f in self.files if not is_fragment(f)]
 
 

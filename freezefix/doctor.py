@@ -226,7 +226,7 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
     resolver = Resolver()
     named: dict[tuple, tuple[dict, Path]] = {}  # plugin identity → (the values naming it, first config)
     configs: dict[tuple, list[str]] = {}
-    for path in discovery.entries:
+    for path in discovery.config_candidates:
         try:
             if path not in discovery.named and looks_like_config(resolver.parsed(path)[1]):
                 continue  # a script, not a config: check skips it too

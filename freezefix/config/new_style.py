@@ -21,11 +21,11 @@ class NewStyleReader:
         self.resolver = resolver
         self.parsed: dict[Path, lazy.LazyParse] = {}
 
-    def parse(self, path: Path, stack: tuple[Path, ...]) -> lazy.LazyParse:
+    def parse(self, path: Path, loading: tuple[Path, ...]) -> lazy.LazyParse:
         """A new-style file (or a module it reads as a base), parsed once; its unit registered."""
         resolver = self.resolver
-        if path in stack:
-            cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
+        if path in loading:
+            cycle = " -> ".join(p.name for p in (*loading[loading.index(path):], path))
             raise ConfigError(f"cyclic read_base import: {cycle}", path)
         if path in self.parsed:
             return self.parsed[path]
@@ -33,7 +33,7 @@ class NewStyleReader:
             raise resolver.failures[path]  # (NotAnalysable: read on its own it was no config; as a base it is)
         deps = resolver.deps.setdefault(path, {path: None})
         try:
-            parsed = self._parse(path, (*stack, path), deps)
+            parsed = self._parse(path, (*loading, path), deps)
         except ConfigError as exc:
             resolver.failures[path] = exc
             raise
@@ -47,7 +47,7 @@ class NewStyleReader:
                                         new_style=True, base_names=parsed.base_names)
         return parsed
 
-    def _parse(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> lazy.LazyParse:
+    def _parse(self, path: Path, loading: tuple[Path, ...], deps: dict[Path, None]) -> lazy.LazyParse:
         resolver = self.resolver
         if path not in resolver.overlay and not path.is_file():
             raise ConfigError("file not found", path)
@@ -60,7 +60,7 @@ class NewStyleReader:
             if base not in resolver.overlay and not base.is_file():
                 raise ConfigError(f"missing read_base module (looked for {base})", path)
             try:
-                parsed = self.parse(base, stack)
+                parsed = self.parse(base, loading)
             finally:
                 deps.update(resolver.deps.get(base, {}))
             # Fresh objects per child, as mmengine's re-parse gives: the child's code mutates them.

@@ -28,7 +28,7 @@ class OldStyleReader:
     def __init__(self, resolver: Resolver):
         self.resolver = resolver
 
-    def read(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None], source: SourceFile,
+    def read(self, path: Path, loading: tuple[Path, ...], deps: dict[Path, None], source: SourceFile,
              original_tree: ast.Module) -> FileUnit:
         resolver = self.resolver
         if "{{" in source.text:
@@ -42,7 +42,7 @@ class OldStyleReader:
         except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
             raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
 
-        bases, base_scopes, base_units = self._bases(path, base_specs, stack, deps)
+        bases, base_scopes, base_units = self._bases(path, base_specs, loading, deps)
         tree = without_base_assignments(tree)
         # A child that only reads its bases (most) runs on them as they are; every container it
         # keeps is copied by the substitution below, and the merge copies what it changes.
@@ -91,7 +91,7 @@ class OldStyleReader:
             tree=original_tree,
         )
 
-    def _bases(self, path: Path, base_specs: list, stack: tuple[Path, ...],
+    def _bases(self, path: Path, base_specs: list, loading: tuple[Path, ...],
                deps: dict[Path, None]) -> tuple[list[Path], list[str | None], list[FileUnit]]:
         """The resolved units of a file's ``_base_`` entries, in order."""
         resolver = self.resolver
@@ -106,7 +106,7 @@ class OldStyleReader:
             if not bpath.exists() and bpath not in resolver.overlay:
                 raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
             try:
-                units.append(resolver._load(bpath, stack))
+                units.append(resolver.load(bpath, loading))
             except NotAnalysable as exc:
                 raise NotAnalysable(f"base {spec!r}: {exc}") from None
             except ConfigError as exc:

@@ -76,7 +76,7 @@ class Resolver:
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
-        return self._load(Path(os.path.abspath(path)), ())
+        return self.load(Path(os.path.abspath(path)), ())
 
     def values(self, path: Path) -> dict:
         return self.unit(path).merged
@@ -98,14 +98,14 @@ class Resolver:
     def local_files(self, path: Path) -> list[Path]:
         """``path`` and the bases it reaches through relative paths (not through ``pkg::``)."""
         seen: dict[Path, None] = {}
-        stack = [self.unit(path).source.path]
-        while stack:
-            current = stack.pop()
+        pending = [self.unit(path).source.path]
+        while pending:
+            current = pending.pop()
             if current in seen:
                 continue
             seen[current] = None
             unit = self.units[current]
-            stack.extend(b for b, scope in zip(unit.bases, unit.base_scopes) if scope is None)
+            pending.extend(b for b, scope in zip(unit.bases, unit.base_scopes) if scope is None)
         return list(seen)
 
     # -- loading ------------------------------------------------------------------------------
@@ -140,24 +140,26 @@ class Resolver:
             )
         return read_source(path)
 
-    def _load(self, path: Path, stack: tuple[Path, ...]) -> FileUnit:
+    def load(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        """``path`` resolved once (its failure too); ``loading``: the files whose bases are being
+        resolved, outermost first (``path`` among them is an inheritance cycle)."""
         if path in self.units:
             return self.units[path]
         if path in self.failures:
             raise self.failures[path]
-        if path in stack:
-            cycle = " -> ".join(p.name for p in (*stack[stack.index(path):], path))
+        if path in loading:
+            cycle = " -> ".join(p.name for p in (*loading[loading.index(path):], path))
             raise ConfigError(f"cyclic _base_: {cycle}", path)
         deps = self.deps.setdefault(path, {path: None})
         try:
-            unit = self._file2dict(path, (*stack, path), deps)
+            unit = self._file2dict(path, (*loading, path), deps)
         except (ConfigError, NotAnalysable) as exc:
             self.failures[path] = exc
             raise
         self.units[path] = unit
         return unit
 
-    def _file2dict(self, path: Path, stack: tuple[Path, ...], deps: dict[Path, None]) -> FileUnit:
+    def _file2dict(self, path: Path, loading: tuple[Path, ...], deps: dict[Path, None]) -> FileUnit:
         if path not in self.overlay:
             try:
                 os.stat(path)
@@ -172,7 +174,7 @@ class Resolver:
                 path,
             )
         if is_lazy_import(source.text, original_tree):
-            if len(stack) > 1:
+            if len(loading) > 1:
                 raise ConfigError("an old-style config cannot name a new-style one (it imports non-standard "
                                   "modules) in _base_; mmengine refuses that too", path)
             # A `_base_/` fragment that imports classes is a new-style base module (it has no
@@ -185,7 +187,7 @@ class Resolver:
             self.new_style.parse(path, ())
             return self.units[path]
 
-        return self.old_style.read(path, stack, deps, source, original_tree)
+        return self.old_style.read(path, loading, deps, source, original_tree)
 
     # -- provenance ---------------------------------------------------------------------------
     def _owner(self, path: Path, key: Key) -> Path | None:
