@@ -25,12 +25,11 @@ Fix safety
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigView
 from freezefix.rules.base import Example, Finding, Options, Rule, registry
-from freezefix.stacks import stack_name
+from freezefix.stacks import current
 
 _CFG = """\
 model = dict(
@@ -46,7 +45,6 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=12, by_epoch=True, begin=0, end=12, {floor}),
 ]
 """
-_STEPS = 200  # enough to see a group leave 0; revival happens on the first annealing step
 
 
 @registry.add
@@ -70,10 +68,13 @@ class ZeroLrRevivedByScheduler(Rule):
             schedulers = view.values.get("param_scheduler")
             # Running a scheduler means importing mmengine.optim (and torch.distributed): once per
             # distinct schedule, then from the cache.
-            revivers = view.prober.remembered(
-                ["param_scheduler", repr(schedulers), base_lr],
-                lambda: [[i, c, p] for i, c, p in _run_mmengine(schedulers, base_lr)],
-            )
+            listed = [schedulers] if isinstance(schedulers, dict) else schedulers if isinstance(schedulers, list) else []
+
+            def run_each() -> list[list]:
+                peaks = [(i, c, current().zero_lr_peak("param_scheduler", c, base_lr, 0)) for i, c in enumerate(listed)]
+                return [[i, c, peak] for i, c, peak in peaks if peak]
+
+            revivers = view.prober.remembered(["param_scheduler", repr(schedulers), base_lr], run_each)
             for index, culprit, peak in revivers:
                 key = ("param_scheduler", str(index)) if isinstance(schedulers, list) else ("param_scheduler",)
                 yield self.finding(
@@ -84,14 +85,13 @@ class ZeroLrRevivedByScheduler(Rule):
                 )
         else:
             lr_config = view.values.get("lr_config")
-            if stack_name() == "mmcv1":
-                epochs = _mmcv1_max_epochs(view.values)
-                peak = view.prober.remembered(
-                    ["lr_config", repr(lr_config), base_lr, epochs], lambda: _run_mmcv1_hook(lr_config, base_lr, epochs)
-                )
-                why = f"policy={lr_config['policy']!r} gives 0-lr groups lr up to {peak:.3g}" if peak else None
-            else:
+            epochs = _mmcv1_max_epochs(view.values)
+            peak = view.prober.remembered(["lr_config", repr(lr_config), base_lr, epochs],
+                                          lambda: current().zero_lr_peak("lr_config", lr_config, base_lr, epochs))
+            if peak is None:  # not a schedule this stack runs: what its settings say they do
                 why = _mmcv1_revives(lr_config)
+            else:
+                why = f"policy={lr_config['policy']!r} gives 0-lr groups lr up to {peak:.3g}" if peak else None
             if why:
                 yield self.finding(
                     f"lr_config {why}: the modules behind {', '.join(repr(k) for k in zero_keys)} train "
@@ -106,83 +106,12 @@ def _base_lr(view: ConfigView) -> float:
     return float(lr) if isinstance(lr, (int, float)) else 0.01
 
 
-def _run_mmengine(schedulers: Any, base_lr: float) -> Iterator[tuple[int, dict, float]]:
-    """Run each configured scheduler on a real optimizer with a 0-lr group; yield the revivers."""
-    if isinstance(schedulers, dict):
-        schedulers = [schedulers]
-    if not isinstance(schedulers, list) or stack_name() != "mmengine":
-        return  # an mmengine schedule in an mmcv 1.x environment cannot run there, nor be trained with
-    import torch
-    from mmengine.optim import OptimWrapper
-    from mmengine.registry import PARAM_SCHEDULERS
-
-    for index, cfg in enumerate(schedulers):
-        if not isinstance(cfg, dict) or "type" not in cfg:
-            continue
-        frozen, live = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
-        optimizer = torch.optim.SGD([{"params": [frozen], "lr": 0.0}, {"params": [live], "lr": base_lr}], lr=base_lr)
-        wrapper = OptimWrapper(optimizer)
-        spec = {k: v for k, v in cfg.items() if k not in ("convert_to_iter_based",)}
-        try:
-            scheduler = PARAM_SCHEDULERS.build(dict(spec, optimizer=wrapper))
-        except Exception:  # noqa: BLE001 - a scheduler that cannot be built here is not judged
-            continue
-        peak = 0.0
-        for _ in range(_STEPS):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
-                scheduler.step()
-            peak = max(peak, optimizer.param_groups[0]["lr"])
-            if peak > 0:
-                break
-        if peak > 0:
-            yield index, cfg, peak
-
-
-_ITERS_PER_EPOCH = 20  # the schedule's shape, not the data set's size, decides whether 0 leaves 0
-
-
 def _mmcv1_max_epochs(values: dict) -> int:
     runner = values.get("runner")
     for epochs in (runner.get("max_epochs") if isinstance(runner, dict) else None, values.get("total_epochs")):
         if isinstance(epochs, int) and epochs > 0:
             return epochs
     return 12
-
-
-def _run_mmcv1_hook(lr_config: Any, base_lr: float, epochs: int) -> float | None:
-    """Run mmcv 1.x's own LrUpdaterHook for ``lr_config`` over a whole schedule, as its Runner would
-    (``register_lr_hook`` names the hook, ``before_train_epoch`` / ``before_train_iter`` set the lrs),
-    on an optimizer whose first group has lr 0; the highest lr that group reaches, or None."""
-    if not isinstance(lr_config, dict) or not isinstance(lr_config.get("policy"), str):
-        return None
-    from types import SimpleNamespace
-
-    import torch
-    from mmcv.runner import HOOKS
-    from mmcv.utils import build_from_cfg
-
-    cfg = dict(lr_config)
-    policy = cfg.pop("policy")
-    policy = policy.title() if policy == policy.lower() else policy  # as Runner.register_lr_hook
-    frozen, live = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([{"params": [frozen], "lr": 0.0}, {"params": [live], "lr": base_lr}], lr=base_lr)
-    runner = SimpleNamespace(optimizer=optimizer, epoch=0, iter=0, max_epochs=epochs,
-                             max_iters=epochs * _ITERS_PER_EPOCH, data_loader=range(_ITERS_PER_EPOCH))
-    try:
-        hook = build_from_cfg(dict(cfg, type=f"{policy}LrUpdaterHook"), HOOKS)
-        hook.before_run(runner)
-        peak = 0.0
-        for epoch in range(epochs):
-            runner.epoch = epoch
-            hook.before_train_epoch(runner)
-            for _ in range(_ITERS_PER_EPOCH):
-                hook.before_train_iter(runner)
-                peak = max(peak, optimizer.param_groups[0]["lr"])
-                runner.iter += 1
-    except Exception:  # noqa: BLE001 - a schedule that cannot be run here is not judged
-        return None
-    return peak or None
 
 
 def _mmcv1_revives(lr_config: Any) -> str | None:

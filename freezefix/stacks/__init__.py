@@ -12,10 +12,9 @@ Two stacks are in use and they answer differently:
 
 The stack is chosen by what is installed: mmcv 1.x (``mmcv-full``) means ``mmcv1``, anything else
 with mmengine means ``mmengine``.  ``FREEZEFIX_STACK=mmengine|mmcv1`` forces one.  Loading configs,
-building classes and models, and building optimizers all go through :func:`current`.  Only what
-exists in one stack alone is imported where it is used: mmengine's lazy-import test and ``pkg::``
-base lookup in the resolver, and FF108's schedulers (mmengine's param schedulers, mmcv 1.x's
-``LrUpdaterHook``), each guarded by :func:`stack_name`.
+building classes and models, building optimizers and running lr schedules all go through
+:func:`current`.  Only what exists in one stack alone is imported where it is used: mmengine's
+lazy-import test and ``pkg::`` base lookup in the resolver, guarded by :func:`stack_name`.
 """
 
 from __future__ import annotations
@@ -77,6 +76,13 @@ class Stack(Protocol):
     def capture_optimizer_log(self) -> ContextManager[list[str]]:
         """Collect, while open, what the optimizer constructor logs, each line as the training log
         file writes it without its timestamp; LookupError(no_optimizer_log) when it logs nothing."""
+
+    def zero_lr_peak(self, setting: str, cfg: Any, base_lr: float, epochs: int) -> float | None:
+        """Run one lr schedule the way the stack's runner would, on an optimizer whose first group
+        has lr 0, and return the highest lr that group reaches (0.0: it stays at 0).  ``setting``
+        names the schedule: ``'param_scheduler'`` (one scheduler of mmengine's list) or
+        ``'lr_config'`` (mmcv 1.x's hook); None when this stack does not run such a schedule, or
+        this one cannot be built."""
 
 
 def missing() -> str | None:

@@ -38,3 +38,12 @@ def import_registries(scopes: tuple[str, ...], registry_module: str,
 def describe_versions(names: tuple[str, ...]) -> str:
     found = [(n, installed_version(n)) for n in names]
     return ", ".join(f"{n} {v}" for n, v in found if v) or "no OpenMMLab package"
+
+
+def optimizer_with_a_zero_lr_group(base_lr: float) -> Any:
+    """A torch SGD optimizer of two one-parameter groups: the first at lr 0 (what a frozen module's
+    ``lr_mult=0`` gives), the second at ``base_lr``; for running lr schedules on."""
+    import torch
+
+    frozen, live = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    return torch.optim.SGD([{"params": [frozen], "lr": 0.0}, {"params": [live], "lr": base_lr}], lr=base_lr)

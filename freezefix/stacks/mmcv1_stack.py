@@ -14,7 +14,9 @@ import copy
 import logging
 from typing import Any, ContextManager
 
-from freezefix.stacks.common import describe_versions, import_registries
+from freezefix.stacks.common import describe_versions, import_registries, optimizer_with_a_zero_lr_group
+
+ITERS_PER_EPOCH = 20  # the schedule's shape, not the data set's size, decides whether 0 leaves 0
 
 
 def optimizer_cfg(values: dict) -> dict | None:
@@ -86,6 +88,38 @@ class Mmcv1Stack:
         if cfg is None:
             raise LookupError("no optimizer in the config")
         return build_optimizer(model, cfg), cfg.get("lr")
+
+    def zero_lr_peak(self, setting: str, cfg: Any, base_lr: float, epochs: int) -> float | None:
+        """``lr_config``: mmcv 1.x's own LrUpdaterHook over a whole schedule, as its Runner drives it
+        (``register_lr_hook`` names the hook, ``before_train_epoch`` / ``before_train_iter`` set
+        the lrs)."""
+        if setting != "lr_config" or not isinstance(cfg, dict) or not isinstance(cfg.get("policy"), str):
+            return None
+        from types import SimpleNamespace
+
+        from mmcv.runner import HOOKS
+        from mmcv.utils import build_from_cfg
+
+        spec = dict(cfg)
+        policy = spec.pop("policy")
+        policy = policy.title() if policy == policy.lower() else policy  # as Runner.register_lr_hook
+        optimizer = optimizer_with_a_zero_lr_group(base_lr)
+        runner = SimpleNamespace(optimizer=optimizer, epoch=0, iter=0, max_epochs=epochs,
+                                 max_iters=epochs * ITERS_PER_EPOCH, data_loader=range(ITERS_PER_EPOCH))
+        try:
+            hook = build_from_cfg(dict(spec, type=f"{policy}LrUpdaterHook"), HOOKS)
+            hook.before_run(runner)
+            peak = 0.0
+            for epoch in range(epochs):
+                runner.epoch = epoch
+                hook.before_train_epoch(runner)
+                for _ in range(ITERS_PER_EPOCH):
+                    hook.before_train_iter(runner)
+                    peak = max(peak, optimizer.param_groups[0]["lr"])
+                    runner.iter += 1
+        except Exception:  # noqa: BLE001 - a schedule that cannot be run here is not judged
+            return None
+        return peak
 
     def quiet(self) -> None:
         for name in ("mmcv", "mmdet", "mmdet3d"):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from freezefix.stacks.common import describe_versions, import_registries
+from freezefix.stacks.common import describe_versions, import_registries, optimizer_with_a_zero_lr_group
+
+SCHEDULER_STEPS = 200  # enough to see a group leave 0; revival happens on the first annealing step
 
 
 def optim_wrapper_cfg(values: dict) -> dict | None:
@@ -76,6 +79,28 @@ class MmengineStack:
         if cfg is None:
             raise LookupError("no optimizer in the config")
         return build_optim_wrapper(model, cfg).optimizer, cfg.get("optimizer", {}).get("lr")
+
+    def zero_lr_peak(self, setting: str, cfg: Any, base_lr: float, epochs: int) -> float | None:
+        if setting != "param_scheduler" or not isinstance(cfg, dict) or "type" not in cfg:
+            return None
+        from mmengine.optim import OptimWrapper
+        from mmengine.registry import PARAM_SCHEDULERS
+
+        optimizer = optimizer_with_a_zero_lr_group(base_lr)
+        spec = {k: v for k, v in cfg.items() if k != "convert_to_iter_based"}
+        try:
+            scheduler = PARAM_SCHEDULERS.build(dict(spec, optimizer=OptimWrapper(optimizer)))
+        except Exception:  # noqa: BLE001 - a scheduler that cannot be built here is not judged
+            return None
+        peak = 0.0
+        for _ in range(SCHEDULER_STEPS):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": on purpose
+                scheduler.step()
+            peak = max(peak, optimizer.param_groups[0]["lr"])
+            if peak > 0:
+                break
+        return peak
 
     def quiet(self) -> None:
         from mmengine.logging import MMLogger
