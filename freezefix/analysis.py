@@ -11,7 +11,7 @@ from typing import Any
 
 from freezefix.config.locate import Key
 from freezefix.config.resolve import Resolver
-from freezefix.probe import ClassFacts, ModelFacts, Prober
+from freezefix.probe import ClassFacts, FactsSource, ModelFacts
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -84,7 +84,7 @@ class Optimizer:
 class ConfigView:
     path: Path
     values: dict
-    prober: Prober
+    prober: FactsSource
     modules: dict[str, Module] = field(default_factory=dict)
     optimizer: Optimizer | None = None
     files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
@@ -92,7 +92,7 @@ class ConfigView:
     _model: ModelFacts | None = None
 
     @classmethod
-    def of(cls, path: Path, values: dict, prober: Prober, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
+    def of(cls, path: Path, values: dict, prober: FactsSource, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
         view = cls(path, values, prober, files=files)
         model = values.get("model")
         if isinstance(model, dict):

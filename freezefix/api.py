@@ -44,12 +44,15 @@ def _rare_collections():
 class Session:
     """One run over a set of paths: a resolver and a prober shared by all configs."""
 
-    def __init__(self, paths: list[Path], options: RunOptions):
+    def __init__(self, paths: list[Path], options: RunOptions, prober: Prober | None = None):
+        """``prober``: where the rules' facts about classes come from, when not from building the
+        installed stack's classes (a table of recorded facts, in tests that run without a stack)."""
         self.options = options
         self.discovery = discover(paths, options.exclude)
         self.resolver = Resolver()
+        self.facts_given = prober is not None
         # Class facts are about structure: meta suffices (cpu only when asked for), never cuda.
-        self.prober = Prober(cache_dir=options.cache_dir, device="cpu" if options.device == "cpu" else "meta")
+        self.prober = prober or Prober(cache_dir=options.cache_dir, device="cpu" if options.device == "cpu" else "meta")
         self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.prober)
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans, the gate's baseline.
@@ -64,7 +67,7 @@ class Session:
         result = self.result
         for missing in self.discovery.missing:
             result.errors.append((missing, "no such file or directory"))
-        unusable = missing_stack()
+        unusable = missing_stack() if not self.facts_given else None
         if unusable:
             # Every rule reads its facts off the real classes (and which settings the installed stack
             # reads): without a stack, "no findings" would be a lie, so each config is an error.

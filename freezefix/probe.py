@@ -18,7 +18,7 @@ import json
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from freezefix.building import on_first_device
 from freezefix.classes import find_class, registries
@@ -152,6 +152,27 @@ def _clean_kwargs(cfg: dict) -> dict:
     return kwargs
 
 
+class FactsSource(Protocol):
+    """What rules may ask about the classes a config names.  :class:`Prober` answers by building
+    the installed stack's classes; the tests' table of recorded answers answers without a stack."""
+
+    # Called before the first answer that needs a build (a config's plugins are imported there).
+    before_building: Callable[[], None] | None
+
+    def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
+        """What the module's class freezes for each ``frozen_stages``, its parameters, arguments it takes."""
+
+    def model(self, values: dict, config_path: Path) -> ModelFacts:
+        """Every parameter name of the whole model the config builds."""
+
+    def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
+                           optimizer_values: dict) -> dict[str, list] | None:
+        """``[lr, weight_decay]`` per trainable parameter of one module, from the stack's optimizer constructor."""
+
+    def remembered(self, key: list, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s JSON-able answer to a question about the installed stack, asked once."""
+
+
 class FactsFile:
     """The probe cache on disk: what was learnt about classes, one JSON file per set of package
     versions (and freezefix source), so an upgrade never reads stale facts.  Read on first use;
@@ -228,7 +249,7 @@ class Prober:
             return ClassFacts(type_name=repr(type_name), import_error="type is not a string")
         scope_hint = module_cfg.get("_scope_") or scope_hint
         kwargs = _clean_kwargs(module_cfg)
-        key = json.dumps([type_name, scope_hint, repr(sorted(kwargs.items())), scan, self.device])
+        key = self._key(type_name, scope_hint, kwargs, scan)
         if key in self.memory:
             return self.memory[key]
         disk = self.file.entries
@@ -243,6 +264,14 @@ class Prober:
             disk[key] = asdict(facts)
         self.memory[key] = facts
         return facts
+
+    def facts_key(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> str:
+        """What the facts of a module config are kept under: its type, scope, arguments that shape
+        the module (not weights to load), and the device the probe builds on."""
+        return self._key(module_cfg.get("type"), module_cfg.get("_scope_") or scope_hint, _clean_kwargs(module_cfg), scan)
+
+    def _key(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> str:
+        return json.dumps([type_name, scope_hint, repr(sorted(kwargs.items())), scan, self.device])
 
     def remembered(self, key: list, compute):
         """``compute()`` once per key and package versions (JSON-able results), kept in the disk cache."""
@@ -302,6 +331,7 @@ class Prober:
                 return ModelFacts(**disk[key])
             except TypeError:
                 pass
+        self._prepare_to_build()
         built = build(values, config_path, device=self.device)
         facts = ModelFacts(notes=list(built.notes))
         if built.model is not None:

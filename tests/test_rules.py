@@ -58,3 +58,9 @@ def test_every_rule_is_documented_and_has_examples():
             assert f"\n{heading}\n" in doc, f"{code} lacks a {heading} section"
         assert rule.VALID and rule.INVALID, code
         assert code.startswith("FF") and rule.name == rule.name.lower()
+
+
+def test_the_fast_lanes_recorded_facts_are_what_the_real_classes_say():
+    from .facts_table import load_table, record, table_text
+
+    assert table_text(record()) == table_text(load_table()), "record again: python -m tests.facts_table"

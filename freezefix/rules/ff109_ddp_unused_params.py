@@ -96,7 +96,8 @@ def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix
     names = ", ".join(m.name for m in checkpointed)
     said = (f"; but {names} checkpoint activations (with_cp=True) and still train, and with "
             "find_unused_parameters=True DDP stops at the first backward instead (FF112)")
-    if stack_name() != "mmengine" or not _ddp_accepts_static_graph():
+    # A fact about the installed torch, kept with the class facts.
+    if stack_name() != "mmengine" or not view.prober.remembered(["ddp-static-graph"], _ddp_accepts_static_graph):
         return None, said + ": no fix here, static_graph cannot be passed to DDP; set with_cp=False"
     wrapper = view.values.get("model_wrapper_cfg")
     if isinstance(wrapper, dict):
