@@ -13,6 +13,7 @@ from freezefix.ftypes import Checked
 from freezefix.probe import Prober
 from freezefix.stacks import current
 from freezefix.verify.gate import run_worker
+from freezefix.verify.measured import NOT_IN_OPTIMIZER, ModuleMeasure
 
 # Said once, where a run can show more than a build: the hook measures the user's own training run.
 AUDIT_HOOK_HINT = ("to measure this inside your own training run (your GPU, DDP, AMP, loaded checkpoint), add "
@@ -71,29 +72,29 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     # The check's class facts are in the probe cache: reading them again costs no build.
     view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir,
                                                                device="cpu" if options.device == "cpu" else "meta"))
-    out.level, out.device = answer.get("level", "model"), answer.get("device", options.device)
-    out.base_lr = answer.get("base_lr")
-    out.stack = answer.get("stack")
+    out.level, out.device = answer.level, answer.device or options.device
+    out.base_lr = answer.base_lr
+    out.stack = answer.stack
     out.stack_versions = current().describe()
     out.era = view.optimizer.era if view.optimizer else None
     # The worker notes what it met at each build (the model, then each module): once is enough.
-    out.notes = list(dict.fromkeys(answer.get("notes", [])))
-    out.notes += [f"type {k!r} was built as {v!r} (mmcv-1.x era name)" for k, v in answer.get("substitutions", {}).items()]
-    if not answer.get("ok"):
-        out.error = answer.get("error")
+    out.notes = list(dict.fromkeys(answer.notes))
+    out.notes += [f"type {k!r} was built as {v!r} (mmcv-1.x era name)" for k, v in answer.substitutions.items()]
+    if not answer.ok:
+        out.error = answer.error
         return out
-    out.trainable_params, out.total_params = answer.get("trainable_params"), answer.get("total_params")
-    out.trainable_zero_lr = answer.get("trainable_zero_lr")
+    out.trainable_params, out.total_params = answer.trainable_params, answer.total_params
+    out.trainable_zero_lr = answer.trainable_zero_lr
     if optimizer_log:
-        out.optimizer_log = answer.get("optimizer_log")
+        out.optimizer_log = answer.optimizer_log
         if out.optimizer_log is None:  # the optimizer could not be built: its note says why
             out.error = "; ".join(out.notes) or "the optimizer could not be built"
     findings_by_module: dict[str, list[str]] = {}
     for finding in (r.finding for r in result.findings if path in r.configs):
         findings_by_module.setdefault(finding.module or "", []).append(finding.code)
         out.findings.append({"code": finding.code, "module": finding.module, "message": finding.message})
-    for name, stats in answer["modules"].items():
-        if not stats["params"]:
+    for name, stats in answer.modules.items():
+        if not stats.params:
             continue  # a data preprocessor, a voxelizer: nothing to freeze
         row = _row(name, stats, view, out.base_lr)
         module = view.modules.get(name)
@@ -102,7 +103,7 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
             row["frozen_stages"] = module.cfg.get("frozen_stages")
             row["full_freeze"] = facts.full_freeze
         row["findings"] = findings_by_module.get(name, [])
-        row["stages"] = [_row(f"{name}.{sub}", s, view, out.base_lr) for sub, s in stats.get("children", {}).items()]
+        row["stages"] = [_row(f"{name}.{sub}", s, view, out.base_lr) for sub, s in stats.children.items()]
         out.modules.append(row)
     if _audit_would_help(out, view.values):
         out.audit_hook_hint = AUDIT_HOOK_HINT
@@ -120,12 +121,12 @@ def _audit_would_help(out: Explanation, values: dict) -> bool:
     return frozen or bool(out.findings) or out.level != "model"
 
 
-def _row(name: str, stats: dict, view: ConfigView, base_lr: float | None) -> dict:
+def _row(name: str, stats: ModuleMeasure, view: ConfigView, base_lr: float | None) -> dict:
     key = view.optimizer.match(f"{name}.") if view.optimizer else None
     def groups(histogram: dict[str, int]) -> list[dict]:
         out = []
         for lr, numel in sorted(histogram.items()):
-            if lr == "not in optimizer":
+            if lr == NOT_IN_OPTIMIZER:
                 out.append({"lr": None, "params": numel})
             else:
                 value = float(lr)
@@ -133,12 +134,12 @@ def _row(name: str, stats: dict, view: ConfigView, base_lr: float | None) -> dic
         return out
 
     return {
-        "module": name, "class": stats["class"], "params": stats["params"],
-        "trainable_constructed": stats["trainable_constructed"], "trainable_after_train": stats["trainable_train"],
-        "bn_training": stats["bn_training"], "bn_total": stats["bn_total"],
+        "module": name, "class": stats.class_name, "params": stats.params,
+        "trainable_constructed": stats.trainable_constructed, "trainable_after_train": stats.trainable_train,
+        "bn_training": stats.bn_training, "bn_total": stats.bn_total,
         # lr: the params that trained when the optimizer was built; frozen_in_optimizer: params that
         # were frozen then but which the constructor put in the optimizer anyway (mmcv 1.x does).
-        "lr": groups(stats["lr"]), "frozen_in_optimizer": groups(stats.get("frozen_in_optimizer", {})),
+        "lr": groups(stats.lr), "frozen_in_optimizer": groups(stats.frozen_in_optimizer),
         "custom_key": key,
     }
 

@@ -82,12 +82,12 @@ def test_plugin_detector_is_built_from_plugin_dir(tmp_path):
 
     config = FIXTURES / "seed_cmt" / CHILD
     answer = run_worker([{"id": 1, "config": str(config), "origin": str(config), "device": "meta"}])[1]
-    assert answer["ok"] and answer["level"] == "model", answer
+    assert answer.ok and answer.level == "model", answer
     # Unscoped types of the mmcv-1.x era config were found in mmdet's registry, and said so.
-    assert answer["substitutions"] == {"ResNet": "mmdet.ResNet", "FPN": "mmdet.FPN"}
-    backbone = answer["modules"]["img_backbone"]
-    assert backbone["params"] == 23_508_032 and backbone["trainable_train"] == 14_942_208
-    assert backbone["children"]["layer4"]["trainable_train"] == 14_942_208
+    assert answer.substitutions == {"ResNet": "mmdet.ResNet", "FPN": "mmdet.FPN"}
+    backbone = answer.modules["img_backbone"]
+    assert backbone.params == 23_508_032 and backbone.trainable_train == 14_942_208
+    assert backbone.children["layer4"].trainable_train == 14_942_208
 
 
 def test_unimportable_detector_is_verified_at_module_level(tmp_path):
@@ -100,9 +100,9 @@ def test_unimportable_detector_is_verified_at_module_level(tmp_path):
         "optimizer = dict(type='AdamW', lr=1e-4)\n"
     )
     answer = run_worker([{"id": 1, "config": str(config), "origin": str(config), "device": "meta"}])[1]
-    assert answer["ok"] and answer["level"] == "module"
-    assert any("could not be built" in note for note in answer["notes"])
-    assert answer["modules"]["img_backbone"]["trainable_train"] == 0
+    assert answer.ok and answer.level == "module"
+    assert any("could not be built" in note for note in answer.notes)
+    assert answer.modules["img_backbone"].trainable_train == 0
 
 
 def test_a_hanging_config_times_out_cleanly(tmp_path):
@@ -117,8 +117,8 @@ def test_a_hanging_config_times_out_cleanly(tmp_path):
         timeout=5,
         startup=30,
     )
-    assert answers["hang"]["ok"] is False and "timed out" in answers["hang"]["error"]
-    assert answers["ok"]["ok"] is True
+    assert answers["hang"].ok is False and "timed out" in answers["hang"].error
+    assert answers["ok"].ok is True
 
 
 def test_a_rule_that_crashes_in_check_is_a_per_config_error_and_the_other_rules_still_report(copy_fixture, monkeypatch):

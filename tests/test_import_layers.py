@@ -107,7 +107,8 @@ LAYERS = [
      "freezefix.plan"],
     ["freezefix.rules"],
     # the stages of a run, and the worker the write gate talks to
-    ["freezefix.engine", "freezefix.verify.answers", "freezefix.verify.worker", "freezefix.verify.verdict"],
+    ["freezefix.engine", "freezefix.verify.answers", "freezefix.verify.worker", "freezefix.verify.verdict",
+     "freezefix.verify.measured"],
     ["freezefix.verify.gate", "freezefix.engine.fix"],
     ["freezefix.api"],
     # what users run: the CLI, its reports and commands, the training hooks

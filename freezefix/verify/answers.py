@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from freezefix.cache import cache_key, package_versions
 from freezefix.textio import write_cache_file
+from freezefix.verify.measured import BuildAnswer
 
-_SCHEMA = 1  # bump when the worker's answers change shape
+_SCHEMA = 2  # bump when the worker's answers change shape
 
 
 def device_key(device: str) -> str | None:
@@ -51,16 +53,21 @@ class AnswerCache:
                     self._answers = {}
         return self._answers
 
-    def get(self, key: str | None) -> dict | None:
+    def get(self, key: str | None) -> BuildAnswer | None:
         if key is None or self.path is None:
             return None
         answer = self._load().get(key)
-        return dict(answer, built=False) if isinstance(answer, dict) else None
+        if not isinstance(answer, dict):
+            return None
+        try:
+            return replace(BuildAnswer.from_json(answer), built=False)
+        except (TypeError, KeyError, AttributeError):  # written by another freezefix: not an answer
+            return None
 
-    def put(self, key: str | None, answer: dict) -> None:
-        if key is None or self.path is None or not answer.get("ok"):
+    def put(self, key: str | None, answer: BuildAnswer) -> None:
+        if key is None or self.path is None or not answer.ok:
             return
-        self._load()[key] = answer
+        self._load()[key] = answer.to_json()
         self._added = True
 
     def save(self) -> None:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from freezefix.engine.judge import Judge
 from freezefix.ftypes import Change, Finding
 from freezefix.plan import Plan
 from freezefix.verify.answers import AnswerCache, job_key
+from freezefix.verify.measured import BuildAnswer
 from freezefix.verify.verdict import CRASHED, ConfigVerdict, judge_rewrite
 
 JOB_TIMEOUT_S = 300.0
@@ -44,13 +46,13 @@ def start_worker() -> subprocess.Popen:
 
 
 def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float = 60.0,
-               started: subprocess.Popen | None = None) -> dict[Any, dict]:
+               started: subprocess.Popen | None = None) -> dict[Any, BuildAnswer]:
     """Run jobs in a worker process (``started``, if given and alive, first); a job past its
     deadline is failed and the rest go on.
 
     Each worker's first job also gets ``startup`` seconds for importing torch and the registries.
     """
-    results: dict[Any, dict] = {}
+    results: dict[Any, BuildAnswer] = {}
     pending = list(jobs)
     while pending:
         proc = started if started is not None and started.poll() is None else start_worker()
@@ -74,17 +76,15 @@ def run_worker(jobs: list[dict], timeout: float = JOB_TIMEOUT_S, startup: float 
             except queue.Empty:
                 proc.kill()
                 stuck = pending.pop(0)
-                results[stuck["id"]] = {"id": stuck["id"], "ok": False,
-                                        "error": f"verification timed out after {timeout:.0f} s"}
+                results[stuck["id"]] = BuildAnswer(stuck["id"], error=f"verification timed out after {timeout:.0f} s")
                 break
             if line is None:  # the worker died: fail the job it was on, restart for the rest
                 stuck = pending.pop(0)
-                results[stuck["id"]] = {"id": stuck["id"], "ok": False,
-                                        "error": f"the verification worker died (exit {proc.wait()})"}
+                results[stuck["id"]] = BuildAnswer(stuck["id"], error=f"the verification worker died (exit {proc.wait()})")
                 break
-            answer = json.loads(line)
-            results[answer["id"]] = answer
-            pending = [j for j in pending if j["id"] != answer["id"]]
+            answer = BuildAnswer.from_json(json.loads(line))
+            results[answer.id] = answer
+            pending = [j for j in pending if j["id"] != answer.id]
         proc.wait()
     return results
 
@@ -126,16 +126,16 @@ class Gate:
                 for i, config in enumerate(affected)
             ]
             keys = {job["id"]: self._job_key(job, plan) for pair in per_config for job in pair}
-            answers = {i: dict(a, id=i) for i, a in ((i, kept.get(k)) for i, k in keys.items()) if a is not None}
+            answers = {i: replace(a, id=i) for i, a in ((i, kept.get(k)) for i, k in keys.items()) if a is not None}
             missing = [[job for job in pair if job["id"] not in answers] for pair in per_config]
             fresh = self._run([pair for pair in missing if pair]) if any(missing) else {}
         for job_id, answer in fresh.items():
             kept.put(keys.get(job_id), answer)
         kept.save()
         answers.update(fresh)
-        built = [a for a in answers.values() if a.get("built")]
+        built = [a for a in answers.values() if a.built]
         self.stats = {"jobs": len(answers), "builds": len(built),
-                      "build_seconds": round(sum(a.get("build_seconds", 0) for a in built), 3)}
+                      "build_seconds": round(sum(a.build_seconds for a in built), 3)}
         after_findings = self._findings_after(plan, list(affected))
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):

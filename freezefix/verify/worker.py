@@ -24,8 +24,11 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from freezefix.verify.measured import NOT_IN_OPTIMIZER, BuildAnswer, ModuleMeasure
 
 
 def jsonable(value: Any) -> Any:
@@ -58,7 +61,8 @@ def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
     return {n: by_id[id(p)] for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
 
 
-def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: dict[str, float]) -> dict:
+def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: dict[str, float],
+                  children: dict[str, ModuleMeasure] | None = None) -> ModuleMeasure:
     from torch.nn.modules.batchnorm import _BatchNorm
 
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
@@ -67,20 +71,21 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: d
     frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:
         if constructed.get(name):
-            lr_numel["not in optimizer" if name not in lrs else repr(lrs[name])] += param.numel()
+            lr_numel[NOT_IN_OPTIMIZER if name not in lrs else repr(lrs[name])] += param.numel()
         elif name in lrs:
             frozen_in_optimizer[repr(lrs[name])] += param.numel()
-    return {
-        "class": type(module).__name__,
-        "params": sum(p.numel() for _, p in params),
-        "trainable_constructed": sum(p.numel() for n, p in params if constructed.get(n)),
-        "trainable_train": sum(p.numel() for _, p in params if p.requires_grad),
-        "trainable_zero_lr": sum(p.numel() for n, p in params if p.requires_grad and lrs.get(n) == 0.0),
-        "bn_total": len(bns),
-        "bn_training": sum(1 for m in bns if m.training),
-        "lr": dict(lr_numel),
-        "frozen_in_optimizer": dict(frozen_in_optimizer),
-    }
+    return ModuleMeasure(
+        class_name=type(module).__name__,
+        params=sum(p.numel() for _, p in params),
+        trainable_constructed=sum(p.numel() for n, p in params if constructed.get(n)),
+        trainable_train=sum(p.numel() for _, p in params if p.requires_grad),
+        trainable_zero_lr=sum(p.numel() for n, p in params if p.requires_grad and lrs.get(n) == 0.0),
+        bn_total=len(bns),
+        bn_training=sum(1 for m in bns if m.training),
+        lr=dict(lr_numel),
+        frozen_in_optimizer=dict(frozen_in_optimizer),
+        children=children or {},
+    )
 
 
 def _device(choice: str) -> str:
@@ -91,74 +96,59 @@ def _device(choice: str) -> str:
     return "cuda" if torch.cuda.is_available() else "meta"
 
 
-def run_job(job: dict, cache: dict) -> dict:
+def run_job(job: dict, cache: dict[str, BuildAnswer]) -> BuildAnswer:
     from freezefix.models import import_plugins
     from freezefix.stacks import current
 
-    out: dict[str, Any] = {"id": job["id"], "ok": False, "stack": current().name}
+    stack = current().name
     origin = Path(job.get("origin") or job["config"])
     try:
         values = current().load_config(job["config"])
     except Exception as exc:  # noqa: BLE001
-        out["error"] = f"{current().name} cannot load it: {type(exc).__name__}: {exc}"
-        return out
-    out["values"] = jsonable(values)
+        return BuildAnswer(job["id"], stack=stack, error=f"{stack} cannot load it: {type(exc).__name__}: {exc}")
     notes = import_plugins(values, origin)
     device = _device(job.get("device", "meta"))
     optim = {k: values.get(k) for k in ("optimizer", "optim_wrapper")}
     optimizer_log = bool(job.get("optimizer_log"))
     key = json.dumps([repr(values.get("model")), repr(optim), values.get("default_scope"), device, optimizer_log])
-    out["built"] = key not in cache  # False: an identical (model, optimizer) pair was built already
-    if key not in cache:
+    built = key not in cache  # False: an identical (model, optimizer) pair was built already
+    if built:
         started = time.perf_counter()
-        cache[key] = _build_and_measure(values, origin, device, optimizer_log)
-        cache[key]["build_seconds"] = round(time.perf_counter() - started, 3)
-    out.update(cache[key])
-    out["notes"] = notes + out.get("notes", [])
-    out["ok"] = "error" not in out
-    return out
+        measured = _build_and_measure(values, origin, device, optimizer_log)
+        cache[key] = replace(measured, build_seconds=round(time.perf_counter() - started, 3))
+    measured = cache[key]
+    return replace(measured, id=job["id"], ok=measured.error is None, stack=stack, values=jsonable(values),
+                   built=built, notes=notes + measured.notes)
 
 
-def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> dict:
+def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> BuildAnswer:
     from freezefix.models import build
 
     built = build(values, origin, device=device)
-    result: dict[str, Any] = {
-        "level": built.level,
-        "device": built.device,
-        "substitutions": built.substitutions,
-        "notes": list(built.notes),
-    }
+    result = BuildAnswer(None, level=built.level, device=built.device, substitutions=dict(built.substitutions),
+                         notes=list(built.notes))
     if built.model is None:
-        result["error"] = built.error or "the model could not be built"
-        return result
+        return replace(result, error=built.error or "the model could not be built")
     model = built.model
     constructed = {n: p.requires_grad for n, p in model.named_parameters()}
     # The Runner builds the optimizer after construction and before train(): do the same.
     log: list[str] | None = [] if optimizer_log else None
     lrs, base_lr, optim_note = _lr_of_params(model, values, log)
     if optim_note:
-        result["notes"].append(optim_note)
-    elif log is not None:
-        result["optimizer_log"] = log
+        result.notes.append(optim_note)
     model.train()
     modules = {}
     for name, child in model.named_children():
-        stats = _module_stats(child, name, constructed, lrs)
-        stats["children"] = {
-            sub: _module_stats(grandchild, f"{name}.{sub}", constructed, lrs)
-            for sub, grandchild in child.named_children()
-            if any(True for _ in grandchild.parameters())
-        }
-        modules[name] = stats
-    result["modules"] = modules
-    result["base_lr"] = base_lr
-    # Over model.parameters(): a parameter shared by two modules counts once, as PEFT counts.
-    result["total_params"] = sum(p.numel() for p in model.parameters())
-    result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    result["trainable_zero_lr"] = sum(p.numel() for n, p in model.named_parameters()
-                                      if p.requires_grad and lrs.get(n) == 0.0)
-    return result
+        stages = {sub: _module_stats(grandchild, f"{name}.{sub}", constructed, lrs)
+                  for sub, grandchild in child.named_children() if any(True for _ in grandchild.parameters())}
+        modules[name] = _module_stats(child, name, constructed, lrs, stages)
+    return replace(
+        result, modules=modules, base_lr=base_lr, optimizer_log=log if not optim_note else None,
+        # Over model.parameters(): a parameter shared by two modules counts once, as PEFT counts.
+        total_params=sum(p.numel() for p in model.parameters()),
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        trainable_zero_lr=sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and lrs.get(n) == 0.0),
+    )
 
 
 def main() -> None:
@@ -173,14 +163,14 @@ def main() -> None:
     current().quiet()
     current().registries()  # torch and the model registries, imported while the parent still works
     jobs = json.load(sys.stdin)
-    cache: dict = {}
+    cache: dict[str, BuildAnswer] = {}
     for job in jobs:
         try:
             result = run_job(job, cache)
         except BaseException as exc:  # noqa: BLE001 - one job's crash must not lose the others
-            result = {"id": job.get("id"), "ok": False, "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc(limit=5)}
-        answers.write(json.dumps(result, default=repr) + "\n")
+            result = BuildAnswer(job.get("id"), error=f"{type(exc).__name__}: {exc}",
+                                 traceback=traceback.format_exc(limit=5))
+        answers.write(json.dumps(result.to_json(), default=repr) + "\n")
         answers.flush()
 
 
