@@ -70,18 +70,17 @@ def params_by_child(model) -> dict[str, tuple[int, int]]:
     return counts
 
 
-def mmengine_values(path: Path, lenient: bool = False) -> dict | None:
-    """What mmengine's own ``Config.fromfile`` makes of a config (plugins not imported), as plain
-    values: the oracle the resolver and every rewrite are judged by.  ``lenient``: None for a config
-    mmengine cannot load, or for a script among the configs (argparse: it holds functions)."""
-    from mmengine.config import Config
-
-    from freezefix.config.resolve import to_plain
+def stack_values(path: Path, lenient: bool = False) -> dict | None:
+    """What the installed stack's own ``Config.fromfile`` makes of a config (mmengine's, or mmcv
+    1.x's; plugins not imported), as plain values: the oracle the resolver and every rewrite are
+    judged by.  ``lenient``: None for a config the stack cannot load, or for a script among the
+    configs (argparse: it holds functions)."""
+    from freezefix.stacks import current
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            values = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
+            values = current().load_config(str(path))
         except Exception:  # noqa: BLE001 - lenient callers leave such configs out
             if lenient:
                 return None
@@ -98,7 +97,7 @@ def assert_changed_exactly_by_plan(configs, before: dict, session) -> None:
         expected = before[config]
         for change in planned.get(config, []):
             expected = apply_change(expected, change)
-        assert mmengine_values(config) == expected, config
+        assert stack_values(config) == expected, config
 
 
 def assert_repo_changed_exactly_by_plan(files, before_values: dict, before_bytes: dict, written, planned: dict) -> None:
@@ -117,4 +116,4 @@ def assert_repo_changed_exactly_by_plan(files, before_values: dict, before_bytes
         expected = before_values[path]
         for change in planned.get(path, []):
             expected = apply_change(expected, change)
-        assert mmengine_values(path, lenient=True) == expected, path
+        assert stack_values(path, lenient=True) == expected, path

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import snapshot
+from .conftest import snapshot, stack_values
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,7 @@ def test_freeze_policy_produces_the_seed_recommended_config(copy_fixture, cli):
     # Exit 1: what no config setting can fix remains (BatchNorm drift in the point-cloud modules).
     assert result.exit_code == 1, result.output
     assert "5 fixed" in result.stderr and result.stdout.count(" FF105 ") == 3
-    from freezefix.config.resolve import Resolver
-
-    values = Resolver().values(root / CHILD)
+    values = stack_values(root / CHILD)
     model = values["model"]
     assert model["img_backbone"]["frozen_stages"] == 4 and model["img_backbone"]["norm_eval"] is True
     assert "frozen_stages" not in model["pts_backbone"]  # SECOND takes none
@@ -96,11 +94,8 @@ def test_shared_base_is_left_alone_and_the_child_gets_an_override(copy_fixture, 
     assert (root / "configs/frozen_backbone.py").read_text().endswith(
         "model = dict(img_backbone=dict(frozen_stages=4))\n"
     )
-    from freezefix.config.resolve import Resolver
-
-    resolver = Resolver()
-    assert resolver.values(root / "configs/frozen_backbone.py")["model"]["img_backbone"]["frozen_stages"] == 4
-    assert resolver.values(root / "configs/finetune_backbone.py")["model"]["img_backbone"]["frozen_stages"] == 1
+    assert stack_values(root / "configs/frozen_backbone.py")["model"]["img_backbone"]["frozen_stages"] == 4
+    assert stack_values(root / "configs/finetune_backbone.py")["model"]["img_backbone"]["frozen_stages"] == 1
 
 
 def test_shared_base_is_edited_when_every_child_wants_it(copy_fixture, cli):

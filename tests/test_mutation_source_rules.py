@@ -19,7 +19,7 @@ import pytest
 
 from freezefix.api import RunOptions, Session
 
-from .conftest import assert_repo_changed_exactly_by_plan, mmengine_values
+from .conftest import assert_repo_changed_exactly_by_plan, stack_values
 from freezefix.stacks import stack_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(stack_name() != "mmengine", reason="mmengine's loader is the oracle")]
@@ -71,7 +71,7 @@ def test_planted_source_findings_are_found_exactly_and_fixed_exactly(tmp_path, c
         config.write_text(config.read_text() + text)
 
     files = sorted(root.rglob("*.py"))
-    before_values = {p: mmengine_values(p, lenient=True) for p in files}
+    before_values = {p: stack_values(p, lenient=True) for p in files}
     before_bytes = {p: p.read_bytes() for p in files}
 
     session = Session([root], RunOptions(select=SELECT, cache_dir=None, verify=False, unsafe_fixes=True))
@@ -95,7 +95,7 @@ def test_planted_source_findings_are_found_exactly_and_fixed_exactly(tmp_path, c
     assert set(planned) == set(plants)
     assert_repo_changed_exactly_by_plan(files, before_values, before_bytes, result.written, planned)
     for config in rebind:
-        assert mmengine_values(config, lenient=True)["model"]["backbone"]["frozen_stages"] == 4
+        assert stack_values(config, lenient=True)["model"]["backbone"]["frozen_stages"] == 4
     # fixed means fixed: checking again reports what the shipped configs reported before, nothing more
     again = Session([root], RunOptions(select=SELECT, cache_dir=None))
     again.check()

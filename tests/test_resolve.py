@@ -7,15 +7,13 @@ on the oldest Python without any OpenMMLab package.
 from __future__ import annotations
 
 import importlib.util
-import warnings
-from pathlib import Path
 
 import pytest
 
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.stacks import missing
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, stack_values
 
 NEEDS_STACK = False  # runs in the lane without torch or OpenMMLab too
 
@@ -23,15 +21,6 @@ RESOLVE = FIXTURES / "resolve"
 needs_stack = pytest.mark.skipif(missing() is not None, reason="no OpenMMLab stack to compare with")
 # `pkg::` bases and read_base() configs are mmengine's alone.
 needs_mmengine = pytest.mark.skipif(importlib.util.find_spec("mmengine") is None, reason="mmengine-only syntax")
-
-
-def stack_values(path: Path) -> dict:
-    """What the installed stack's own Config.fromfile gives (mmengine's or mmcv 1.x's)."""
-    from freezefix.stacks import current
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return current().load_config(str(path))
 
 
 @needs_stack

@@ -12,7 +12,7 @@ import pytest
 from freezefix.api import RunOptions, Session, check_paths
 from freezefix.stacks import stack_name
 
-from .conftest import assert_changed_exactly_by_plan, mmengine_values
+from .conftest import assert_changed_exactly_by_plan, stack_values
 
 pytestmark = pytest.mark.skipif(stack_name() != "mmengine", reason="what mmengine's Runner reads")
 
@@ -45,7 +45,7 @@ def test_settings_mmengine_never_reads_are_reported_where_they_are_written(copy_
 def test_fixes_put_each_setting_where_the_runner_reads_it(copy_fixture):
     root = copy_fixture("ignored_settings") / "configs"
     configs = sorted(p for p in root.rglob("*.py") if "_base_" not in p.parts)
-    before = {p: mmengine_values(p) for p in configs}
+    before = {p: stack_values(p) for p in configs}
     base_before = (root / "_base_" / "runtime.py").read_bytes()
     session = Session([root], RunOptions(select=("FF114",), cache_dir=None, unsafe_fixes=True))
     result = session.fix(dry_run=False)
@@ -56,8 +56,8 @@ def test_fixes_put_each_setting_where_the_runner_reads_it(copy_fixture):
     assert_changed_exactly_by_plan(configs, before, session)
     # the shared runtime base is not edited for one of its three configs: the flag goes in the config
     assert (root / "_base_" / "runtime.py").read_bytes() == base_before
-    assert mmengine_values(root / "migrated" / "ddp_flag.py")["model_wrapper_cfg"]["find_unused_parameters"] is True
-    assert mmengine_values(root / "migrated" / "cmt_to_mmdet3d1x.py")["optim_wrapper"]["paramwise_cfg"] == {
+    assert stack_values(root / "migrated" / "ddp_flag.py")["model_wrapper_cfg"]["find_unused_parameters"] is True
+    assert stack_values(root / "migrated" / "cmt_to_mmdet3d1x.py")["optim_wrapper"]["paramwise_cfg"] == {
         "custom_keys": {"img_backbone": {"lr_mult": 0.0}}}
     left = {(r.path.name, r.line) for r in check_paths([root], ONLY).findings}
     # the ignored copy is left for the user to delete; it now says what is read, so it is no finding

@@ -6,13 +6,13 @@ mmengine itself cannot load (listed with its error) and the files below, which a
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
-from mmengine.config import Config
 
-from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver, to_plain
+from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
+
+from .conftest import stack_values
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +47,7 @@ def test_every_shipped_config_resolves_exactly_like_mmengine(capsys):
             excluded[rel] = NOT_CONFIGS[rel]
             continue
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                expected = to_plain(Config.fromfile(str(path), import_custom_modules=False)._cfg_dict)
+            expected = stack_values(path)
         except Exception as exc:  # noqa: BLE001 - mmengine cannot load it: excluded, with why
             excluded[rel] = f"mmengine cannot load it: {type(exc).__name__}: {str(exc)[:120]}"
             # freezefix must say so cleanly too, as a per-file error.
