@@ -177,8 +177,8 @@ class Planner:
         # wrong in the last round, is dropped with its reason: the plan never keeps collateral.
         rounds = 4
         for round_ in range(rounds):
-            texts, errors = self._render(placements.values())
-            bad = self._collateral(texts, by_config, placements)
+            texts, errors = _render(self.resolver, placements.values())
+            bad = _collateral(self.resolver, self.entries, texts, by_config, placements)
             bad.update({i: errors[p.file] for i, p in placements.items() if p.file in errors})
             if not bad:
                 break
@@ -190,66 +190,70 @@ class Planner:
                         plan.dropped.append((config, change, why))
                     else:
                         place(config, change, self._override_placement(config, change))
-        texts, errors = self._render(placements.values())
+        texts, errors = _render(self.resolver, placements.values())
         plan.errors.update(errors)
         plan.placements = list(placements.values())
         plan.texts = {p: t for p, t in texts.items() if t[0] != t[1]}
         plan.boms = {p for p in plan.texts if self.resolver.unit(p).source.has_bom}
         return plan
 
-    def _render(self, placements: Iterable[Placement]) -> tuple[dict[Path, tuple[str, str]], dict[Path, str]]:
-        per_file: dict[Path, list[Placement]] = defaultdict(list)
-        for placement in placements:
-            per_file[placement.file].append(placement)
-        texts: dict[Path, tuple[str, str]] = {}
-        errors: dict[Path, str] = {}
-        for path, group in per_file.items():
-            unit = self.resolver.unit(path)
-            old = unit.source.text
-            inherited = {name for name, value in unit.merged.items() if isinstance(value, dict)} if unit.new_style else set()
-            try:
-                texts[path] = (old, apply_edits(old, _file_edits(group, inherited)))
-            except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
-                errors[path] = f"could not rewrite: {exc}"
-        return texts, errors
 
-    def _collateral(self, texts, by_config, placements) -> dict[tuple, str]:
-        """Placements whose edit changes a config in a way it did not ask for, each with the reason."""
-        overlay = {path: new for path, (_, new) in texts.items()}
-        after = Resolver(overlay=overlay)
-        edited = set(overlay)
-        graph = BaseGraph(self.resolver)
-        bad: dict[tuple, str] = {}
-        for config in self.entries:
-            touched = {config, *graph.ancestors(config)} & edited
-            if not touched:
-                continue
-            expected = self.resolver.values(config)
-            for change in by_config.get(config, {}):
-                expected = apply_change(expected, change)
-            try:
-                actual = after.values(config)
-            except (ConfigError, NotAnalysable):
-                actual = None
-            if actual == expected:
-                continue
-            differing = differing_keys(expected, actual or {})
-            suspects = [i for i, p in placements.items() if p.file in touched and any(
-                _related(k, change.key) for k in differing for _, change in p.served)]
-            if not suspects:
-                # A change far from every planned key (a variable that also feeds `teacher.backbone`):
-                # only the edits to this config's files can have made it.
-                suspects = [i for i, p in placements.items() if p.file in touched]
-            shown = ".".join(map(str, differing[0])) if differing and differing[0] else "its values"
-            for ident in suspects:
-                placement = placements[ident]
-                if any(served == config for served, _ in placement.served):
-                    why = f"editing {placement.file.name} would also change {shown}, which no fix asked for"
-                else:
-                    why = (f"editing {placement.file.name} would also change {config.name} ({shown}), "
-                           "which inherits it and did not ask for this")
-                bad.setdefault(ident, why)
-        return bad
+
+def _render(resolver: Resolver, placements: Iterable[Placement]) -> tuple[dict[Path, tuple[str, str]], dict[Path, str]]:
+    """Each file's placements rendered as its new text: path → (old, new); path → why it could not be."""
+    per_file: dict[Path, list[Placement]] = defaultdict(list)
+    for placement in placements:
+        per_file[placement.file].append(placement)
+    texts: dict[Path, tuple[str, str]] = {}
+    errors: dict[Path, str] = {}
+    for path, group in per_file.items():
+        unit = resolver.unit(path)
+        old = unit.source.text
+        inherited = {name for name, value in unit.merged.items() if isinstance(value, dict)} if unit.new_style else set()
+        try:
+            texts[path] = (old, apply_edits(old, _file_edits(group, inherited)))
+        except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
+            errors[path] = f"could not rewrite: {exc}"
+    return texts, errors
+
+def _collateral(resolver: Resolver, entries: list[Path], texts: dict[Path, tuple[str, str]], by_config: dict,
+                placements: dict) -> dict[tuple, str]:
+    """Placements whose edit changes a config in a way it did not ask for, each with the reason."""
+    overlay = {path: new for path, (_, new) in texts.items()}
+    after = Resolver(overlay=overlay)
+    edited = set(overlay)
+    graph = BaseGraph(resolver)
+    bad: dict[tuple, str] = {}
+    for config in entries:
+        touched = {config, *graph.ancestors(config)} & edited
+        if not touched:
+            continue
+        expected = resolver.values(config)
+        for change in by_config.get(config, {}):
+            expected = apply_change(expected, change)
+        try:
+            actual = after.values(config)
+        except (ConfigError, NotAnalysable):
+            actual = None
+        if actual == expected:
+            continue
+        differing = differing_keys(expected, actual or {})
+        suspects = [i for i, p in placements.items() if p.file in touched and any(
+            _related(k, change.key) for k in differing for _, change in p.served)]
+        if not suspects:
+            # A change far from every planned key (a variable that also feeds `teacher.backbone`):
+            # only the edits to this config's files can have made it.
+            suspects = [i for i, p in placements.items() if p.file in touched]
+        shown = ".".join(map(str, differing[0])) if differing and differing[0] else "its values"
+        for ident in suspects:
+            placement = placements[ident]
+            if any(served == config for served, _ in placement.served):
+                why = f"editing {placement.file.name} would also change {shown}, which no fix asked for"
+            else:
+                why = (f"editing {placement.file.name} would also change {config.name} ({shown}), "
+                       "which inherits it and did not ask for this")
+            bad.setdefault(ident, why)
+    return bad
 
 
 def _file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> list[FileEdit]:

@@ -294,28 +294,10 @@ class Prober:
         scope_hint = module_cfg.get("_scope_") or scope_hint
         kwargs = _clean_kwargs(module_cfg)
 
-        def compute() -> dict[str, list] | None:
-            import torch
-
-            try:
-                cls, scope = find_class(type_name, scope_hint)
-                module = self._build(cls, scope, kwargs)
-                module.train()
-                holder = torch.nn.Module()
-                holder.add_module(name, module)
-                stack = current()
-                stack.quiet()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    optimizer, _ = stack.build_optimizer(holder, copy.deepcopy(optimizer_values))
-            except Exception:  # noqa: BLE001 - nothing can be said about this module's groups
-                return None
-            names = {id(p): n for n, p in holder.named_parameters() if p.requires_grad}
-            return {names[id(p)]: [group.get("lr"), group.get("weight_decay")]
-                    for group in optimizer.param_groups for p in group["params"] if id(p) in names}
-
         return self.remembered(["optimizer-settings", type_name, scope_hint, repr(sorted(kwargs.items())), name,
-                                repr(optimizer_values), self.device], compute)
+                                repr(optimizer_values), self.device],
+                               lambda: _optimizer_settings(type_name, scope_hint, kwargs, name, optimizer_values,
+                                                           self.device))
 
     def model(self, values: dict, config_path: Path) -> ModelFacts:
         """Build the whole model once per (model dict, scope, plugins) and list its parameters."""
@@ -400,6 +382,30 @@ class Prober:
         fewest = min(s.trainable_params for s in facts.stages.values())
         if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
             facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
+
+
+def _optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, name: str,
+                        optimizer_values: dict, device: str) -> dict[str, list] | None:
+    """Build the module alone as ``name`` of a holder model, after ``train()``, and run the stack's
+    optimizer constructor on it: trainable parameter name → [lr, weight_decay]."""
+    import torch
+
+    try:
+        cls, scope = find_class(type_name, scope_hint)
+        module = on_first_device(lambda: _build(cls, scope, kwargs), device)[0]
+        module.train()
+        holder = torch.nn.Module()
+        holder.add_module(name, module)
+        stack = current()
+        stack.quiet()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimizer, _ = stack.build_optimizer(holder, copy.deepcopy(optimizer_values))
+    except Exception:  # noqa: BLE001 - nothing can be said about this module's groups
+        return None
+    names = {id(p): n for n, p in holder.named_parameters() if p.requires_grad}
+    return {names[id(p)]: [group.get("lr"), group.get("weight_decay")]
+            for group in optimizer.param_groups for p in group["params"] if id(p) in names}
 
 
 def _facts_from_json(data: dict) -> ClassFacts | None:

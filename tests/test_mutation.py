@@ -20,7 +20,7 @@ import pytest
 from freezefix.api import RunOptions, Session
 from freezefix.config.resolve import Resolver
 
-from .conftest import assert_repo_changed_exactly_by_plan, mmengine_values
+from .conftest import assert_repo_changed_exactly_by_plan, stack_values
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def test_planted_findings_in_real_configs_are_found_fixed_and_nothing_else_chang
     mutated = set(ff101) | set(ff103)
 
     files = sorted(p for p in root.rglob("*.py"))
-    before_values = {p: mmengine_values(p, lenient=True) for p in files}
+    before_values = {p: stack_values(p, lenient=True) for p in files}
     before_bytes = {p: p.read_bytes() for p in files}
 
     session = Session([root], RunOptions(verify=False, cache_dir=None))

@@ -15,7 +15,7 @@ import pytest
 from freezefix.api import RunOptions, Session, check_paths
 from freezefix.stacks import stack_name
 
-from .conftest import assert_changed_exactly_by_plan, mmengine_values, snapshot
+from .conftest import assert_changed_exactly_by_plan, stack_values, snapshot
 
 ONLY = RunOptions(select=("FF111",), cache_dir=None)
 
@@ -66,7 +66,7 @@ def test_the_fix_is_unsafe_and_not_applied_without_unsafe_fixes(copy_fixture):
 def test_fix_merges_lost_entries_into_the_live_dict_and_values_change_exactly_by_the_plan(copy_fixture):
     root = copy_fixture("rebind") / "configs"
     configs = sorted(p for p in root.rglob("*.py") if "_base_" not in p.parts)
-    before = {p: mmengine_values(p) for p in configs}
+    before = {p: stack_values(p) for p in configs}
     options = RunOptions(select=("FF111",), cache_dir=None, unsafe_fixes=True)
     session = Session([root], options)
     result = session.fix(dry_run=False)
@@ -93,7 +93,7 @@ def test_new_style_configs_lose_the_first_dict_the_same_way(tmp_path):
         "model.update(backbone=dict(frozen_stages=4))\n"  # reads the name: merged, not lost
         "optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n"
         "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01))\n")
-    assert mmengine_values(child)["optim_wrapper"] == {"optimizer": {"type": "SGD", "lr": 0.01}}
+    assert stack_values(child)["optim_wrapper"] == {"optimizer": {"type": "SGD", "lr": 0.01}}
     found = _found(tmp_path, check_paths([child], ONLY))
     assert list(found) == [("child.py", 7)]
     assert "paramwise_cfg.custom_keys.backbone.lr_mult=0.0 never take effect" in found[("child.py", 7)]

@@ -12,7 +12,7 @@ import pytest
 from freezefix.api import RunOptions, fix_paths
 from freezefix.stacks import stack_name
 
-from .conftest import mmengine_values
+from .conftest import stack_values
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(stack_name() != "mmengine", reason="mmengine's loader is the oracle")]
 
@@ -25,12 +25,12 @@ OPTIM = ("optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01),\n"
 def test_a_value_written_through_a_variable_is_fixed_with_its_alias(tmp_path):
     config = tmp_path / "alias.py"
     config.write_text(BACKBONE + "model = dict(type='RetinaNet', backbone=img_backbone)\n" + OPTIM)
-    before = mmengine_values(config)
+    before = stack_values(config)
     result = fix_paths([tmp_path], RunOptions(select=("FF101",), cache_dir=None))
     assert [r.status for r in result.findings] == ["fixed"], [r.status for r in result.findings]
     assert config.read_text() == BACKBONE.replace("frozen_stages=3", "frozen_stages=4") + (
         "model = dict(type='RetinaNet', backbone=img_backbone)\n" + OPTIM)
-    after = mmengine_values(config)
+    after = stack_values(config)
     before["model"]["backbone"]["frozen_stages"] = before["img_backbone"]["frozen_stages"] = 4
     assert after == before
 
