@@ -11,7 +11,7 @@ from typing import Any
 
 from freezefix.config.locate import Key
 from freezefix.config.resolve import Resolver
-from freezefix.probe import ClassFacts, FactsSource, ModelFacts
+from freezefix.facts import ClassFacts, FactsSource, ModelFacts
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.

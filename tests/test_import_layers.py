@@ -97,7 +97,8 @@ def test_the_graph_sees_imports_inside_functions():
 # above (the longest matching name decides a module's layer).
 LAYERS = [
     # shared types and plain helpers that know nothing of configs, models or rules
-    ["freezefix.ftypes", "freezefix.textio", "freezefix.settings", "freezefix.suppress", "freezefix.discover",
+    ["freezefix.ftypes", "freezefix.facts", "freezefix.textio", "freezefix.settings", "freezefix.suppress",
+     "freezefix.discover",
      "freezefix.config.plain", "freezefix.config.errors", "freezefix.config.static_eval", "freezefix.stacks.common",
      "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report"],
     # reading configs as mmengine / mmcv would, and the installed stack's registries
