@@ -287,12 +287,12 @@ def test_strict_raises_its_own_error_even_with_a_tensor_lr(tmp_path):
 
 def test_a_failure_inside_the_optimizer_step_never_reaches_training(tmp_path, monkeypatch, caplog):
     from freezefix.hooks import MmengineFreezeAuditHook
-    from freezefix.hooks.audit import FreezeAudit
+    from freezefix.hooks.training_state import TrainingState
 
-    def broken(self):
+    def broken(self, iteration):
         raise RuntimeError("simulated bug while measuring gradients")
 
-    monkeypatch.setattr(FreezeAudit, "_measure_first_gradients", broken)
+    monkeypatch.setattr(TrainingState, "measure_first_gradients", broken)
     model, optimizer = _small_frozen_pair()
     hook = MmengineFreezeAuditHook(strict=True, iterations=1)
     with caplog.at_level(logging.WARNING, logger="audit-test"):

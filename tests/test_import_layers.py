@@ -100,7 +100,8 @@ LAYERS = [
     ["freezefix.ftypes", "freezefix.facts", "freezefix.textio", "freezefix.settings", "freezefix.suppress",
      "freezefix.discover",
      "freezefix.config.plain", "freezefix.config.errors", "freezefix.config.static_eval", "freezefix.stacks.common",
-     "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report"],
+     "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report",
+     "freezefix.hooks.training_state"],
     # reading configs as mmengine / mmcv would, and the installed stack's registries
     ["freezefix.config", "freezefix.stacks", "freezefix.classes"],
     # facts about classes and models; the results cache; planning and rewriting files

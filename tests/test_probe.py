@@ -85,9 +85,14 @@ def test_builds_without_weight_init_see_the_same_structure_and_restore_the_initi
     """Structure facts skip weight initialisation (most of a CPU build's time); what they read must
     not change: the same parameters, the same requires_grad after train(), the same BN modes."""
     import torch
-    from mmdet.registry import MODELS
 
     from freezefix.building import on_first_device, skipped_init
+    from freezefix.classes import find_class, registries
+    from freezefix.stacks import current
+
+    def build(cfg: dict):  # through the installed stack, whichever it is
+        cls, scope = find_class(cfg["type"], None)
+        return current().build_module(registries()[scope], dict(cfg, type=cls), scope)
 
     originals = (torch.nn.init.kaiming_uniform_, torch.Tensor.uniform_, torch.Tensor.normal_)
     # Swin cannot be built on meta (its constructor calls .item()): the CPU fallback, where the
@@ -97,7 +102,7 @@ def test_builds_without_weight_init_see_the_same_structure_and_restore_the_initi
                      out_indices=(0, 1), frozen_stages=1)):
         seen = []
         for initialise in (True, False):
-            model, device = on_first_device(lambda: MODELS.build(dict(cfg)), "meta", initialise=initialise)
+            model, device = on_first_device(lambda: build(cfg), "meta", initialise=initialise)
             model.train()
             seen.append(([(n, p.shape, p.requires_grad) for n, p in model.named_parameters()],
                          [m.training for m in model.modules()], device))
