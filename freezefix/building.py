@@ -8,6 +8,10 @@ import os
 import warnings
 from typing import Any, Callable, Iterator, TypeVar
 
+# Arguments that load weights (from a file or a hub) and never change a module's structure: left out
+# of every build freezefix makes.
+WEIGHT_ARGS = ("init_cfg", "pretrained")
+
 T = TypeVar("T")
 
 # In-place random / fill methods that weight initialisers end in (torch.nn.init and the OpenMMLab

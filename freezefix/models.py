@@ -17,11 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.building import on_first_device
+from freezefix.building import WEIGHT_ARGS, on_first_device
 from freezefix.classes import find_class, registries
 from freezefix.stacks import current, registered_names_changed
-
-_IGNORED = ("init_cfg", "pretrained")
 
 
 @dataclass
@@ -59,7 +57,7 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     available = registries()
     default = available.get(scope)
     if isinstance(cfg, dict):
-        out = {k: scope_types(v, scope, substitutions) for k, v in cfg.items() if k not in _IGNORED}
+        out = {k: scope_types(v, scope, substitutions) for k, v in cfg.items() if k not in WEIGHT_ARGS}
         type_name = cfg.get("type")
         if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in cfg:
             if default.get(type_name) is None:
@@ -166,7 +164,7 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
     if stack.rewrites_unscoped_types:
         cfg = scope_types(model_cfg, scope, result.substitutions)
     else:
-        cfg = {k: v for k, v in model_cfg.items() if k not in _IGNORED}
+        cfg = {k: v for k, v in model_cfg.items() if k not in WEIGHT_ARGS}
     try:
         result.model, result.device = on_first_device(lambda: stack.build_model(copy.deepcopy(cfg), values, scope), device,
                                                         initialise)

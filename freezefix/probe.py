@@ -20,15 +20,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from freezefix.building import on_first_device
+from freezefix.building import WEIGHT_ARGS, on_first_device
 from freezefix.classes import find_class, registries
 from freezefix.cache import freezefix_source_digest, package_versions
 from freezefix.stacks import current
 from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState, ModelFacts, facts_from_json
 from freezefix.textio import write_cache_file
 
-# Arguments that never change the structure of a module but may load weights from a hub.
-_IGNORED_ARGS = ("init_cfg", "pretrained")
 _SCHEMA = 3  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
@@ -76,7 +74,7 @@ def _state(module: Any) -> FreezeState:
 
 
 def _clean_kwargs(cfg: dict) -> dict:
-    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in (*_IGNORED_ARGS, "type")}
+    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in (*WEIGHT_ARGS, "type")}
     kwargs.pop("_scope_", None)
     return kwargs
 

@@ -183,6 +183,7 @@ def to_sarif(result: RunResult) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     from freezefix.rules import registry
+    from freezefix.rules.docs import rule_page
 
     try:
         tool_version = version("freezefix")
@@ -198,8 +199,9 @@ def to_sarif(result: RunResult) -> dict:
             "name": rule.name,
             "shortDescription": {"text": rule.summary},
             "fullDescription": {"text": doc.split("\n\n")[0] if doc else rule.summary},
-            "help": {"text": doc},
-            "helpUri": f"https://pypi.org/project/freezefix/#{code.lower()}",
+            # The rule's page (sections, the configs it accepts and reports), as code scanning shows it.
+            "help": {"text": doc, "markdown": rule_page(rule)},
+            "helpUri": "https://pypi.org/project/freezefix/",
             "defaultConfiguration": {"level": "warning"},
         })
     results = []

@@ -51,6 +51,9 @@ def test_sarif_output_is_2_1_0_with_rule_metadata(copy_fixture, cli, tmp_path):
     (res,) = run["results"]
     assert rules[res["ruleIndex"]]["id"] == res["ruleId"] == "FF101"
     assert rules[res["ruleIndex"]]["name"] == "partial-freeze-zero-lr"
+    # Each rule's help is its page in docs/rules/, as document_rules.py writes it.
+    page = (Path(__file__).parent.parent / "docs" / "rules" / "FF101.md").read_text(encoding="utf-8")
+    assert rules[res["ruleIndex"]]["help"]["markdown"] == page and "## Configs it reports" in page
     region = res["locations"][0]["physicalLocation"]["region"]
     assert res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == BASE
     assert (region["startLine"], region["startColumn"]) == (14, 23)

@@ -1,0 +1,49 @@
+"""A rule's documentation as Markdown: the README's rule table and the page of one rule (its
+sections, the configs it accepts and reports, what ``apply`` makes of them).  Written to the
+repository by ``scripts/document_rules.py``; SARIF output carries the page as each rule's help."""
+
+from __future__ import annotations
+
+from freezefix.rules.base import Rule
+
+
+def _cell(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def rule_table(rules: list[Rule]) -> str:
+    rows = ["| code | name | fires when | fix |", "|---|---|---|---|"]
+    for rule in rules:
+        link = f"[{rule.code}](docs/rules/{rule.code}.md)"
+        rows.append(f"| {link} | {rule.name} | {_cell(rule.summary)} | {_cell(rule.fix_summary)} |")
+    return "\n".join(rows)
+
+
+def _config_block(source: str) -> str:
+    return f"```python\n{source.rstrip()}\n```"
+
+
+def rule_page(rule: Rule) -> str:
+    parts = [f"# {rule.code} {rule.name}", "", f"{rule.summary}.", ""]
+    for heading, body in type(rule).sections().items():
+        parts += [f"## {heading}", "", body, ""]
+    parts += ["## Configs it accepts", ""]
+    for example in rule.VALID:
+        parts += [_config_block(example.source), ""]
+    parts += ["## Configs it reports", ""]
+    for example in rule.INVALID:
+        parts.append(_config_block(example.source))
+        if example.key is not None:
+            where = f"`{example.key}`" if example.key else "the comment"
+            parts += ["", f"Reported at {where}: \"… {example.message} …\""]
+        policy = [f"`--freeze {','.join(example.freeze)}`" if example.freeze else "",
+                  "`--unsafe-fixes`" if example.unsafe_fixes else ""]
+        policy_text = " with " + " and ".join(p for p in policy if p) if any(policy) else ""
+        if example.fixed is not None:
+            parts += ["", f"`freezefix apply`{policy_text} makes it:", "", _config_block(example.fixed)]
+        elif policy_text:
+            parts += ["", f"(reported{policy_text})"]
+        parts.append("")
+    parts.append(f"<sub>Generated from `freezefix/rules/{type(rule).__module__.rsplit('.', 1)[-1]}.py` by "
+                 "`scripts/document_rules.py`.</sub>")
+    return "\n".join(parts) + "\n"
