@@ -92,13 +92,14 @@ class Session:
         outcomes.update(self.judge.judge_all(self.resolver, to_judge, self.options.jobs))
         result.configs_checked = sum(1 for outcome in outcomes.values() if isinstance(outcome, Checked))
         placed: dict[Path, tuple[Placed, ...]] = {}
+        crashes: list[tuple[Path, str]] = []  # listed after the files that did not load, as always
         for path, outcome in outcomes.items():
             if isinstance(outcome, Skipped):
                 result.skipped.append((path, outcome.reason))
             elif isinstance(outcome, Failed):
                 result.errors.append((path, outcome.message))
             elif isinstance(outcome, Checked):
-                result.errors.extend((path, crash) for crash in outcome.crashes)
+                crashes.extend((path, crash) for crash in outcome.crashes)
                 for what in outcome.unjudged:
                     result.unjudged.setdefault(what, []).append(path)
                 placed[path] = outcome.findings
@@ -106,6 +107,7 @@ class Session:
                 from freezefix.engine.remember import remember
 
                 remember(cache, self.resolver, path, path in self.discovery.named, outcome)
+        result.errors.extend(crashes)
         if cache is not None:
             cache.save()
         self.prober.save()
@@ -145,7 +147,7 @@ class Session:
         if not self.options.wants("FF100"):
             return findings
         unused = registry.rules["FF100"].unused(by_file, set(self.judge.codes))
-        return findings + group({p.file: (p,) for p in unused})
+        return findings + [Reported(p.finding, p.file, p.line, p.col, [p.file]) for p in unused]
 
     def fix(self, dry_run: bool, progress=None, on_written=None) -> RunResult:
         """Check, then plan, prove and write the fixes (see ``freezefix.engine.fix``)."""

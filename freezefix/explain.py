@@ -69,7 +69,7 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
         return out
     job = {"id": 0, "config": str(path), "origin": str(path), "device": options.device, "optimizer_log": optimizer_log}
     answer = run_worker([job])[0]
-    # The check's class facts are in the probe cache: reading them again costs no build.
+    # The check's class facts are in the probe cache (with FREEZEFIX_NO_CACHE=1, probed again).
     view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir,
                                                                device="cpu" if options.device == "cpu" else "meta"))
     out.level, out.device = answer.level, answer.device or options.device

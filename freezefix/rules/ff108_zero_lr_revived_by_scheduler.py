@@ -85,13 +85,14 @@ class ZeroLrRevivedByScheduler(Rule):
                 )
         else:
             lr_config = view.values.get("lr_config")
-            epochs = _mmcv1_max_epochs(view.values)
-            peak = view.prober.remembered(["lr_config", repr(lr_config), base_lr, epochs],
-                                          lambda: current().zero_lr_peak("lr_config", lr_config, base_lr, epochs))
-            if peak is None:  # not a schedule this stack runs: what its settings say they do
-                why = _mmcv1_revives(lr_config)
-            else:
+            if current().lr_schedule == "lr_config":
+                epochs = _mmcv1_max_epochs(view.values)
+                # None: the stack's own hook could not run this schedule: not judged.
+                peak = view.prober.remembered(["lr_config", repr(lr_config), base_lr, epochs],
+                                              lambda: current().zero_lr_peak("lr_config", lr_config, base_lr, epochs))
                 why = f"policy={lr_config['policy']!r} gives 0-lr groups lr up to {peak:.3g}" if peak else None
+            else:  # a stack that never runs lr_config: what its settings say they would do
+                why = _mmcv1_revives(lr_config)
             if why:
                 yield self.finding(
                     f"lr_config {why}: the modules behind {', '.join(repr(k) for k in zero_keys)} train "

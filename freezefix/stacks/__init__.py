@@ -45,6 +45,8 @@ class Stack(Protocol):
     rewrites_unscoped_types: bool
     # Where a scope's MODELS registry lives ('{scope}.registry', '{scope}.models.builder').
     registry_module: str
+    # The setting the stack's runner schedules lrs from: 'param_scheduler' (mmengine) or 'lr_config'.
+    lr_schedule: str
     # Why the stack's optimizer constructor logs no per-parameter lines; None when it does, and
     # capture_optimizer_log() returns them.
     no_optimizer_log: str | None
@@ -81,8 +83,8 @@ class Stack(Protocol):
         """Run one lr schedule the way the stack's runner would, on an optimizer whose first group
         has lr 0, and return the highest lr that group reaches (0.0: it stays at 0).  ``setting``
         names the schedule: ``'param_scheduler'`` (one scheduler of mmengine's list) or
-        ``'lr_config'`` (mmcv 1.x's hook); None when this stack does not run such a schedule, or
-        this one cannot be built."""
+        ``'lr_config'`` (mmcv 1.x's hook); None when this stack does not run such a schedule (its
+        ``lr_schedule`` is the other one), or this one cannot be built or run here."""
 
 
 def missing() -> str | None:
