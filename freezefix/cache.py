@@ -26,6 +26,7 @@ or libcst (``python -X importtime -m freezefix check ...`` shows it).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import sys
@@ -186,6 +187,41 @@ class ResultsCache:
         entries = {p: e for p, e in self.entries.items() if os.path.lexists(p)}
         data = pickle.dumps({"key": self.key, "entries": entries}, protocol=pickle.HIGHEST_PROTOCOL)
         write_cache_file(self.path, data)
+
+
+class JsonCacheFile:
+    """A dict kept in one JSON file of the cache directory, for caches whose entries are only added:
+    read on first use (a missing, unreadable, corrupted or foreign file reads as empty), written
+    atomically by ``save`` when it has grown.  ``location`` is where (None: kept in memory only)."""
+
+    def __init__(self, location: Path | None = None):
+        self._location = location
+        self._entries: dict[str, Any] | None = None
+        self._saved = 0  # entries the file on disk holds
+
+    def location(self) -> Path | None:
+        return self._location
+
+    @property
+    def entries(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = {}
+            path = self.location()
+            if path is not None and path.exists():
+                try:
+                    loaded = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    loaded = {}
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            self._saved = len(self._entries)
+        return self._entries
+
+    def save(self) -> None:
+        path = self.location()
+        if path is None or self._entries is None or len(self._entries) == self._saved:
+            return
+        write_cache_file(path, json.dumps(self._entries).encode())
+        self._saved = len(self._entries)
 
 
 def plugin_files(values: dict, config_path: Path) -> list[Path] | None:

@@ -22,10 +22,9 @@ from typing import Any, Callable
 
 from freezefix.building import WEIGHT_ARGS, on_first_device
 from freezefix.classes import find_class, registries
-from freezefix.cache import freezefix_source_digest, package_versions
+from freezefix.cache import JsonCacheFile, freezefix_source_digest, package_versions
 from freezefix.stacks import current
 from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState, ModelFacts, facts_from_json
-from freezefix.textio import write_cache_file
 
 _SCHEMA = 3  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
@@ -79,36 +78,21 @@ def _clean_kwargs(cfg: dict) -> dict:
     return kwargs
 
 
-class FactsFile:
+class FactsFile(JsonCacheFile):
     """The probe cache on disk: what was learnt about classes, one JSON file per set of package
-    versions (and freezefix source), so an upgrade never reads stale facts.  Read on first use;
-    entries are only ever added."""
+    versions (and freezefix source), so an upgrade never reads stale facts."""
 
     def __init__(self, cache_dir: Path | None):
+        super().__init__()
         self.cache_dir = cache_dir
-        self._entries: dict[str, dict] | None = None
-        self._saved = 0  # entries the file on disk holds
 
-    def _path(self) -> Path | None:
+    def location(self) -> Path | None:
         if self.cache_dir is None:
             return None
         # freezefix's own source too: a probe that failed through freezefix's fault must not outlive the fix.
         versions = {**package_versions(), "freezefix-probe-schema": _SCHEMA, "freezefix-source": freezefix_source_digest()}
         tag = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:16]
         return self.cache_dir / f"probe-{tag}.json"
-
-    @property
-    def entries(self) -> dict[str, dict]:
-        if self._entries is None:
-            self._entries = {}
-            path = self._path()
-            if path and path.exists():
-                try:
-                    self._entries = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    self._entries = {}
-            self._saved = len(self._entries)
-        return self._entries
 
     # A forked worker probes into its own copy of the cache; the parent takes what it learnt.
     def known(self) -> set[str]:
@@ -119,14 +103,6 @@ class FactsFile:
 
     def learn(self, entries: dict[str, dict]) -> None:
         self.entries.update(entries)
-
-    def save(self) -> None:
-        """Write what was learnt since the cache was read or last saved."""
-        path = self._path()
-        if path is None or self._entries is None or len(self._entries) == self._saved:
-            return
-        write_cache_file(path, json.dumps(self._entries).encode())
-        self._saved = len(self._entries)
 
 
 class Prober:

@@ -17,8 +17,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from freezefix.cache import cache_key, package_versions
-from freezefix.textio import write_cache_file
+from freezefix.cache import JsonCacheFile, cache_key, package_versions
 from freezefix.verify.measured import BuildAnswer
 
 _SCHEMA = 2  # bump when the worker's answers change shape
@@ -39,24 +38,12 @@ class AnswerCache:
 
     def __init__(self, cache_dir: Path | None):
         self.path = cache_dir / f"gate-{cache_key({'gate-schema': _SCHEMA})}.json" if cache_dir else None
-        self._answers: dict[str, dict] | None = None
-        self._added = False
-
-    def _load(self) -> dict[str, dict]:
-        if self._answers is None:
-            self._answers = {}
-            if self.path is not None and self.path.exists():
-                try:
-                    loaded = json.loads(self.path.read_text())
-                    self._answers = loaded if isinstance(loaded, dict) else {}
-                except (OSError, ValueError):
-                    self._answers = {}
-        return self._answers
+        self.file = JsonCacheFile(self.path)
 
     def get(self, key: str | None) -> BuildAnswer | None:
         if key is None or self.path is None:
             return None
-        answer = self._load().get(key)
+        answer = self.file.entries.get(key)
         if not isinstance(answer, dict):
             return None
         try:
@@ -67,13 +54,10 @@ class AnswerCache:
     def put(self, key: str | None, answer: BuildAnswer) -> None:
         if key is None or self.path is None or not answer.ok:
             return
-        self._load()[key] = answer.to_json()
-        self._added = True
+        self.file.entries[key] = answer.to_json()
 
     def save(self) -> None:
-        if self.path is not None and self._added:
-            write_cache_file(self.path, json.dumps(self._answers).encode())
-            self._added = False
+        self.file.save()
 
 
 def job_key(job: dict, texts: dict[Path, str | None], plugins: list[Path] | None,
