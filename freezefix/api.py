@@ -51,8 +51,7 @@ class Session:
         self.discovery = discover(paths, options.exclude)
         self.resolver = Resolver()
         self.facts_given = prober is not None
-        # Class facts are about structure: meta suffices (cpu only when asked for), never cuda.
-        self.prober = prober or Prober(cache_dir=options.cache_dir, device="cpu" if options.device == "cpu" else "meta")
+        self.prober = prober or Prober(cache_dir=options.cache_dir, device=options.prober_device)
         self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.prober)
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans, the gate's baseline.
@@ -99,7 +98,7 @@ class Session:
             elif isinstance(outcome, Failed):
                 result.errors.append((path, outcome.message))
             elif isinstance(outcome, Checked):
-                crashes.extend((path, crash) for crash in outcome.crashes)
+                crashes.extend((path, f"{code} crashed: {why}") for code, why in outcome.crashes)
                 for what in outcome.unjudged:
                     result.unjudged.setdefault(what, []).append(path)
                 placed[path] = outcome.findings
@@ -119,7 +118,7 @@ class Session:
         # A suppressed finding is not fixed either: the user said to leave that line alone.
         silenced = {r.ident for r in findings if r.suppressed}
         self.per_config.clear()  # in place: the write gate holds this dict
-        self.per_config.update({config: [p.finding for p in found if (p.finding.code, p.file, p.line, p.col) not in silenced]
+        self.per_config.update({config: [p.finding for p in found if p.ident not in silenced]
                                 for config, found in placed.items()})
         return result
 

@@ -70,8 +70,7 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     job = {"id": 0, "config": str(path), "origin": str(path), "device": options.device, "optimizer_log": optimizer_log}
     answer = run_worker([job])[0]
     # The check's class facts are in the probe cache (with FREEZEFIX_NO_CACHE=1, probed again).
-    view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir,
-                                                               device="cpu" if options.device == "cpu" else "meta"))
+    view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir, device=options.prober_device))
     out.level, out.device = answer.level, answer.device or options.device
     out.base_lr = answer.base_lr
     out.stack = answer.stack

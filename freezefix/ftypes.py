@@ -75,6 +75,11 @@ class Placed:
     line: int
     col: int
 
+    @property
+    def ident(self) -> tuple:
+        """One report per rule and place: findings of several configs with this ident are one."""
+        return (self.finding.code, self.file, self.line, self.col)
+
 
 # What became of one file of a run.  A file is exactly one of these; the report, the results cache
 # and the write gate read them instead of re-deriving it.
@@ -101,13 +106,13 @@ class Fragment:
 
 @dataclass(frozen=True)
 class Checked:
-    """A config the rules ran on: what they found where, the rules that crashed on it ("FF1xx
-    crashed: …"), and what no rule could judge as (what, why): a class no registry holds, a
+    """A config the rules ran on: what they found where, the rules that crashed on it as (code,
+    'ExcType: message'), and what no rule could judge as (what, why): a class no registry holds, a
     detector that freezes in its own code.  ``lasting`` is False when the outcome may change with
     no file changing (a plugin that did not import may import once installed)."""
 
     findings: tuple[Placed, ...]
-    crashes: tuple[str, ...] = ()
+    crashes: tuple[tuple[str, str], ...] = ()
     unjudged: tuple[tuple[str, str], ...] = ()
     lasting: bool = True
 

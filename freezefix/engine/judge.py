@@ -16,9 +16,10 @@ from typing import Any, Callable
 from freezefix.analysis import ConfigView, config_files
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
-from freezefix.ftypes import Checked, Finding
+from freezefix.ftypes import Checked
 from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
+from freezefix.rules.base import run_rules
 
 PER_WORKER = 64  # fewer configs than this per worker process cost more to fork than they save
 
@@ -48,14 +49,8 @@ class Judge:
         # cached (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
         self.prober.before_building = lambda: plugin_notes.extend(self.import_plugins(values, path))
         view = ConfigView.of(path, values, self.prober, config_files(resolver, path))
-        findings: list[Finding] = []
-        crashes: list[str] = []
         try:
-            for rule in self.rules:
-                try:
-                    findings.extend(rule.check(view, self.options))
-                except Exception as exc:  # noqa: BLE001 - one rule's crash must not hide the others
-                    crashes.append(f"{rule.code} crashed: {type(exc).__name__}: {exc}")
+            findings, crashes = run_rules(view, self.rules, self.options)
         finally:
             self.prober.before_building = None
         unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))

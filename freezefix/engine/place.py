@@ -58,6 +58,6 @@ def group(placed_by_config: dict[Path, tuple[Placed, ...]]) -> list[Reported]:
     reported: dict[tuple, Reported] = {}
     for config, placed in placed_by_config.items():
         for p in placed:
-            entry = reported.setdefault((p.finding.code, p.file, p.line, p.col), Reported(p.finding, p.file, p.line, p.col))
+            entry = reported.setdefault(p.ident, Reported(p.finding, p.file, p.line, p.col))
             entry.configs.append(config)
     return list(reported.values())

@@ -26,6 +26,12 @@ class RunOptions:
     jobs: int | None = None  # rules: forked workers only when given; write gate: None means one per core
     results_cache: bool = False  # check: reuse per-file results from cache_dir while their inputs are unchanged
 
+    @property
+    def prober_device(self) -> str:
+        """Where class facts are learnt: they are about structure, so meta suffices (cpu only when
+        asked for), never cuda."""
+        return "cpu" if self.device == "cpu" else "meta"
+
     def wants(self, code: str) -> bool:
         if self.select and not any(code.startswith(s) for s in self.select):
             return False

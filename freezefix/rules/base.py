@@ -83,7 +83,8 @@ class Rule:
 
 def run_rules(view: ConfigView, rules: list[Rule], options: Options) -> tuple[list[Finding], list[tuple[str, str]]]:
     """Every rule on one config: the findings, and (code, 'ExcType: message') for each rule that raised.
-    One rule's crash must not hide the others, nor end a run: check and the write gate both run rules here."""
+    One rule's crash must not hide the others, nor end a run (``freezefix.engine.judge`` runs every
+    rule through here, for check and the write gate alike)."""
     findings: list[Finding] = []
     crashes: list[tuple[str, str]] = []
     for rule in rules:

@@ -140,7 +140,7 @@ class Gate:
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):
             findings = self.per_config.get(config, [])
-            accepted = {(f.code, f.module or ".".join(f.key)) for f in findings}
+            accepted = {_what(f) for f in findings}
             accepted |= {a for f in findings if f.fix for a in f.fix.announces}
             verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
                                              after_findings.get(config, []), accepted, self.device)
@@ -211,13 +211,19 @@ class Gate:
                 found[config] = [("load", str(exc))]
                 continue
             # A crash refuses this config's rewrite, not the run.
-            found[config] = [(code, f"{CRASHED}: {why}")
-                             for code, _, why in (crash.partition(" crashed: ") for crash in checked.crashes)]
+            found[config] = [(code, f"{CRASHED}: {why}") for code, why in checked.crashes]
             # A new finding that apply will fix itself in its next pass (FF103's 5 → 4 can make a
             # custom key's lr_mult dead: FF102) is not held against this rewrite.
-            found[config].extend((f.code, f.module or ".".join(f.key)) for f in (p.finding for p in checked.findings)
+            found[config].extend(_what(f) for f in (p.finding for p in checked.findings)
                                  if f.fix is None or not (f.fix.safe or self.unsafe_fixes))
         return found
+
+
+def _what(finding: Finding) -> tuple[str, str]:
+    """A finding as the gate compares them before and after a rewrite: its code and its module
+    (or key), since the rewrite moves where it is written."""
+    return finding.code, finding.module or ".".join(finding.key)
+
 
 def write_overlay(resolver: Resolver, root: Path, affected: dict[Path, list[Change]] | list[Path], plan: Plan) -> dict[Path, Path]:
     """The files the ``affected`` configs reach, written under ``root`` as the plan leaves them
