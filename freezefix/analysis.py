@@ -226,7 +226,7 @@ class ConfigView:
         return [f"{module.name}.{n}" for n in self.facts(module).param_names]
 
     def lr_mults(self, module: Module, names: list[str] | None = None) -> Counter:
-        """lr_mult → number of the module's parameters (by name) that get it."""
+        """lr_mult → number of the module's parameters (by name, or of ``names``) that get it."""
         if self.optimizer is None:
             return Counter({1.0: 1})
         if names is None:
@@ -235,7 +235,17 @@ class ConfigView:
             return Counter({self.optimizer.lr_mult(f"{module.name}."): 1})
         if not self.optimizer.custom_keys:
             return Counter({1.0: len(names)})
-        return Counter(self.optimizer.lr_mult(n) for n in names)
+        # Every rule asks this of the same modules, and the configs of a repository share their
+        # backbones and custom keys: counted once per (parameter names, the keys' lr_mults).
+        keys = tuple((k, repr(v.get("lr_mult")) if isinstance(v, dict) else None)
+                     for k, v in self.optimizer.custom_keys.items())
+        memo_key = (tuple(names), keys)
+        counted = _COUNTED_LR_MULTS.get(memo_key)
+        if counted is None:
+            if len(_COUNTED_LR_MULTS) >= _MEMO_LIMIT:
+                _COUNTED_LR_MULTS.clear()
+            counted = _COUNTED_LR_MULTS[memo_key] = Counter(self.optimizer.lr_mult(n) for n in names)
+        return Counter(counted)  # a copy: callers may change theirs
 
     def zero_lr(self, module: Module, names: list[str] | None = None) -> bool:
         mults = self.lr_mults(module, names)
@@ -253,6 +263,8 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
+_COUNTED_LR_MULTS: dict[tuple, Counter] = {}
+_MEMO_LIMIT = 4096  # entries; a long-lived process checking many repositories starts afresh past it
 _NOT_MODULES = ("init_cfg",)
 _FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
 

@@ -16,8 +16,10 @@ from typing import Callable
 
 from freezefix.config.resolve import Resolver
 from freezefix.discover import discover
-from freezefix.engine.judge import PER_WORKER, Judge, selected_rules
+from freezefix.engine.judge import Judge, selected_rules
 from freezefix.engine.load import Loaded, load
+from freezefix.engine.remember import entry_for, remember
+from freezefix.engine.workers import PER_WORKER, patience, share_out, worker_count
 from freezefix.engine.place import Reported, group
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
@@ -28,13 +30,16 @@ from freezefix.stacks import missing as missing_stack
 __all__ = ["RunOptions", "RunResult", "Reported", "Session", "apply_until_stable", "check_paths", "fix_paths"]
 
 
+RARE_COLLECTIONS = (70_000, 50, 100)
+
+
 @contextmanager
-def _rare_collections():
+def rare_collections():
     """Python's cycle collector runs every 700 allocations and walks every live object each time;
     a run keeps every file's syntax tree and values alive (no cycles among them), so with the
     default it spent as long collecting as parsing.  Collections stay on, a hundred times rarer."""
     previous = gc.get_threshold()
-    gc.set_threshold(70_000, 50, 100)
+    gc.set_threshold(*RARE_COLLECTIONS)
     try:
         yield
     finally:
@@ -56,10 +61,14 @@ class Session:
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans, the gate's baseline.
         self.per_config: dict[Path, list[Finding]] = {}
+        # Whether every file must be resolved in this process (planning fixes reads them); if not,
+        # a large run resolves them in forked workers.
+        self.keeps_resolved = False
+        self.texts: dict[Path, str] = {}  # files workers resolved that mention freezefix (suppressions)
 
     def check(self, progress=None) -> RunResult:
         """``progress(n)`` is called after each file (a progress bar, say)."""
-        with _rare_collections():
+        with rare_collections():
             return self._check(progress)
 
     def _check(self, progress=None) -> RunResult:
@@ -74,21 +83,23 @@ class Session:
             return result
         cache = self._open_cache()
         outcomes = result.outcomes
-        fresh: set[Path] = set()  # files whose outcome was computed this run (not read from the cache)
+        fresh: list[Path] = []  # files whose outcome is computed this run (not read from the cache)
         for path in self.discovery.files:
-            if progress is not None:
-                progress(1)
-            named = path in self.discovery.named
-            entry = cache.lookup(path, named) if cache is not None else None
+            entry = cache.lookup(path, path in self.discovery.named) if cache is not None else None
             if entry is not None:
                 outcomes[path] = entry.outcome
-                continue
-            fresh.add(path)
-            outcomes[path] = load(self.resolver, path, named)
-        to_judge = [path for path, outcome in outcomes.items() if isinstance(outcome, Loaded)]
-        # Repo-wide work (discovery, every _base_ resolved once) is done; the rules run per config,
-        # in worker processes forked from here when there is enough to share out.
-        outcomes.update(self.judge.judge_all(self.resolver, to_judge, self.options.jobs))
+                if progress is not None:
+                    progress(1)
+            else:
+                outcomes[path] = None  # for now: outcomes keep the order files were found in
+                fresh.append(path)
+        workers = 1 if self.keeps_resolved else worker_count(len(fresh), self.options.jobs)
+        if workers > 1:
+            # Nothing after a check needs the configs resolved in this process: workers resolve,
+            # judge and remember runs of files from the start, every core reading and parsing.
+            fresh = share_out(fresh, self._check_in_worker(cache), workers, self._taker(cache, progress),
+                              patience(len(fresh)))
+        self._load_and_judge(fresh, cache, progress)
         result.configs_checked = sum(1 for outcome in outcomes.values() if isinstance(outcome, Checked))
         placed: dict[Path, tuple[Placed, ...]] = {}
         crashes: list[tuple[Path, str]] = []  # listed after the files that did not load, as always
@@ -102,10 +113,6 @@ class Session:
                 for what in outcome.unjudged:
                     result.unjudged.setdefault(what, []).append(path)
                 placed[path] = outcome.findings
-            if cache is not None and path in fresh:
-                from freezefix.engine.remember import remember
-
-                remember(cache, self.resolver, path, path in self.discovery.named, outcome)
         result.errors.extend(crashes)
         if cache is not None:
             cache.save()
@@ -121,6 +128,58 @@ class Session:
         self.per_config.update({config: [p.finding for p in found if p.ident not in silenced]
                                 for config, found in placed.items()})
         return result
+
+    def _load_and_judge(self, paths: list[Path], cache, progress=None) -> None:
+        """Stages one to four in this process (the rules may still run in forked workers), leaving
+        every file resolved here, as planning fixes needs."""
+        outcomes = self.result.outcomes
+        for path in paths:
+            if progress is not None:
+                progress(1)
+            outcomes[path] = load(self.resolver, path, path in self.discovery.named)
+        to_judge = [path for path in paths if isinstance(outcomes[path], Loaded)]
+        outcomes.update(self.judge.judge_all(self.resolver, to_judge, self.options.jobs))
+        if cache is not None:
+            for path in paths:
+                remember(cache, self.resolver, path, path in self.discovery.named, outcomes[path])
+
+    def _check_in_worker(self, cache) -> Callable[[list[Path]], tuple]:
+        """What a forked worker does with a run of files: stages one to four, each file's outcome
+        with its results-cache entry, the texts of the files it resolved that may hold suppression
+        comments, and what it probed."""
+        sent: set[Path] = set()
+
+        def work(run: list[Path]) -> tuple[dict[Path, tuple], dict[Path, str], dict[str, dict]]:
+            known = self.prober.file.known()
+            done = {}
+            for path in run:
+                named = path in self.discovery.named
+                outcome = load(self.resolver, path, named)
+                if isinstance(outcome, Loaded):
+                    outcome = self.judge.judge(self.resolver, path)
+                entry = entry_for(cache, self.resolver, path, named, outcome) if cache is not None else None
+                done[path] = (outcome, entry)
+            texts = {p: unit.source.text for p, unit in self.resolver.units.items()
+                     if p not in sent and "freezefix" in unit.source.text}
+            sent.update(self.resolver.units)
+            return done, texts, self.prober.file.learnt_since(known)
+
+        return work
+
+    def _taker(self, cache, progress=None) -> Callable[[list[Path], tuple], None]:
+        """What this process does with a run a worker finished (see ``_check_in_worker``)."""
+        def take(run: list[Path], answer: tuple) -> None:
+            done, texts, probed = answer
+            for path, (outcome, entry) in done.items():
+                self.result.outcomes[path] = outcome
+                if entry is not None:
+                    cache.store(path, entry)
+            self.texts.update(texts)
+            self.prober.file.learn(probed)
+            if progress is not None:
+                progress(len(run))
+
+        return take
 
     def _open_cache(self):
         if not self.options.results_cache:
@@ -138,8 +197,9 @@ class Session:
         by_file = {}
         for path in {r.path for r in findings} | set(self.discovery.files):
             unit = self.resolver.units.get(path)
-            # A file known from the results cache was read (not resolved) this run.
-            text = unit.source.text if unit is not None else cache.text(path) if cache is not None else None
+            # A file resolved by a worker, or known from the results cache (read, not resolved).
+            text = (unit.source.text if unit is not None else self.texts.get(path) if path in self.texts
+                    else cache.text(path) if cache is not None else None)
             if text is not None and "freezefix" in text:
                 by_file[path] = suppressions(text)
         silence(findings, by_file)
@@ -160,6 +220,7 @@ class Session:
         gate = Gate(self.resolver, self.judge, self.per_config, unsafe_fixes=self.options.unsafe_fixes,
                     cache_dir=self.options.cache_dir, device=self.options.device, jobs=self.options.jobs,
                     started=start_worker() if ahead else None)
+        self.keeps_resolved = True
         try:
             result = self.check(progress)
             return fix(result, self.per_config, self.resolver, self.discovery.files, self.options, gate, dry_run,

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from freezefix import report
-from freezefix.api import RunOptions, RunResult, check_paths, fix_paths
+from freezefix.api import RunOptions, RunResult, check_paths, fix_paths, rare_collections
 from freezefix.cache import cache_dir
 from freezefix.settings import SettingsError, load_settings
 from freezefix.stacks import missing as missing_stack
@@ -136,8 +136,12 @@ def entry_point() -> None:
     """The ``freezefix`` command: run it, then leave without tearing down what it built.
 
     A check keeps every file's syntax tree and values alive to the end; freeing them one by one
-    at interpreter exit took a third as long as the check itself.  Exit handlers still run.
+    at interpreter exit took a third as long as the check itself.  Exit handlers still run.  For
+    the same reason the cycle collector stays rare for the whole command (see
+    ``freezefix.api.rare_collections``): set back to its default after a check, it would walk
+    everything the check built once more before the report is printed.
     """
+    rare_collections().__enter__()  # never left: the process ends with os._exit
     try:
         main()
         code = 0

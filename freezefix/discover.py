@@ -57,7 +57,8 @@ def _walk(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):  # followlinks=False: no symlink loops
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith("."))
-        files.extend(Path(dirpath, f) for f in sorted(filenames) if f.endswith(".py"))
+        folder = Path(dirpath)  # joined below, not parsed again for each file
+        files.extend(folder / f for f in sorted(filenames) if f.endswith(".py"))
     return [f for f in files if f.is_file()]
 
 

@@ -104,3 +104,45 @@ def test_forked_rule_workers_match_in_process_after_torch_cpu_work(tmp_path):
     key = [(r.finding.code, str(r.path), r.line) for r in alone.findings]
     assert key == [(r.finding.code, str(r.path), r.line) for r in forked.findings]
     assert len(key) > 50 and not forked.errors
+
+
+def test_a_check_shared_out_to_workers_says_what_a_check_in_one_process_says(tmp_path, monkeypatch):
+    """Workers resolve, judge and remember their own runs of files: the same findings, errors,
+    skips, suppressions (used and unused, read from files only workers resolved) and results-cache
+    entries as a check that resolves everything in one process."""
+    from freezefix.api import RunOptions, Session
+    from freezefix.config.resolve import Resolver
+
+    repo = tmp_path / "repo"
+    _generate(repo, 300)
+    configs = repo / "configs"
+    first = Session([configs], RunOptions(jobs=1, cache_dir=None)).check()
+    silenced = first.findings[:5]
+    for reported in silenced:
+        lines = reported.path.read_text().splitlines(keepends=True)
+        lines[reported.line - 1] = lines[reported.line - 1].rstrip("\n") + f"  # freezefix: ignore[{reported.finding.code}]\n"
+        reported.path.write_text("".join(lines))
+    unused = next(p for p in sorted(configs.rglob("exp_*.py")) if p not in {r.path for r in silenced})
+    unused.write_text("# freezefix: ignore[FF105]\n" + unused.read_text())
+    (configs / "group_000" / "broken.py").write_text("model = dict(\n")
+    (configs / "group_000" / "tool.py").write_text("import sys\nprint(sys.argv)\n")
+
+    def outcome(result):
+        return ([(r.finding.code, str(r.path), r.line, r.col, r.finding.message) for r in result.findings],
+                result.errors, result.skipped, result.suppressed, result.unjudged, result.configs_checked)
+
+    alone = Session([configs], RunOptions(jobs=1, cache_dir=None))
+    shared = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache"))
+    expected = outcome(alone.check())
+    assert outcome(shared.check()) == expected
+    assert shared.resolver.units == {}, "the workers resolved the files, not this process"
+    assert expected[3] == 5 and any(f[0] == "FF100" and f[1] == str(unused) for f in expected[0])
+    assert [p.name for p, _ in expected[1]] == ["broken.py"] and [p.name for p, _ in expected[2]] == ["tool.py"]
+
+    # What the workers remembered serves the next run: nothing is resolved again.
+    executed = []
+    original = Resolver._file2dict
+    monkeypatch.setattr(Resolver, "_file2dict", lambda self, path, *a: executed.append(path) or original(self, path, *a))
+    again = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache"))
+    assert outcome(again.check()) == expected
+    assert executed == []

@@ -76,7 +76,8 @@ class Resolver:
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
-        return self.load(Path(os.path.abspath(path)), ())
+        known = self.units.get(path)  # asked many times per config, nearly always by its own key
+        return known if known is not None else self.load(Path(os.path.abspath(path)), ())
 
     def values(self, path: Path) -> dict:
         return self.unit(path).merged

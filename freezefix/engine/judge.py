@@ -7,21 +7,17 @@ configs here, ``explain`` reads the same view.  A rule that raises is a per-conf
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from freezefix.analysis import ConfigView, config_files
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
+from freezefix.engine.workers import patience, share_out, worker_count
 from freezefix.ftypes import Checked
 from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
 from freezefix.rules.base import run_rules
-
-PER_WORKER = 64  # fewer configs than this per worker process cost more to fork than they save
 
 
 def selected_rules(wants: Callable[[str], bool]) -> list[Rule]:
@@ -76,56 +72,23 @@ class Judge:
 
     def judge_all(self, resolver: Resolver, paths: list[Path], jobs: int | None = None) -> dict[Path, Checked]:
         """Every config of ``paths``: in this process, or in forked workers (``jobs``; by default
-        one per core while this process has not imported torch).
-
-        A process that has run torch CPU kernels (an OpenMP pool) or holds other threads can
-        deadlock its forked children: without ``jobs`` such a process (a library caller's) does the
-        work itself; with it, the workers pin torch to one thread and the parent gives them a
-        deadline, after which it does the work itself.
-        """
-        workers = max(1, min(jobs or default_jobs(), len(paths) // PER_WORKER))
-        if workers == 1:
-            return {path: self.judge(resolver, path) for path in paths}
-        # Contiguous runs of paths: configs of one directory share their classes, which a worker
-        # then probes once (interleaved chunks had every worker probe nearly every class); four
-        # runs per worker, handed out as workers free up, so that one slow directory does not
-        # leave the other cores idle.
-        size = -(-len(paths) // (workers * 4))
-        chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
-        global _FORKED
-        _FORKED = (self, resolver)
-        pool = multiprocessing.get_context("fork").Pool(workers)
-        try:
-            answers = pool.map_async(_judge_in_child, chunks, chunksize=1).get(timeout=120 + 2 * len(paths))
-        except multiprocessing.TimeoutError:
-            pool.terminate()
-            return {path: self.judge(resolver, path) for path in paths}
-        finally:
-            pool.terminate()
-            pool.join()
-            _FORKED = None
+        one per core while forking is safe, see ``freezefix.engine.workers``)."""
         judged: dict[Path, Checked] = {}
-        for chunk_judged, probe_entries in answers:
-            judged.update(chunk_judged)
-            self.prober.file.learn(probe_entries)  # what the children probed, for the cache
+        workers = worker_count(len(paths), jobs)
+        if workers > 1:
+            def done(_run: list[Path], answer: tuple[dict[Path, Checked], dict[str, dict]]) -> None:
+                judged.update(answer[0])
+                self.prober.file.learn(answer[1])  # what the worker probed, for the cache
+
+            paths_left = share_out(paths, self.judge_in_worker(resolver), workers, done, patience(len(paths)))
+        else:
+            paths_left = paths
+        judged.update((path, self.judge(resolver, path)) for path in paths_left)
         return {path: judged[path] for path in paths}
 
-
-_FORKED: Any = None  # (judge, resolver) inherited by forked workers
-
-
-def default_jobs() -> int:
-    """One rule worker per usable core, where forking is safe: before torch is imported here (a
-    CLI run resolves every config first and leaves torch to the workers that probe classes)."""
-    if "torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _judge_in_child(chunk: list[Path]) -> tuple[dict[Path, Checked], dict[str, dict]]:
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(1)  # no OpenMP region in a forked child
-    judge, resolver = _FORKED
-    known = judge.prober.file.known()
-    judged = {path: judge.judge(resolver, path) for path in chunk}
-    return judged, judge.prober.file.learnt_since(known)
+    def judge_in_worker(self, resolver: Resolver) -> Callable[[list[Path]], tuple[dict[Path, Checked], dict[str, dict]]]:
+        """What a forked worker does with a run of configs: judge each, and say what it probed."""
+        def work(run: list[Path]) -> tuple[dict[Path, Checked], dict[str, dict]]:
+            known = self.prober.file.known()
+            return {path: self.judge(resolver, path) for path in run}, self.prober.file.learnt_since(known)
+        return work

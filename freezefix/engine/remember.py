@@ -16,21 +16,27 @@ def open_results_cache(cache_dir: Path | None, settings: dict) -> ResultsCache |
 
 
 def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> None:
-    """Store what ``path`` came to with the digests of what it was computed from, as read this run.
+    """Store what ``path`` came to with the digests of what it was computed from, as read this run."""
+    entry = entry_for(cache, resolver, path, named, outcome)
+    if entry is not None:
+        cache.store(path, entry)
 
-    Not stored: an outcome a timeout decided (a busy machine is no verdict on the file), a config
-    whose plugin code cannot be pinned down, and a config whose outcome may change with no file
-    changing (a rule that crashed, a class that did not import)."""
+
+def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> Entry | None:
+    """The results-cache entry of what ``path`` came to, or None when it must not be kept: an
+    outcome a timeout decided (a busy machine is no verdict on the file), a config whose plugin
+    code cannot be pinned down, and a config whose outcome may change with no file changing (a
+    rule that crashed, a class that did not import)."""
     deps = list(resolver.deps.get(path) or {path: None})
     if any(dep in resolver.transient for dep in deps):
-        return
+        return None
     plugins: list[Path] = []
     if isinstance(outcome, Checked):
         if outcome.crashes or not outcome.lasting:
-            return
+            return None
         found = plugin_files(resolver.values(path), path)
         if found is None:
-            return
+            return None
         plugins = found
 
     def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
@@ -39,4 +45,4 @@ def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, o
         return tuple((str(p), resolver.digest_read(p) or cache.digest(str(p))) for p in paths)
 
     env = sorted({(name, value) for dep in deps for name, value in resolver.env_used.get(dep, {}).items()})
-    cache.store(path, Entry(named, digests(deps), digests(plugins), tuple(env), outcome))
+    return Entry(named, digests(deps), digests(plugins), tuple(env), outcome)

@@ -1,0 +1,57 @@
+"""Work shared out to forked workers: every item comes back once, in contiguous runs, from more
+than one process, and what no worker finished in time is handed back to the caller."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from freezefix.engine.workers import PER_WORKER, share_out, worker_count
+
+NEEDS_STACK = False
+
+
+def _squares(run: list[int]) -> tuple[int, list[int]]:
+    time.sleep(0.02)  # long enough for the second worker to take runs too
+    return os.getpid(), [x * x for x in run]
+
+
+def test_every_item_comes_back_once_in_contiguous_runs_from_each_worker():
+    items = list(range(300))
+    runs, pids, squares = [], set(), {}
+
+    def done(run, answer):
+        pid, values = answer
+        runs.append(run)
+        pids.add(pid)
+        squares.update(zip(run, values))
+
+    left = share_out(items, _squares, 2, done, timeout=60)
+    assert left == []
+    assert squares == {x: x * x for x in items}
+    assert sorted(x for run in runs for x in run) == items  # none twice
+    assert all(run == list(range(run[0], run[0] + len(run))) for run in runs)
+    assert len(runs) > 2 and len(pids) == 2 and os.getpid() not in pids
+
+
+def _stuck_on_zero(run: list[int]) -> list[int]:
+    if 0 in run:
+        time.sleep(30)
+    return run
+
+
+def test_runs_not_back_by_the_timeout_are_handed_back_and_the_workers_stopped():
+    items = list(range(200))
+    done_items: list[int] = []
+    start = time.monotonic()
+    left = share_out(items, _stuck_on_zero, 2, lambda run, answer: done_items.extend(answer), timeout=3)
+    assert time.monotonic() - start < 20  # not the 30 s the stuck worker sleeps
+    assert 0 in left and sorted(left + done_items) == items
+    assert left == list(range(len(left)))  # the stuck run: the first contiguous one
+
+
+def test_small_runs_are_not_worth_a_worker():
+    assert worker_count(2 * PER_WORKER - 1, jobs=8) == 1
+    assert worker_count(2 * PER_WORKER, jobs=8) == 2
+    assert worker_count(100 * PER_WORKER, jobs=3) == 3
+    assert worker_count(100 * PER_WORKER, jobs=1) == 1
