@@ -18,8 +18,9 @@ from freezefix.config.resolve import Resolver
 from freezefix.discover import discover
 from freezefix.engine.judge import Judge, selected_rules
 from freezefix.engine.load import Loaded, load
-from freezefix.engine.remember import entry_for, remember
-from freezefix.engine.workers import PER_WORKER, patience, share_out, worker_count
+from freezefix.engine.fan_out import RunChecked, check_runs
+from freezefix.engine.remember import remember
+from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.engine.place import Reported, group
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
@@ -97,8 +98,8 @@ class Session:
         if workers > 1:
             # Nothing after a check needs the configs resolved in this process: workers resolve,
             # judge and remember runs of files from the start, every core reading and parsing.
-            fresh = share_out(fresh, self._check_in_worker(cache), workers, self._taker(cache, progress),
-                              patience(len(fresh)))
+            work = check_runs(self.resolver, self.judge, self.discovery.named, cache)
+            fresh = share_out(fresh, work, workers, self._take(cache, progress))
         self._load_and_judge(fresh, cache, progress)
         result.configs_checked = sum(1 for outcome in outcomes.values() if isinstance(outcome, Checked))
         placed: dict[Path, tuple[Placed, ...]] = {}
@@ -143,39 +144,15 @@ class Session:
             for path in paths:
                 remember(cache, self.resolver, path, path in self.discovery.named, outcomes[path])
 
-    def _check_in_worker(self, cache) -> Callable[[list[Path]], tuple]:
-        """What a forked worker does with a run of files: stages one to four, each file's outcome
-        with its results-cache entry, the texts of the files it resolved that may hold suppression
-        comments, and what it probed."""
-        sent: set[Path] = set()
-
-        def work(run: list[Path]) -> tuple[dict[Path, tuple], dict[Path, str], dict[str, dict]]:
-            known = self.prober.file.known()
-            done = {}
-            for path in run:
-                named = path in self.discovery.named
-                outcome = load(self.resolver, path, named)
-                if isinstance(outcome, Loaded):
-                    outcome = self.judge.judge(self.resolver, path)
-                entry = entry_for(cache, self.resolver, path, named, outcome) if cache is not None else None
-                done[path] = (outcome, entry)
-            texts = {p: unit.source.text for p, unit in self.resolver.units.items()
-                     if p not in sent and "freezefix" in unit.source.text}
-            sent.update(self.resolver.units)
-            return done, texts, self.prober.file.learnt_since(known)
-
-        return work
-
-    def _taker(self, cache, progress=None) -> Callable[[list[Path], tuple], None]:
-        """What this process does with a run a worker finished (see ``_check_in_worker``)."""
-        def take(run: list[Path], answer: tuple) -> None:
-            done, texts, probed = answer
-            for path, (outcome, entry) in done.items():
-                self.result.outcomes[path] = outcome
-                if entry is not None:
+    def _take(self, cache, progress=None) -> Callable[[list[Path], RunChecked], None]:
+        """What this process does with a run a worker checked."""
+        def take(run: list[Path], checked: RunChecked) -> None:
+            self.result.outcomes.update(checked.outcomes)
+            if cache is not None:
+                for path, entry in checked.entries.items():
                     cache.store(path, entry)
-            self.texts.update(texts)
-            self.prober.file.learn(probed)
+            self.texts.update(checked.texts)
+            self.prober.file.learn(checked.probed)
             if progress is not None:
                 progress(len(run))
 

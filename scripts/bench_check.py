@@ -67,19 +67,22 @@ print(len(files), inner, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 _FREEZEFIX = r"""
-import atexit, resource, sys, time
+import atexit, resource, sys, tempfile, time
 from freezefix.cli import entry_point
 from freezefix.config import resolve
-executed = []
+# Files are resolved in forked workers too: each resolution appends a line (small appends to an
+# O_APPEND file do not interleave), counted when the command ends.
+executed = tempfile.TemporaryFile("a+", buffering=1)
 original = resolve.Resolver._file2dict
 def counting(self, path, *args):
-    executed.append(path)
+    executed.write(f"{path}\n")
     return original(self, path, *args)
 resolve.Resolver._file2dict = counting
 start = time.perf_counter()
 def report():
     inner = time.perf_counter() - start
-    print("BENCH", inner, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(executed), file=sys.stderr)
+    executed.seek(0)
+    print("BENCH", inner, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, len(executed.readlines()), file=sys.stderr)
 atexit.register(report)
 sys.argv = ["freezefix", *sys.argv[1:]]
 entry_point()  # the installed command's own way out (exit handlers run, no teardown)

@@ -4,6 +4,7 @@ than one process, and what no worker finished in time is handed back to the call
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
@@ -26,7 +27,7 @@ def test_every_item_comes_back_once_in_contiguous_runs_from_each_worker():
         pids.add(pid)
         squares.update(zip(run, values))
 
-    left = share_out(items, _squares, 2, done, timeout=60)
+    left = share_out(items, _squares, 2, done)
     assert left == []
     assert squares == {x: x * x for x in items}
     assert sorted(x for run in runs for x in run) == items  # none twice
@@ -44,10 +45,24 @@ def test_runs_not_back_by_the_timeout_are_handed_back_and_the_workers_stopped():
     items = list(range(200))
     done_items: list[int] = []
     start = time.monotonic()
-    left = share_out(items, _stuck_on_zero, 2, lambda run, answer: done_items.extend(answer), timeout=3)
+    left = share_out(items, _stuck_on_zero, 2, lambda run, answer: done_items.extend(answer), stall=3)
     assert time.monotonic() - start < 20  # not the 30 s the stuck worker sleeps
     assert 0 in left and sorted(left + done_items) == items
     assert left == list(range(len(left)))  # the stuck run: the first contiguous one
+
+
+def _killed_on_zero(run: list[int]) -> list[int]:
+    if 0 in run:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer ends a process: no word back
+    return run
+
+
+def test_a_worker_killed_mid_run_hands_its_run_back_after_the_stall():
+    done_items: list[int] = []
+    start = time.monotonic()
+    left = share_out(list(range(200)), _killed_on_zero, 2, lambda run, answer: done_items.extend(answer), stall=3)
+    assert time.monotonic() - start < 20
+    assert left == list(range(len(left))) and sorted(left + done_items) == list(range(200))
 
 
 def test_small_runs_are_not_worth_a_worker():

@@ -13,7 +13,7 @@ from typing import Callable
 from freezefix.analysis import ConfigView, config_files
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
-from freezefix.engine.workers import patience, share_out, worker_count
+from freezefix.engine.workers import share_out, worker_count
 from freezefix.ftypes import Checked
 from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
@@ -80,7 +80,7 @@ class Judge:
                 judged.update(answer[0])
                 self.prober.file.learn(answer[1])  # what the worker probed, for the cache
 
-            paths_left = share_out(paths, self.judge_in_worker(resolver), workers, done, patience(len(paths)))
+            paths_left = share_out(paths, self.judge_in_worker(resolver), workers, done)
         else:
             paths_left = paths
         judged.update((path, self.judge(resolver, path)) for path in paths_left)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-import time
 from typing import Any, Callable, TypeVar
 
 PER_WORKER = 64  # fewer files than this per worker process cost more to fork than they save
@@ -42,27 +41,28 @@ def worker_count(items: int, jobs: int | None) -> int:
 
 
 def patience(items: int) -> float:
-    """Seconds to wait for workers on ``items`` files before doing the rest here: generous (a cold
-    probe of a large backbone takes seconds), but a hung worker must not hang the run."""
+    """Seconds to wait for ``items`` files to come back from a worker: generous (a cold probe of a
+    large backbone takes seconds), but a worker that died or hung must not hang the run."""
     return 120 + 2.0 * items
 
 
 def share_out(items: list[Item], work: Callable[[list[Item]], Answer], workers: int,
-              on_done: Callable[[list[Item], Answer], None], timeout: float) -> list[Item]:
+              on_done: Callable[[list[Item], Answer], None], stall: float | None = None) -> list[Item]:
     """``work(run)`` on contiguous runs of ``items`` in ``workers`` forked processes; ``on_done(run,
-    answer)`` in this process as each run comes back.  Returns the items of the runs that had not
-    come back after ``timeout`` seconds (the workers are then stopped), for the caller to do itself."""
+    answer)`` in this process as each run comes back.  When no run comes back for ``stall`` seconds
+    (by default the ``patience`` for one run: a worker killed by the system loses its run without a
+    word), the workers are stopped and the items of the runs still out are returned, for the caller
+    to do itself."""
     size = -(-len(items) // (workers * CHUNKS_PER_WORKER))
     runs = [items[i:i + size] for i in range(0, len(items), size)]
     global _WORK
     _WORK = work
     pending = dict(enumerate(runs))
-    deadline = time.monotonic() + timeout
     pool = multiprocessing.get_context("fork").Pool(workers)
     try:
         answers = pool.imap_unordered(_run_forked, list(pending.items()))
         while pending:
-            index, answer = answers.next(timeout=max(0.0, deadline - time.monotonic()))
+            index, answer = answers.next(timeout=stall if stall is not None else patience(size))
             on_done(pending.pop(index), answer)
     except multiprocessing.TimeoutError:
         pass

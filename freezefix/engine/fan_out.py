@@ -1,0 +1,56 @@
+"""Stages one to four for runs of files in forked workers, when nothing after the check needs the
+files resolved in the parent (``check``; ``apply`` plans fixes on them and resolves them itself).
+
+Each worker resolves, judges and remembers its own runs, so every core reads and parses from the
+start; what comes back is small: outcomes, results-cache entries, the texts suppression comments are
+read from, and what was learnt about classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from freezefix.cache import Entry, ResultsCache
+from freezefix.config.resolve import Resolver
+from freezefix.engine.judge import Judge
+from freezefix.engine.load import Loaded, load
+from freezefix.engine.remember import entry_for
+from freezefix.ftypes import FileOutcome
+
+
+@dataclass
+class RunChecked:
+    """What a worker sends back for one run of files."""
+
+    outcomes: dict[Path, FileOutcome] = field(default_factory=dict)
+    entries: dict[Path, Entry] = field(default_factory=dict)  # for the results cache, where one may be kept
+    # Files the worker resolved that mention freezefix (their suppression comments), each sent once.
+    texts: dict[Path, str] = field(default_factory=dict)
+    probed: dict[str, dict] = field(default_factory=dict)  # new probe-cache entries
+
+
+def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: ResultsCache | None) -> Callable[[list[Path]], RunChecked]:
+    """The work of a forked worker: ``resolver`` and ``judge`` are its own copies, kept from one
+    run to the next (bases resolved and classes probed once per worker)."""
+    sent: set[Path] = set()
+
+    def check_run(run: list[Path]) -> RunChecked:
+        known = judge.prober.file.known()
+        checked = RunChecked()
+        for path in run:
+            outcome = load(resolver, path, path in named)
+            if isinstance(outcome, Loaded):
+                outcome = judge.judge(resolver, path)
+            checked.outcomes[path] = outcome
+            entry = entry_for(cache, resolver, path, path in named, outcome) if cache is not None else None
+            if entry is not None:
+                checked.entries[path] = entry
+        checked.texts = {p: unit.source.text for p, unit in resolver.units.items()
+                         if p not in sent and "freezefix" in unit.source.text}
+        sent.update(resolver.units)
+        checked.probed = judge.prober.file.learnt_since(known)
+        return checked
+
+    return check_run
