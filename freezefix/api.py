@@ -55,9 +55,9 @@ class Session:
         installed stack's classes (a table of recorded facts, in tests that run without a stack)."""
         self.options = options
         self.discovery = discover(paths, options.exclude)
-        self.resolver = Resolver()
         self.facts_given = prober is not None
         self.prober = prober or Prober(cache_dir=options.cache_dir, device=options.prober_device)
+        self.resolver = Resolver(remembered=lambda: self.prober.file.entries)
         self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.prober)
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans, the gate's baseline.

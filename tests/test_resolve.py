@@ -187,3 +187,38 @@ def test_a_config_that_loops_is_stopped_with_an_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="did not finish executing within 0.5 s"):
         resolver.unit(tmp_path / "loop.py")
     assert resolver.values(tmp_path / "ok.py") == {"model": {"a": 1}}
+
+
+@needs_mmengine
+def test_where_a_pkg_base_is_is_asked_of_mmengine_once_and_kept_while_it_holds(tmp_path, monkeypatch):
+    from freezefix.config import preprocess
+
+    asked = []
+    real_ask = preprocess._ask_mmengine
+    monkeypatch.setattr(preprocess, "_ask_mmengine", lambda spec, child: asked.append(spec) or real_ask(spec, child))
+    monkeypatch.setattr(preprocess, "_ASKED", {})
+    kept: dict = {}
+    expected = Resolver().values(RESOLVE / "scoped.py")  # what mmengine's own answer gives
+    asked.clear()
+    monkeypatch.setattr(preprocess, "_ASKED", {})
+
+    def run() -> dict:
+        return Resolver(remembered=lambda: kept).values(RESOLVE / "scoped.py")
+
+    assert run() == expected and len(asked) == 1 and len(kept) == 1
+    monkeypatch.setattr(preprocess, "_ASKED", {})  # a later run: only the kept answer is left
+    assert run() == expected and len(asked) == 1, "a kept answer is used without importing mmengine"
+
+    (key, answer), = kept.items()
+    kept[key] = dict(answer, path=str(tmp_path / "uninstalled.py"))  # the package moved since
+    monkeypatch.setattr(preprocess, "_ASKED", {})
+    assert run() == expected and len(asked) == 2 and kept[key] == answer
+
+    # "not installed" holds only while the package still cannot be imported.
+    child = tmp_path / "child.py"
+    child.write_text("_base_ = ['mmdet::_base_/default_runtime.py']\n")
+    monkeypatch.setattr(preprocess, "_ASKED", {})
+    kept['["package-base", ' + repr("mmdet::_base_/default_runtime.py") + "]"] = {
+        "error": "mmdet is not installed, please install mmdet manually", "missing": "mmdet"}
+    assert "default_scope" in Resolver(remembered=lambda: kept).values(child)
+    assert asked[-1] == "mmdet::_base_/default_runtime.py"

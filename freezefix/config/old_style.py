@@ -101,7 +101,7 @@ class OldStyleReader:
         for spec in base_specs:
             if not isinstance(spec, str):
                 raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
-            bpath, scope = base_path(spec, path)
+            bpath, scope = base_path(spec, path, resolver.remembered)
             deps[bpath] = None
             if not bpath.exists() and bpath not in resolver.overlay:
                 raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)

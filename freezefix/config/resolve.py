@@ -22,7 +22,7 @@ import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.config import lazy
 from freezefix.config.errors import BASE_KEY, DELETE_KEY, ConfigError, NotAnalysable
@@ -58,9 +58,12 @@ class Origin:
 class Resolver:
     """Resolves configs with a per-file cache; one instance per run (or per worker)."""
 
-    def __init__(self, overlay: dict[Path, str] | None = None):
+    def __init__(self, overlay: dict[Path, str] | None = None, remembered: Callable[[], dict] | None = None):
         # overlay: path → text to use instead of the file on disk (verification of planned edits)
         self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
+        # remembered(): a dict kept across runs (keyed by package versions) for what only the
+        # installed packages decide, such as where a `pkg::` base is.
+        self.remembered = remembered
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
         self.new_style = NewStyleReader(self)  # new-style files, parsed once
