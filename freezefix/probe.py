@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import inspect
 import json
 import warnings
 from dataclasses import asdict
@@ -36,6 +35,8 @@ def _accepts(cls: Any, name: str) -> bool:
     DetectoRS_ResNet all do so for ``frozen_stages``), so the whole MRO is followed while each
     ``__init__`` passes keyword arguments on.
     """
+    import inspect
+
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:

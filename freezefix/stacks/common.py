@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import importlib
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 
 @lru_cache(maxsize=None)  # read per rule and config: metadata parsing is slow, and it does not change
 def installed_version(*names: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version  # 20 ms to import: only when asked
+
     for name in names:
         try:
             return version(name)
