@@ -191,3 +191,17 @@ def test_seed_findings_are_identical_from_the_cache_in_every_format(copy_fixture
     code, data, _ = outputs["hit"]
     codes = sorted(f["code"] for f in data["findings"])
     assert (codes, data["summary"]["suppressed"], code) == ((["FF100"], 1, 1) if suppress else (["FF101"], 0, 1))
+
+
+def test_the_versions_caches_are_keyed_by_are_importlib_metadatas():
+    import importlib.metadata
+
+    from freezefix.cache import _KEYED_PACKAGES, package_versions
+
+    expected = {}
+    for name in _KEYED_PACKAGES:
+        try:
+            expected[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    assert package_versions() == expected and "freezefix" in expected
