@@ -16,9 +16,9 @@ from typing import Callable
 
 from freezefix.config.resolve import Resolver
 from freezefix.discover import discover
-from freezefix.engine.judge import Judge, selected_rules
+from freezefix.engine.judge import Judge, RunChecked, selected_rules
 from freezefix.engine.load import Loaded, load
-from freezefix.engine.fan_out import RunChecked, check_runs
+from freezefix.engine.fan_out import check_runs
 from freezefix.engine.remember import remember
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.engine.place import Reported, group

@@ -8,27 +8,14 @@ read from, and what was learnt about classes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from freezefix.cache import Entry, ResultsCache
+from freezefix.cache import ResultsCache
 from freezefix.config.resolve import Resolver
-from freezefix.engine.judge import Judge
+from freezefix.engine.judge import Judge, RunChecked
 from freezefix.engine.load import Loaded, load
 from freezefix.engine.remember import entry_for
-from freezefix.ftypes import FileOutcome
-
-
-@dataclass
-class RunChecked:
-    """What a worker sends back for one run of files."""
-
-    outcomes: dict[Path, FileOutcome] = field(default_factory=dict)
-    entries: dict[Path, Entry] = field(default_factory=dict)  # for the results cache, where one may be kept
-    # Files the worker resolved that mention freezefix (their suppression comments), each sent once.
-    texts: dict[Path, str] = field(default_factory=dict)
-    probed: dict[str, dict] = field(default_factory=dict)  # new probe-cache entries
 
 
 def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: ResultsCache | None) -> Callable[[list[Path]], RunChecked]:

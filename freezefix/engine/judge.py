@@ -7,17 +7,30 @@ configs here, ``explain`` reads the same view.  A rule that raises is a per-conf
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from freezefix.analysis import ConfigView, config_files
+from freezefix.cache import Entry
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
-from freezefix.ftypes import Checked
+from freezefix.ftypes import Checked, FileOutcome
 from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
 from freezefix.rules.base import run_rules
+
+
+@dataclass
+class RunChecked:
+    """What a forked worker sends back for one run of files (see ``freezefix.engine.workers``)."""
+
+    outcomes: dict[Path, FileOutcome] = field(default_factory=dict)
+    entries: dict[Path, Entry] = field(default_factory=dict)  # for the results cache, where one may be kept
+    # Files the worker resolved that mention freezefix (their suppression comments), each sent once.
+    texts: dict[Path, str] = field(default_factory=dict)
+    probed: dict[str, dict] = field(default_factory=dict)  # new probe-cache entries
 
 
 def selected_rules(wants: Callable[[str], bool]) -> list[Rule]:
@@ -73,12 +86,12 @@ class Judge:
     def judge_all(self, resolver: Resolver, paths: list[Path], jobs: int | None = None) -> dict[Path, Checked]:
         """Every config of ``paths``: in this process, or in forked workers (``jobs``; by default
         one per core while forking is safe, see ``freezefix.engine.workers``)."""
-        judged: dict[Path, Checked] = {}
+        judged: dict[Path, FileOutcome] = {}
         workers = worker_count(len(paths), jobs)
         if workers > 1:
-            def done(_run: list[Path], answer: tuple[dict[Path, Checked], dict[str, dict]]) -> None:
-                judged.update(answer[0])
-                self.prober.file.learn(answer[1])  # what the worker probed, for the cache
+            def done(_run: list[Path], checked: RunChecked) -> None:
+                judged.update(checked.outcomes)
+                self.prober.file.learn(checked.probed)  # what the worker probed, for the cache
 
             paths_left = share_out(paths, self.judge_in_worker(resolver), workers, done)
         else:
@@ -86,9 +99,10 @@ class Judge:
         judged.update((path, self.judge(resolver, path)) for path in paths_left)
         return {path: judged[path] for path in paths}
 
-    def judge_in_worker(self, resolver: Resolver) -> Callable[[list[Path]], tuple[dict[Path, Checked], dict[str, dict]]]:
+    def judge_in_worker(self, resolver: Resolver) -> Callable[[list[Path]], RunChecked]:
         """What a forked worker does with a run of configs: judge each, and say what it probed."""
-        def work(run: list[Path]) -> tuple[dict[Path, Checked], dict[str, dict]]:
+        def work(run: list[Path]) -> RunChecked:
             known = self.prober.file.known()
-            return {path: self.judge(resolver, path) for path in run}, self.prober.file.learnt_since(known)
+            judged = {path: self.judge(resolver, path) for path in run}
+            return RunChecked(outcomes=judged, probed=self.prober.file.learnt_since(known))
         return work
