@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
@@ -70,3 +72,28 @@ def test_small_runs_are_not_worth_a_worker():
     assert worker_count(2 * PER_WORKER, jobs=8) == 2
     assert worker_count(100 * PER_WORKER, jobs=3) == 3
     assert worker_count(100 * PER_WORKER, jobs=1) == 1
+
+
+_INTERRUPTED = """
+import time
+from freezefix.engine.workers import share_out
+
+def slow(run):
+    time.sleep(30)
+    return run
+
+print("started", flush=True)
+share_out(list(range(200)), slow, 2, lambda run, answer: None)
+"""
+
+
+def test_ctrl_c_stops_the_run_and_its_workers_quietly():
+    # Ctrl-C on a terminal signals its whole process group: the parent and every worker.
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPTED], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    assert proc.stdout.readline() == "started\n"
+    time.sleep(1.0)  # the workers are forked and sleeping in their runs
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert "ForkPoolWorker" not in err, err  # no worker printed its own interruption

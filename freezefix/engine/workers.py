@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -58,7 +59,7 @@ def share_out(items: list[Item], work: Callable[[list[Item]], Answer], workers: 
     global _WORK
     _WORK = work
     pending = dict(enumerate(runs))
-    pool = multiprocessing.get_context("fork").Pool(workers)
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_leave_ctrl_c_to_the_parent)
     try:
         answers = pool.imap_unordered(_run_forked, list(pending.items()))
         while pending:
@@ -74,6 +75,12 @@ def share_out(items: list[Item], work: Callable[[list[Item]], Answer], workers: 
 
 
 _WORK: Any = None  # the work of the current share_out, inherited by its forked workers
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    # Ctrl-C reaches every process of the terminal's group: the parent stops the workers itself,
+    # and a worker's own KeyboardInterrupt would only print its traceback over the user's terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_forked(indexed: tuple[int, list]) -> tuple[int, Any]:
