@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import warnings
+from collections import OrderedDict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -117,6 +118,9 @@ class Prober:
         # imported for the classes to be found, such as a config's plugins.  Nothing heavy is
         # imported while every fact comes from the cache.
         self.before_building: Callable[[], None] | None = None
+        # The modules last built with a config's own arguments: FF113 runs the optimizer
+        # constructor on the same module right after the other rules probed it.
+        self._built: OrderedDict[str, Any] = OrderedDict()
 
     def _prepare_to_build(self) -> None:
         prepare, self.before_building = self.before_building, None
@@ -177,10 +181,11 @@ class Prober:
         scope_hint = module_cfg.get("_scope_") or scope_hint
         kwargs = _clean_kwargs(module_cfg)
 
+        built = self._built.get(_built_key(type_name, scope_hint, kwargs))
         return self.remembered(["optimizer-settings", type_name, scope_hint, repr(sorted(kwargs.items())), name,
                                 repr(optimizer_values), self.device],
                                lambda: _optimizer_settings(type_name, scope_hint, kwargs, name, optimizer_values,
-                                                           self.device))
+                                                           self.device, built))
 
     def model(self, values: dict, config_path: Path) -> ModelFacts:
         """Build the whole model once per (model dict, scope, plugins) and list its parameters."""
@@ -220,6 +225,7 @@ class Prober:
         facts.accepts_norm_eval = _accepts(cls, "norm_eval")
         try:
             module = self._build(cls, scope, kwargs)
+            self._keep(_built_key(type_name, scope_hint, kwargs), module)
         except Exception as exc:  # noqa: BLE001 - the class's own error is the finding
             facts.error = f"{type(exc).__name__}: {exc}"
             if "frozen_stages" in kwargs and facts.accepts_frozen_stages:
@@ -241,6 +247,12 @@ class Prober:
             except Exception:  # noqa: BLE001 - then the class has no -1; nothing to compare
                 pass
         return facts
+
+    def _keep(self, key: str, module: Any) -> None:
+        self._built[key] = module
+        self._built.move_to_end(key)
+        while len(self._built) > _KEPT_MODULES:
+            self._built.popitem(last=False)
 
     def _build(self, cls: Any, scope: str, kwargs: dict) -> Any:
         return on_first_device(lambda: _build(cls, scope, kwargs), self.device)[0]
@@ -267,15 +279,25 @@ class Prober:
             facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
 
 
+_KEPT_MODULES = 8
+
+
+def _built_key(type_name: str, scope_hint: str | None, kwargs: dict) -> str:
+    return json.dumps([type_name, scope_hint, repr(sorted(kwargs.items()))])
+
+
 def _optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, name: str,
-                        optimizer_values: dict, device: str) -> dict[str, list] | None:
-    """Build the module alone as ``name`` of a holder model, after ``train()``, and run the stack's
-    optimizer constructor on it: trainable parameter name → [lr, weight_decay]."""
+                        optimizer_values: dict, device: str, built: Any = None) -> dict[str, list] | None:
+    """The module alone as ``name`` of a holder model, after ``train()`` (``built``: already built
+    with these arguments on ``device``, or built here), and the stack's optimizer constructor run on
+    it: trainable parameter name → [lr, weight_decay]."""
     import torch
 
     try:
-        cls, scope = find_class(type_name, scope_hint)
-        module = on_first_device(lambda: _build(cls, scope, kwargs), device)[0]
+        if built is None:
+            cls, scope = find_class(type_name, scope_hint)
+            built = on_first_device(lambda: _build(cls, scope, kwargs), device)[0]
+        module = built
         module.train()
         holder = torch.nn.Module()
         holder.add_module(name, module)
