@@ -48,7 +48,8 @@ def rare_collections():
 
 
 class Session:
-    """One run over a set of paths: a resolver and a prober shared by all configs."""
+    """One run over a set of paths: a resolver and a prober shared by all configs (a forked worker
+    of a check works on its own copies and sends back what it found, see ``freezefix.engine.fan_out``)."""
 
     def __init__(self, paths: list[Path], options: RunOptions, prober: Prober | None = None):
         """``prober``: where the rules' facts about classes come from, when not from building the
