@@ -249,6 +249,9 @@ class Prober:
         return facts
 
     def _keep(self, key: str, module: Any) -> None:
+        first = next(iter(module.parameters()), None)
+        if first is None or not first.is_meta:
+            return  # built on the CPU (a class meta cannot build): not worth the memory it holds
         self._built[key] = module
         self._built.move_to_end(key)
         while len(self._built) > _KEPT_MODULES:

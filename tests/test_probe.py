@@ -135,3 +135,13 @@ def test_the_optimizer_runs_on_the_module_just_probed_and_sees_what_a_fresh_buil
     assert len(builds) == probing, "no second build of the module FF113 asks about"
     trainable = {f"backbone.{n}" for n in facts.observed.trainable_names}
     assert set(fresh) == trainable and fresh["backbone.layer2.0.conv1.weight"][0] == pytest.approx(0.002)
+
+
+def test_only_modules_built_on_meta_are_kept_for_the_optimizer():
+    import torch
+
+    prober = Prober()
+    prober._keep("cpu", torch.nn.Linear(2, 2))
+    with torch.device("meta"):
+        prober._keep("meta", torch.nn.Linear(2, 2))
+    assert list(prober._built) == ["meta"]
