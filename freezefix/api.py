@@ -16,13 +16,13 @@ from typing import Callable
 
 from freezefix.config.resolve import Resolver
 from freezefix.discover import discover
+from freezefix.engine.fan_out import check_runs
 from freezefix.engine.judge import Judge, RunChecked, selected_rules
 from freezefix.engine.load import Loaded, load
-from freezefix.engine.fan_out import check_runs
-from freezefix.engine.remember import remember
-from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.engine.place import Reported, group
+from freezefix.engine.remember import remember
 from freezefix.engine.result import RunOptions, RunResult
+from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
 from freezefix.probe import Prober
 from freezefix.rules import Options, registry
@@ -31,16 +31,13 @@ from freezefix.stacks import missing as missing_stack
 __all__ = ["RunOptions", "RunResult", "Reported", "Session", "apply_until_stable", "check_paths", "fix_paths"]
 
 
-RARE_COLLECTIONS = (70_000, 50, 100)
-
-
 @contextmanager
 def rare_collections():
     """Python's cycle collector runs every 700 allocations and walks every live object each time;
     a run keeps every file's syntax tree and values alive (no cycles among them), so with the
     default it spent as long collecting as parsing.  Collections stay on, a hundred times rarer."""
     previous = gc.get_threshold()
-    gc.set_threshold(*RARE_COLLECTIONS)
+    gc.set_threshold(70_000, 50, 100)
     try:
         yield
     finally:
@@ -175,9 +172,12 @@ class Session:
         by_file = {}
         for path in {r.path for r in findings} | set(self.discovery.files):
             unit = self.resolver.units.get(path)
-            # A file resolved by a worker, or known from the results cache (read, not resolved).
-            text = (unit.source.text if unit is not None else self.texts.get(path) if path in self.texts
-                    else cache.text(path) if cache is not None else None)
+            if unit is not None:
+                text = unit.source.text
+            elif path in self.texts:  # resolved by a worker
+                text = self.texts[path]
+            else:  # known from the results cache: read, not resolved, this run
+                text = cache.text(path) if cache is not None else None
             if text is not None and "freezefix" in text:
                 by_file[path] = suppressions(text)
         silence(findings, by_file)

@@ -92,8 +92,8 @@ _KEYED_PACKAGES = ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet
 def package_versions() -> dict[str, str]:
     """The installed versions of the packages that change what freezefix finds (both caches are
     keyed by them).  Read from the ``name-version.dist-info`` folder names on ``sys.path``, first
-    found first as ``importlib.metadata`` searches: importing that module costs 20 ms, a tenth of
-    a fully cached run.  A package found only in a form that does not name its version there (an
+    found first as ``importlib.metadata`` searches: importing that module costs 20 ms, a seventh
+    of a fully cached run.  A package found only in a form that does not name its version there (an
     ``.egg-info`` without one) is asked of ``importlib.metadata``."""
     wanted = {_normalized(name): name for name in _KEYED_PACKAGES}
     found: dict[str, str] = {}

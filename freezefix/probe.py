@@ -297,10 +297,10 @@ def _optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, na
     import torch
 
     try:
-        if built is None:
-            cls, scope = find_class(type_name, scope_hint)
-            built = on_first_device(lambda: _build(cls, scope, kwargs), device)[0]
         module = built
+        if module is None:
+            cls, scope = find_class(type_name, scope_hint)
+            module = on_first_device(lambda: _build(cls, scope, kwargs), device)[0]
         module.train()
         holder = torch.nn.Module()
         holder.add_module(name, module)
