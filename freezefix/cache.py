@@ -39,7 +39,7 @@ from typing import Any
 from freezefix.ftypes import Failed, FileOutcome, Skipped
 from freezefix.textio import write_cache_file
 
-_SCHEMA = 3  # bump when Entry changes shape: older files are then simply not found
+_SCHEMA = 4  # bump when Entry changes shape: older files are then simply not found
 _PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
 _ABSENT = None  # digest of a file that does not exist
 
@@ -53,6 +53,10 @@ class Entry:
     plugins: tuple[tuple[str, str | None], ...]  # plugin code it imports, likewise
     env: tuple[tuple[str, str | None], ...]  # environment variables read by substitution
     outcome: FileOutcome  # a Checked config holds its findings placed, in the order the rules returned them
+    # An outcome that depends on what the environment lacks (not ``Checked.lasting``): the
+    # environment_digest() it was computed in, the plugins asked for (custom_imports names, the
+    # plugin_dir) and plugin_specs() for them then.  Such an entry is used while all three hold.
+    environment: tuple[str, tuple[tuple[str, ...], str | None], tuple] | None = None
 
 
 def cache_location() -> Path:
@@ -98,15 +102,9 @@ def package_versions() -> dict[str, str]:
     wanted = {_normalized(name): name for name in _KEYED_PACKAGES}
     found: dict[str, str] = {}
     unsure: list[str] = []
-    for entry in sys.path:
-        try:
-            names = os.listdir(entry or ".")
-        except OSError:  # a zip file, a folder that does not exist
-            continue
-        for folder in names:
-            stem, dot, kind = folder.rpartition(".")
-            if kind not in ("dist-info", "egg-info") or not dot:
-                continue
+    for _entry, folders in _distributions():
+        for folder in folders:
+            stem, _, kind = folder.rpartition(".")
             project, _, version = stem.partition("-")
             name = wanted.get(_normalized(project))
             if name is None or name in found or name in unsure:
@@ -124,6 +122,53 @@ def package_versions() -> dict[str, str]:
             except PackageNotFoundError:
                 pass
     return {name: found[name] for name in _KEYED_PACKAGES if name in found}
+
+
+@lru_cache(maxsize=None)
+def _distributions() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each ``sys.path`` entry with the ``*.dist-info`` / ``*.egg-info`` folders it holds, as read once."""
+    listed = []
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:  # a zip file, a folder that does not exist
+            names = []
+        listed.append((entry, tuple(sorted(n for n in names if n.endswith((".dist-info", ".egg-info"))))))
+    return tuple(listed)
+
+
+@lru_cache(maxsize=None)
+def environment_digest() -> str:
+    """What changes when anything is installed, removed or upgraded, or ``sys.path`` changes: an
+    outcome that depends on what this environment lacks (a plugin that does not import, a head that
+    needs ``transformers``) is kept under it, so installing the missing piece is seen next run."""
+    return hashlib.sha256(repr(_distributions()).encode()).hexdigest()[:20]
+
+
+def plugin_specs(custom_imports: tuple[str, ...], plugin_dir: str | None, config_path: Path) -> tuple:
+    """Where each plugin a config names would be imported from now: the top-level module of each
+    ``custom_imports`` entry (``find_spec``'s origin, None when it is not importable) and the
+    repository root above the config that holds the mmcv-1.x ``plugin_dir``."""
+    from freezefix.models import plugin_dir_location  # light: no torch, no OpenMMLab import
+
+    found: list[tuple[str, str | None]] = []
+    for name in custom_imports:
+        spec = _top_level_spec(name)
+        found.append((name, None if spec is None else str(spec.origin or spec.submodule_search_locations)))
+    if plugin_dir:
+        located = plugin_dir_location({"plugin": True, "plugin_dir": plugin_dir}, config_path)
+        found.append((plugin_dir, None if located is None or located[1] is None else str(located[1])))
+    return tuple(found)
+
+
+def _top_level_spec(name: str) -> Any:
+    """``find_spec`` of a dotted module's top-level package (importing nothing of it), or None."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name.split(".")[0])
+    except (ImportError, ValueError):
+        return None
 
 
 def _normalized(project: str) -> str:
@@ -197,6 +242,10 @@ class ResultsCache:
             return None
         if any(self.digest(dep) != want for dep, want in (*entry.deps, *entry.plugins)):
             return None
+        if entry.environment is not None:
+            digest, (imports, plugin_dir), specs = entry.environment
+            if digest != environment_digest() or plugin_specs(imports, plugin_dir, path) != specs:
+                return None
         self.hits += 1
         if not isinstance(entry.outcome, (Skipped, Failed)):
             self._resolved.update(dep for dep, _ in entry.deps)
@@ -263,18 +312,13 @@ def plugin_files(values: dict, config_path: Path) -> list[Path] | None:
 
     Installed packages are not listed: their versions are part of the cache key.
     """
+    from freezefix.models import custom_import_names, plugin_dir_location  # light: no torch, no OpenMMLab
+
     found: list[Path] = []
-    imports = values.get("custom_imports")
-    names = imports.get("imports", []) if isinstance(imports, dict) else []
-    for name in names if isinstance(names, (list, tuple)) else [names]:
+    for name in custom_import_names(values):
         if not isinstance(name, str) or not name:
             return None
-        import importlib.util
-
-        try:
-            spec = importlib.util.find_spec(name.split(".")[0])
-        except (ImportError, ValueError):
-            spec = None
+        spec = _top_level_spec(name)
         if spec is None or not spec.origin or not os.path.isabs(spec.origin):
             continue  # not importable (the model facts say so), or built in
         origin = Path(spec.origin)
@@ -284,8 +328,6 @@ def plugin_files(values: dict, config_path: Path) -> list[Path] | None:
             found.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
         else:
             found.append(origin)
-    from freezefix.models import plugin_dir_location  # light: no torch, no OpenMMLab import
-
     located = plugin_dir_location(values, config_path)
     if located is not None and located[1] is not None:
         rel, root = located

@@ -263,13 +263,10 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
 def _plugin_settings(values: dict, path: Path):
     """(identity, the settings naming it) per plugin a config names: identical names from the same
     repository root are one plugin."""
-    from freezefix.models import plugin_dir_location
+    from freezefix.models import custom_import_names, plugin_dir_location
 
-    imports = values.get("custom_imports")
-    if isinstance(imports, dict):
-        names = imports.get("imports") or []
-        for name in [names] if isinstance(names, str) else names:
-            yield ("custom_imports", name), {"custom_imports": {"imports": [name]}}
+    for name in custom_import_names(values):
+        yield ("custom_imports", name), {"custom_imports": {"imports": [name]}}
     located = plugin_dir_location(values, path)
     if located is not None:
         subset = {k: values[k] for k in ("plugin", "plugin_dir")}

@@ -205,3 +205,32 @@ def test_the_versions_caches_are_keyed_by_are_importlib_metadatas():
         except importlib.metadata.PackageNotFoundError:
             pass
     assert package_versions() == expected and "freezefix" in expected
+
+
+def test_an_outcome_the_environment_decides_is_kept_until_the_environment_changes(tmp_path, monkeypatch, cli,
+                                                                                   executed):
+    """A class whose plugin does not import is not judged, and said so; that outcome is kept (an
+    unchanged repository re-checks nothing) until the plugin becomes importable, or anything is
+    installed or removed."""
+    root = _repo(tmp_path)
+    monkeypatch.chdir(root)
+    (root / "configs/plugged.py").write_text(
+        "custom_imports = dict(imports=['ff_cache_test_plugin'], allow_failed_imports=False)\n"
+        "model = dict(type='RetinaNet', backbone=dict(type='FfCacheTestResNet', depth=18, frozen_stages=1))\n"
+        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), "
+        "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
+    _, first = _json(cli, "configs")
+    assert [u["what"] for u in first["unjudged"]] == ["FfCacheTestResNet"]
+    executed.clear()
+    assert _json(cli, "configs")[1] == first
+    assert executed == []  # kept: nothing was resolved again
+    site = tmp_path / "site"
+    (site / "ff_cache_test_plugin").mkdir(parents=True)
+    (site / "ff_cache_test_plugin/__init__.py").write_text(
+        "from mmdet.models.backbones import ResNet\nfrom mmdet.registry import MODELS\n\n\n"
+        "@MODELS.register_module(force=True)\nclass FfCacheTestResNet(ResNet):\n    pass\n")
+    monkeypatch.syspath_prepend(str(site))
+    _, third = _json(cli, "configs")
+    assert executed == ["plugged.py"]  # the plugin can be imported now: that config, and only it, again
+    assert "FfCacheTestResNet" not in [u["what"] for u in third["unjudged"]]
+    assert [f["code"] for f in third["findings"]] == ["FF101"]

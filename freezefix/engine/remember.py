@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezefix.cache import Entry, ResultsCache, cache_key, plugin_files
+from freezefix.cache import Entry, ResultsCache, cache_key, environment_digest, plugin_files, plugin_specs
 from freezefix.config.resolve import Resolver
+from freezefix.models import custom_import_names, plugin_dir_setting
 from freezefix.ftypes import Checked, FileOutcome
 
 
@@ -25,19 +26,25 @@ def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, o
 def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> Entry | None:
     """The results-cache entry of what ``path`` came to, or None when it must not be kept: an
     outcome a timeout decided (a busy machine is no verdict on the file), a config whose plugin
-    code cannot be pinned down, and a config whose outcome may change with no file changing (a
-    rule that crashed, a class that did not import)."""
+    code cannot be pinned down, and a rule that crashed.  An outcome that may change with no file
+    changing (a class that did not import, one that needs a package this environment lacks) is
+    kept with what would change it: the installed packages, ``sys.path`` and where its plugins are."""
     deps = list(resolver.deps.get(path) or {path: None})
     if any(dep in resolver.transient for dep in deps):
         return None
     plugins: list[Path] = []
+    environment = None
     if isinstance(outcome, Checked):
-        if outcome.crashes or not outcome.lasting:
+        if outcome.crashes:
             return None
-        found = plugin_files(resolver.values(path), path)
+        values = resolver.values(path)
+        found = plugin_files(values, path)
         if found is None:
             return None
         plugins = found
+        if not outcome.lasting:
+            asked = plugins_asked(values)
+            environment = (environment_digest(), asked, plugin_specs(*asked, path))
 
     def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
         # The digest of the bytes that were resolved, not of the file now: an edit since then
@@ -45,4 +52,9 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
         return tuple((str(p), resolver.digest_read(p) or cache.digest(str(p))) for p in paths)
 
     env = sorted({(name, value) for dep in deps for name, value in resolver.env_used.get(dep, {}).items()})
-    return Entry(named, digests(deps), digests(plugins), tuple(env), outcome)
+    return Entry(named, digests(deps), digests(plugins), tuple(env), outcome, environment)
+
+
+def plugins_asked(values: dict) -> tuple[tuple[str, ...], str | None]:
+    """The plugins a config names: its ``custom_imports`` modules and its mmcv-1.x ``plugin_dir``."""
+    return tuple(n for n in custom_import_names(values) if isinstance(n, str)), plugin_dir_setting(values)
