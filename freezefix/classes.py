@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from functools import lru_cache
 from typing import Any
 
@@ -63,3 +64,29 @@ def class_scope(cls: type, scope_hint: str | None) -> str:
     if scope_hint in available:
         return scope_hint
     return next(iter(available))
+
+
+UNREADABLE = object()  # a signature that cannot be read: the argument may be taken, or not
+
+
+def declared_parameter(cls: Any, name: str) -> inspect.Parameter | None | object:
+    """The ``__init__`` parameter ``cls(name=...)`` reaches, None when no ``__init__`` takes it, or
+    UNREADABLE.
+
+    Subclasses often take ``**kwargs`` and hand them to their parent (mmdet's ResNeXt, Res2Net and
+    DetectoRS_ResNet all do so for ``frozen_stages``), so the whole MRO is followed while each
+    ``__init__`` passes keyword arguments on.
+    """
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters
+        except (TypeError, ValueError):
+            return UNREADABLE
+        if name in params:
+            return params[name]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+    return None

@@ -36,7 +36,7 @@ def test_lost_settings_are_reported_where_the_first_dict_is_written(copy_fixture
     seed_order = found[("bev/freeze_then_settings.py", 5)]
     assert "line 5 and again at line 12" in seed_order
     assert "img_backbone.frozen_stages=4, img_backbone.norm_eval=True never take effect" in seed_order
-    assert "mmengine merges dicts only across _base_ files" in seed_order
+    assert "configs merge dicts only across _base_ files" in seed_order
     reverse = found[("bev/settings_then_freeze.py", 4)]
     assert "img_neck.num_outs=5" in reverse and "pts_backbone.layer_nums=[3, 5]" in reverse
     assert "paramwise_cfg.custom_keys.img_backbone.lr_mult=0.0" in found[("_base_/schedules/adamw_2x.py", 3)]

@@ -36,15 +36,23 @@ class Location:
     def matches(self, value: Any) -> bool:
         if self.container is not None:
             return isinstance(value, dict)
-        return self.literal is not _NOT_LITERAL and _same(self.literal, value)
+        return self.literal is not _NOT_LITERAL and same_value(self.literal, value)
 
     def as_computed(self) -> Location:
         return replace(self, how="computed", literal=_NOT_LITERAL)
 
 
-def _same(a: Any, b: Any) -> bool:
+def same_value(a: Any, b: Any) -> bool:
     # 0 and 0.0 and False are equal in Python but not the same config value.
     return type(a) is type(b) and a == b
+
+
+def same_setting(a: Any, b: Any) -> bool:
+    """``same_value``, except that a list and a tuple with the same items are one setting (configs
+    write either; what reads them iterates)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return same_value(a, b)
 
 
 LocationMap = Dict[Key, Location]

@@ -10,8 +10,12 @@ Why
     within one file, so everything the first dict set and the last does not re-set is silently
     dropped: a whole freeze (``img_backbone=dict(frozen_stages=4)``) written above an "append these
     settings last" block never happens, and the base's ``frozen_stages=-1`` stays in force.  Only
-    dropped settings that differ from what the config resolves to are reported: one the bases give
-    anyway changes nothing.
+    dropped settings that change what runs are reported: one the bases give anyway, or one whose
+    value is what the code that reads it does without it, changes nothing.  That code is asked of
+    the installed stack: a model class's declared default (ResNet's ``norm_eval=True``), the
+    optimizer constructor's groups with and without the setting (``norm_decay_mult=1.0``), and the
+    Runner's own ``scale_lr`` / ``register_default_hooks`` (``auto_scale_lr = dict(enable=False)``).
+    Any other dropped setting is reported.
 
 Example
     ``model = dict(backbone=dict(frozen_stages=4))`` then, lower in the same file,
@@ -36,7 +40,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigFile, ConfigView
-from freezefix.config.locate import COMPUTED, CONTAINER, Key, _same, literal_leaves
+from freezefix.config.locate import COMPUTED, CONTAINER, Key, literal_leaves, same_setting
+from freezefix.config.reads import name_reads
 from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
 
 # `{{_base_.x}}` becomes a quoted placeholder before parsing: its value is the base's, not a literal.
@@ -51,6 +56,9 @@ model = dict(
     backbone=dict(type='mmdet.ResNet', depth=18{fs}),  # ResNet-18
 )
 """
+_SCALE = "auto_scale_lr = dict(enable={enable})\nauto_scale_lr = dict(base_batch_size=16)\n"
+_DECAY = ("optim_wrapper = dict(paramwise_cfg=dict(norm_decay_mult={mult}))\n"
+          "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, weight_decay=0.0001))\n")
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,11 @@ class OverwrittenAssignment(Rule):
         Example(_FREEZE.format(fs=4) + "frozen = model['backbone']\n" + _MODEL.format(fs="")),
         # the live dict sets the same key itself
         Example(_FREEZE.format(fs=-1) + _MODEL.format(fs=", frozen_stages=-1")),
+        # what is dropped is what its reader does without it: mmengine's Runner.scale_lr returns
+        # unless `enable` is truthy; ResNet's norm_eval defaults to True; a multiplier of 1.0
+        Example(_SCALE.format(enable=False)),
+        Example("model = dict(backbone=dict(norm_eval=True))\n" + _MODEL.format(fs="")),
+        Example(_DECAY.format(mult=1.0)),
     ]
     INVALID = [
         Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
@@ -85,12 +98,18 @@ class OverwrittenAssignment(Rule):
                 key="model", message="is assigned at line 2 and again at line 4"),
         Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
                 key="model", message="is assigned at line 2 and again at line 4"),
+        Example(_SCALE.format(enable=True), key="auto_scale_lr", message="so enable=True never take effect"),
+        Example(_DECAY.format(mult=0.0), key="optim_wrapper",
+                message="so paramwise_cfg.norm_decay_mult=0.0 never take effect"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         for file in view.files:
             for rebinding in rebindings(file):
-                lost = [(key, value) for key, value in rebinding.dropped if not _in_force(view.values, key, value)]
+                # A dropped setting whose value is what its reader does without it is no loss.
+                lost = [(key, value) for key, value in rebinding.dropped
+                        if not _in_force(view.values, key, value)
+                        and not view.prober.changes_nothing(view.values, key, value)]
                 if not lost:
                     continue
                 shown = ", ".join(f"{'.'.join(key[1:])}={value!r}" for key, value in lost[:_SHOWN])
@@ -98,7 +117,7 @@ class OverwrittenAssignment(Rule):
                 why_unsafe = "the dropped settings never took effect; restoring them changes what trains"
                 yield self.finding(
                     f"`{rebinding.name}` is assigned at line {rebinding.first_line} and again at line "
-                    f"{rebinding.last_line}: the second replaces the first (mmengine merges dicts only "
+                    f"{rebinding.last_line}: the second replaces the first (configs merge dicts only "
                     f"across _base_ files, never within one), so {shown}{more} never take effect",
                     (rebinding.name,),
                     Fix(tuple(Change(key, value, written_in=file.path) for key, value in lost),
@@ -123,7 +142,7 @@ def _rebindings(path: Path, text: str, tree: ast.Module) -> tuple[Rebinding, ...
         return ()  # most files bind each name once: no need to walk the whole tree
     # A name the file reads anywhere is a variable: its values flow through the reads (the binding in
     # force at each), not into the resolved config as settings.  Only settings nothing reads are judged.
-    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    read = name_reads(path, text, tree).own
     found = []
     for name, assigned in bindings.items():
         for (first, early), (last, late) in zip(assigned, assigned[1:]):
@@ -187,6 +206,4 @@ def _in_force(values: dict, key: Key, value: Any) -> bool:
         if not isinstance(node, dict) or part not in node:
             return False
         node = node[part]
-    return _same(node, value) or (
-        isinstance(node, (list, tuple)) and isinstance(value, (list, tuple)) and list(node) == list(value)
-    )
+    return same_setting(node, value)

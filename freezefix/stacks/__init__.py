@@ -79,6 +79,11 @@ class Stack(Protocol):
         """Collect, while open, what the optimizer constructor logs, each line as the training log
         file writes it without its timestamp; LookupError(no_optimizer_log) when it logs nothing."""
 
+    def runner_does_the_same(self, setting: str, before: Any, after: Any, values: dict) -> bool:
+        """Whether the stack's runner does the same with the top-level ``setting`` as ``before`` and as
+        ``after`` (None: absent), the rest of the config being ``values``: the runner's own code is run
+        on both where the stack knows which code reads the setting; False where it does not."""
+
     def zero_lr_peak(self, setting: str, cfg: Any, base_lr: float, epochs: int) -> float | None:
         """Run one lr schedule the way the stack's runner would, on an optimizer whose first group
         has lr 0, and return the highest lr that group reaches (0.0: it stays at 0).  ``setting``

@@ -122,9 +122,34 @@ class Mmcv1Stack:
             return None
         return peak
 
+    def runner_does_the_same(self, setting: str, before: Any, after: Any, values: dict) -> bool:
+        """``auto_scale_lr``: mmdet 2.x's ``train_detector`` (which mmdet3d 1.0 trains detectors with)
+        scales the lr through ``mmdet.apis.train.auto_scale_lr``, run here on a single-GPU config."""
+        if setting == "auto_scale_lr":
+            return _scaled_lr(before, values) == _scaled_lr(after, values)
+        return False
+
     def quiet(self) -> None:
         for name in ("mmcv", "mmdet", "mmdet3d"):
             logging.getLogger(name).setLevel(logging.ERROR)
 
     def capture_optimizer_log(self) -> ContextManager[list[str]]:
         raise LookupError(self.no_optimizer_log)
+
+
+def _scaled_lr(auto_scale_lr: Any, values: dict) -> str:
+    """What mmdet's ``auto_scale_lr`` makes of an optimizer lr of 1.0 (or the error it raises)."""
+    from mmcv import ConfigDict
+    from mmdet.apis.train import auto_scale_lr as scale
+
+    cfg = {"optimizer": {"lr": 1.0}, "gpu_ids": [0], "data": copy.deepcopy(values.get("data") or {})}
+    if auto_scale_lr is not None:
+        cfg["auto_scale_lr"] = copy.deepcopy(auto_scale_lr)
+    cfg = ConfigDict(cfg)
+    logger = logging.getLogger("freezefix.runner-stand-in")
+    logger.disabled = True
+    try:
+        scale(cfg, False, logger)
+    except Exception as exc:  # noqa: BLE001 - a run that stops here is behaviour too
+        return f"raises {type(exc).__name__}"
+    return repr(cfg.optimizer.lr)

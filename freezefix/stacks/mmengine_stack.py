@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from contextlib import contextmanager
@@ -103,6 +104,13 @@ class MmengineStack:
                 break
         return peak
 
+    def runner_does_the_same(self, setting: str, before: Any, after: Any, values: dict) -> bool:
+        if setting == "auto_scale_lr":
+            return _scaled_lr(before, values) == _scaled_lr(after, values)
+        if setting == "default_hooks":
+            return _registered_default_hooks(before) == _registered_default_hooks(after)
+        return False
+
     def quiet(self) -> None:
         from mmengine.logging import MMLogger
 
@@ -138,3 +146,49 @@ class MmengineStack:
         finally:
             logger.handlers[:] = saved[0]
             logger.setLevel(saved[1])
+
+
+class _RunnerStandIn:
+    """What ``Runner.scale_lr`` and ``Runner.register_default_hooks`` read of their runner, so that
+    the Runner's own code runs on a config's settings without building a Runner (datasets, a work
+    directory, a distributed environment)."""
+
+    world_size = 1
+    param_schedulers = None
+
+    def __init__(self, batch_size: int = 1):
+        self._train_dataloader = {"batch_size": batch_size}
+        self.logger = logging.getLogger("freezefix.runner-stand-in")
+        self.logger.disabled = True
+        self.hooks: list[Any] = []
+
+    def register_hook(self, hook: Any) -> None:
+        self.hooks.append(hook)
+
+
+def _scaled_lr(auto_scale_lr: Any, values: dict) -> str:
+    """What ``Runner.scale_lr`` does to an lr of 1.0 with these settings (or the error it raises)."""
+    import torch
+    from mmengine.optim import OptimWrapper
+    from mmengine.runner import Runner
+
+    loader = values.get("train_dataloader")
+    batch_size = loader.get("batch_size") if isinstance(loader, dict) else None
+    wrapper = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    try:
+        Runner.scale_lr(_RunnerStandIn(batch_size if isinstance(batch_size, int) else 1), wrapper, auto_scale_lr)
+    except Exception as exc:  # noqa: BLE001 - a run that stops here is behaviour too
+        return f"raises {type(exc).__name__}"
+    return repr(wrapper.optimizer.param_groups[0]["lr"])
+
+
+def _registered_default_hooks(hooks: Any) -> str:
+    """The hook configs ``Runner.register_default_hooks`` registers for this ``default_hooks``."""
+    from mmengine.runner import Runner
+
+    runner = _RunnerStandIn()
+    try:
+        Runner.register_default_hooks(runner, hooks)
+    except Exception as exc:  # noqa: BLE001
+        return f"raises {type(exc).__name__}"
+    return json.dumps(runner.hooks, sort_keys=True, default=repr)  # the same hooks, whatever the key order
