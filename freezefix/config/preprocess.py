@@ -18,7 +18,7 @@ from freezefix.config.errors import BASE_KEY, ConfigError
 
 _PREDEFINED = ("fileDirname", "fileBasename", "fileBasenameNoExtension", "fileExtname")
 _ENV_RE = re.compile(r"\{\{['\"]?\s*\$(\w+)\s*\:\s*(\S*?)\s*['\"]?\}\}")
-_BASE_VAR_RE = re.compile(r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}")
+BASE_VAR_RE = re.compile(r"\{\{\s*" + BASE_KEY + r"\.([\w\.]+)\s*\}\}")
 
 
 def env_vars_read(text: str) -> list[str]:
@@ -44,7 +44,7 @@ def substitute_text(text: str, filename: str) -> tuple[str, dict[str, str]]:
             raise ConfigError(f"`{var_name}` is not set in the environment and has no default")
         text = re.sub(pattern, value, text)
     placeholders: dict[str, str] = {}
-    for base_var in set(_BASE_VAR_RE.findall(text)):
+    for base_var in set(BASE_VAR_RE.findall(text)):
         randstr = f"_{base_var}_{uuid.uuid4().hex.lower()[:6]}"
         placeholders[randstr] = base_var
         text = re.sub(r"\{\{\s*" + BASE_KEY + r"\." + base_var + r"\s*\}\}", f'"{randstr}"', text)

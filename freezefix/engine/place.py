@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freezefix.config.resolve import Resolver
-from freezefix.ftypes import OPEN, Finding, FixStatus, Placed
+from freezefix.ftypes import OPEN, Checked, FileOutcome, Finding, FixStatus, Placed
 
 
 def place(resolver: Resolver, config: Path, finding: Finding) -> Placed:
@@ -61,3 +61,18 @@ def group(placed_by_config: dict[Path, tuple[Placed, ...]]) -> list[Reported]:
             entry = reported.setdefault(p.ident, Reported(p.finding, p.file, p.line, p.col))
             entry.configs.append(config)
     return list(reported.values())
+
+
+def withdraw_read_names(placed: dict[Path, tuple[Placed, ...]],
+                        outcomes: dict[Path, FileOutcome | None]) -> dict[Path, tuple[Placed, ...]]:
+    """Without the findings that call a top-level name unread (``Finding.unless_read``) in a file
+    that another config of the run inherits and reads that name in (``_base_.total_epochs``):
+    there the name is a variable.  Decided over the whole run, as each config sees only its own chain."""
+    read_through: dict[Path, set[str]] = {}  # file → names read by the configs whose chain holds it
+    for outcome in outcomes.values():
+        if isinstance(outcome, Checked):
+            for file in outcome.files:
+                read_through.setdefault(file, set()).update(outcome.names_read)
+    return {config: tuple(p for p in found
+                          if p.finding.unless_read is None or p.finding.unless_read not in read_through.get(p.file, ()))
+            for config, found in placed.items()}

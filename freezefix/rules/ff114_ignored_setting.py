@@ -1,7 +1,8 @@
 """FF114 ignored-setting.
 
 What
-    A setting the installed stack never reads, in a config that also has the setting it does read:
+    A setting the installed stack never reads, and no code of the config reads either, in a config
+    that also has the setting the stack does read:
     a top-level ``optimizer=dict(..., paramwise_cfg=...)`` beside ``optim_wrapper`` under mmengine
     (or the reverse under mmcv 1.x), mmcv 1.x's ``lr_config`` / ``optimizer_config`` /
     ``momentum_config`` / ``runner`` / ``total_epochs`` in an mmengine config (``param_scheduler``
@@ -54,6 +55,7 @@ model = dict(
 """
 _WRAPPER = "optim_wrapper = dict(optimizer=dict(type='AdamW', lr=0.0002){extra})\n"
 _PARAMWISE = "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)})"
+_EPOCHS = "total_epochs = 24\n"
 _DDP = "model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False{extra})\n"
 
 
@@ -73,6 +75,9 @@ class IgnoredSetting(Rule):
         Example(_MODEL + "optimizer = dict(type='AdamW', lr=0.0002)\noptim_wrapper = dict(optimizer=optimizer)\n"),
         Example(_MODEL + _DDP.format(extra=", find_unused_parameters=True")),
         Example(_MODEL + "find_unused_parameters = True\n"),
+        # a variable, read where it takes effect (mmdet3d's DETR3D configs have this shape)
+        Example(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
+                + "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=total_epochs)\n"),
     ]
     INVALID = [
         Example(_MODEL + _WRAPPER.format(extra="") + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
@@ -84,12 +89,19 @@ class IgnoredSetting(Rule):
                 key="find_unused_parameters", message="model_wrapper_cfg"),
         Example(_MODEL + _WRAPPER.format(extra="") + "lr_config = dict(policy='step', step=[8, 11])\n",
                 key="lr_config", message="is never read"),
+        Example(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
+                + "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=24)\n",
+                key="total_epochs", message="`total_epochs` is never read"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        yield from self._paramwise(view)
-        yield from self._other_era(view)
-        yield from self._wrapper_flag(view)
+        for finding in (*self._paramwise(view), *self._other_era(view), *self._wrapper_flag(view)):
+            name = finding.key[0]
+            # A name code reads is a variable: what it sets takes effect where it is read
+            # (`max_epochs=total_epochs`), here or in a config that inherits this one.
+            if not view.reads(name):
+                finding.unless_read = name
+                yield finding
 
     def _paramwise(self, view: ConfigView) -> Iterator[Finding]:
         read_root, ignored_root = optimizer_roots(view.values)
