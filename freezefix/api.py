@@ -19,7 +19,7 @@ from freezefix.discover import discover
 from freezefix.engine.fan_out import check_runs
 from freezefix.engine.judge import Judge, RunChecked, selected_rules
 from freezefix.engine.load import Loaded, load
-from freezefix.engine.place import Reported, group
+from freezefix.engine.place import Reported, group, withdraw_read_names
 from freezefix.engine.remember import remember
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
@@ -58,8 +58,11 @@ class Session:
         self.resolver = Resolver(remembered=lambda: self.prober.file.entries)
         self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.prober)
         self.result = RunResult(files=len(self.discovery.files))
-        # config → its findings that are not suppressed: the fixes `apply` plans, the gate's baseline.
+        # config → its findings that are not suppressed: the fixes `apply` plans.
         self.per_config: dict[Path, list[Finding]] = {}
+        # config → every finding the rules made on it, suppressed or withdrawn ones too: the write
+        # gate's baseline (a rewrite may leave behind what was there, never add to it).
+        self.found: dict[Path, list[Finding]] = {}
         # Whether every file must be resolved in this process (planning fixes reads them); if not,
         # a large run resolves them in forked workers.
         self.keeps_resolved = False
@@ -113,6 +116,10 @@ class Session:
                     result.unjudged.setdefault(what, []).append(path)
                 placed[path] = outcome.findings
         result.errors.extend(crashes)
+        # Everything the rules found, shown or not: a rewrite may leave these behind (the gate).
+        self.found.clear()
+        self.found.update({config: [p.finding for p in found] for config, found in placed.items()})
+        placed = withdraw_read_names(placed, outcomes)
         if cache is not None:
             cache.save()
         self.prober.save()
@@ -195,7 +202,7 @@ class Session:
         # registries on another meanwhile (it is stopped if nothing needs proving).
         ahead = (self.options.verify and len(self.discovery.config_candidates) < 2 * PER_WORKER and (os.cpu_count() or 1) > 1
                  and not missing_stack())
-        gate = Gate(self.resolver, self.judge, self.per_config, unsafe_fixes=self.options.unsafe_fixes,
+        gate = Gate(self.resolver, self.judge, self.per_config, self.found, unsafe_fixes=self.options.unsafe_fixes,
                     cache_dir=self.options.cache_dir, device=self.options.device, jobs=self.options.jobs,
                     started=start_worker() if ahead else None)
         self.keeps_resolved = True

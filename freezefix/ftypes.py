@@ -51,6 +51,10 @@ class Fix:
     # BatchNorm drift a finding (FF105) that no config setting can fix.  The write gate accepts
     # these; any other new finding after the rewrite fails it.
     announces: tuple[tuple[str, str], ...] = ()
+    # Modules the config as it is cannot build and the fix makes buildable (FF103's frozen_stages
+    # past the range, FF104's rejected argument).  The write gate accepts that they were not built
+    # before the rewrite; every other module a fix edits must build both before and after it.
+    repairs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Finding:
     # Where to report it, when that is not where ``key`` is written: FF111's key is the name whose
     # first binding was dropped, which the resolved config attributes to the live binding.
     at: tuple[Path, int, int] | None = None
+    # A top-level name this finding calls unread (FF114): it is withdrawn when another config of
+    # the run that inherits the file where it is reported reads that name (``_base_.x``).
+    unless_read: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,11 @@ class Checked:
     crashes: tuple[tuple[str, str], ...] = ()
     unjudged: tuple[tuple[str, str], ...] = ()
     lasting: bool = True
+    # The config's own file and the bases it reaches by relative path, and every top-level name
+    # they read as a variable: whether a finding about an unread name in a shared base stands
+    # depends on every config that inherits it.
+    files: tuple[Path, ...] = ()
+    names_read: frozenset[str] = frozenset()
 
 
 FileOutcome = Union[Skipped, Failed, Fragment, Checked]

@@ -93,12 +93,15 @@ class Gate:
     """Proves a plan on the real model before it is written: each affected config is loaded and
     built by the installed stack as it is and as rewritten, and judged again by the same rules."""
 
-    def __init__(self, resolver: Resolver, judge: Judge, per_config: dict[Path, list[Finding]], *,
+    def __init__(self, resolver: Resolver, judge: Judge, per_config: dict[Path, list[Finding]],
+                 found_before: dict[Path, list[Finding]] | None = None, *,
                  unsafe_fixes: bool = False, cache_dir: Path | None = None, device: str = "meta",
                  timeout: float = JOB_TIMEOUT_S, jobs: int | None = None, started: subprocess.Popen | None = None):
         self.resolver = resolver  # the run's: the files as they are on disk
         self.judge = judge
         self.per_config = per_config  # config → the findings its check reported (fixes to apply)
+        # config → every finding the rules made on it, suppressed ones too: what a rewrite may leave
+        self.found_before = found_before if found_before is not None else per_config
         self.unsafe_fixes = unsafe_fixes
         self.cache_dir = cache_dir
         self.device = device
@@ -140,10 +143,11 @@ class Gate:
         verdicts = {}
         for i, (config, changes) in enumerate(affected.items()):
             findings = self.per_config.get(config, [])
-            accepted = {_what(f) for f in findings}
+            accepted = {_what(f) for f in self.found_before.get(config, findings)}
             accepted |= {a for f in findings if f.fix for a in f.fix.announces}
+            repairs = {m for f in findings if f.fix and set(f.fix.changes) & set(changes) for m in f.fix.repairs}
             verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
-                                             after_findings.get(config, []), accepted, self.device)
+                                             after_findings.get(config, []), accepted, self.device, repairs)
         return verdicts
 
     def _run(self, per_config: list[list[dict]]) -> dict:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 NOT_IN_OPTIMIZER = "not in optimizer"  # the lr histogram's key for params the optimizer does not hold
+OPTIMIZER_NOT_BUILT = "optimizer could not be built"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class BuildAnswer:
     level: str = "model"  # 'model': the detector was built; 'module': only its modules could be
     device: str | None = None  # where it was built; None: it was not
     substitutions: dict[str, str] = field(default_factory=dict)  # unscoped type → the scoped name it was built as
+    optimizer_error: str | None = None  # why the stack's constructor could not build the optimizer
     notes: list[str] = field(default_factory=list)
     optimizer_log: list[str] | None = None
     modules: dict[str, ModuleMeasure] = field(default_factory=dict)

@@ -27,10 +27,12 @@ class ConfigVerdict:
 
 
 def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, after: BuildAnswer,
-                  new_findings: list[tuple[str, str]], accepted: set[tuple[str, str]], device: str) -> ConfigVerdict:
+                  new_findings: list[tuple[str, str]], accepted: set[tuple[str, str]], device: str,
+                  repairs: set[str] | frozenset[str] = frozenset()) -> ConfigVerdict:
     """The verdict on one config's rewrite: the worker's answers on the config ``before`` and
     ``after`` it, the changes the plan made, the rules' findings on the rewritten config (a
-    finding not ``accepted`` — reported before the rewrite, or announced by its fix — fails it)."""
+    finding not ``accepted`` — reported before the rewrite, or announced by its fix — fails it).
+    ``repairs``: modules the fixes make buildable (they may fail before the rewrite)."""
     verdict = ConfigVerdict(config, ok=True, level=after.level, device=after.device or device)
     verdict.notes = list(after.notes)
     problems = verdict.problems
@@ -46,10 +48,12 @@ def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, afte
     extra = [".".join(map(str, key)) for key in differing_keys(jsonable(expected), after.values)]
     if extra:
         problems.append(f"the rewritten config resolves differently from the plan at {', '.join(extra[:5])}")
-    if before.modules and not after.modules:
-        problems.append(f"the original model builds but the rewritten one does not: {after.error}")
-    if not before.modules and after.modules:
-        verdict.summary.append(f"the original model fails to build ({before.error}); the rewritten one builds")
+    problems.extend(unbuilt(changes, before, after, repairs))
+    if repairs and before.level != after.level:
+        why = "; ".join(f"{name}: {why_not_built(name, before)}"
+                        for name in sorted(repairs) if name not in before.modules)
+        verdict.summary.append(f"the original model builds only at {before.level} level ({why}); "
+                               f"the rewritten one at {after.level} level")
     for change in changes:
         problems.extend(_postcondition(change, after.modules))
     for code, where in new_findings:
@@ -62,6 +66,70 @@ def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, afte
             verdict.summary.append(_module_summary(name, before.modules.get(name), after.modules[name]))
     verdict.ok = not problems
     return verdict
+
+
+def unbuilt(changes: list[Change], before: BuildAnswer, after: BuildAnswer,
+            repairs: set[str] | frozenset[str]) -> list[str]:
+    """Why the rewrite is not proved on the real model, if it is not: "could not build" is never "verified".
+
+    Something must be built both before and after the rewrite, at the same level (the detector, or
+    its top-level modules in a container), and every module the changes edit must be built both
+    times; a module a fix repairs (``repairs``) only after.  A build whose level rises is a repair
+    too, and is accepted only from a fix that says so.
+    """
+    if not after.modules:
+        when = "before or after the rewrite" if not before.modules else "after the rewrite (it built before)"
+        return [f"the model could not be built {when}: {after.error or before.error}; "
+                "nothing is verified on the real model"]
+    if not before.modules and not repairs:
+        return [f"the original model could not be built ({before.error}): the rewrite would change "
+                "what builds, which no fix here claims"]
+    if before.modules and before.level != after.level and (before.level == "model" or not repairs):
+        return [f"the original model builds at {before.level} level and the rewritten one at {after.level} level "
+                f"({after.error or before.error or 'see notes'})"]
+    problems = []
+    if after.optimizer_error and not before.optimizer_error and after.level == "model":
+        # On the detector itself this is the Runner's own failure (a full freeze of the only module
+        # that trained leaves `optimizer got an empty parameter list`); on some of its modules in a
+        # container it may only be the container's.
+        problems.append(f"the rewritten config's optimizer cannot be built ({after.optimizer_error}); it built before")
+    elif after.optimizer_error and any("custom_keys" in c.key or "paramwise_cfg" in c.key for c in changes):
+        problems.append(f"the optimizer cannot be built ({after.optimizer_error}): no lr the changes set is verified")
+    model = (before.values or {}).get("model")
+    for name in sorted(edited_modules(changes, model if isinstance(model, dict) else {})):
+        for answer, when in ((before, "before"), (after, "after")):
+            if name in answer.modules or (when == "before" and name in repairs):
+                continue
+            problems.append(f"{name} could not be built {when} the rewrite ({why_not_built(name, answer)}): "
+                            "nothing about it is verified")
+    return problems
+
+
+def edited_modules(changes: list[Change], model: dict) -> set[str]:
+    """The top-level modules of ``model`` whose build the changes may affect: those a ``model.<name>``
+    change writes into, and those a custom key's parameters may belong to (a key that names no
+    module, such as ``'norm'``, may reach any)."""
+    modules = {name for name, value in model.items() if isinstance(value, dict) and "type" in value}
+    edited: set[str] = set()
+    for change in changes:
+        key = change.key
+        if key[:1] == ("model",) and len(key) >= 2 and key[1] in modules:
+            edited.add(key[1])
+        elif "custom_keys" in key[:-1]:
+            custom = key[key.index("custom_keys") + 1]
+            named = {m for m in modules if custom in f"{m}." or custom.startswith(f"{m}.")}
+            edited |= named or modules
+    return edited
+
+
+def why_not_built(name: str, answer: BuildAnswer) -> str:
+    prefix = f"{name} could not be built: "
+    for note in answer.notes:
+        if note.startswith(prefix):
+            return note[len(prefix):]
+    if answer.level == "model" and answer.modules:
+        return f"the built model has no module {name!r}"
+    return answer.error or "not built"
 
 
 def _lr_modules(changes: list[Change]) -> set[str]:

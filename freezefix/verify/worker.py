@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from freezefix.verify.measured import NOT_IN_OPTIMIZER, BuildAnswer, ModuleMeasure
+from freezefix.verify.measured import NOT_IN_OPTIMIZER, OPTIMIZER_NOT_BUILT, BuildAnswer, ModuleMeasure
 
 
 def jsonable(value: Any) -> Any:
@@ -53,7 +53,7 @@ def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
     except LookupError as exc:
         return {}, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - reported, the rest of the facts still count
-        return {}, None, f"optimizer could not be built: {type(exc).__name__}: {exc}"
+        return {}, None, f"{OPTIMIZER_NOT_BUILT}: {type(exc).__name__}: {exc}"
     by_id = {}
     for group in optimizer.param_groups:
         for param in group["params"]:
@@ -136,6 +136,8 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     lrs, base_lr, optim_note = _lr_of_params(model, values, log)
     if optim_note:
         result.notes.append(optim_note)
+        if optim_note.startswith(OPTIMIZER_NOT_BUILT):
+            result = replace(result, optimizer_error=optim_note[len(OPTIMIZER_NOT_BUILT) + 2:])
     model.train()
     modules = {}
     for name, child in model.named_children():
