@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.config.locate import Key
+from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
-from freezefix.facts import ClassFacts, FactsSource, ModelFacts
+from freezefix.facts import MODEL_NOT_BUILT, ClassFacts, FactsSource, ModelFacts
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -30,6 +31,11 @@ class ConfigFile:
     tree: ast.Module
     text: str
     new_style: bool = False  # a `with read_base()` config: its statements mutate inherited values
+
+    @property
+    def reads(self) -> NameReads:
+        """The top-level names this file reads as variables, its own and its bases'."""
+        return name_reads(self.path, self.text, self.tree)
 
 
 @dataclass
@@ -53,6 +59,7 @@ class Optimizer:
     era: str  # 'mmengine' | 'mmcv1'
     root: Key
     custom_keys: dict[str, dict]
+    type_name: str = "optimizer"  # the torch optimizer it names: 'AdamW'
     # Every rule asks about every parameter of every module: match once per name.
     _matches: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
     _ordered: list[str] | None = field(default=None, repr=False, compare=False)
@@ -141,6 +148,33 @@ class ConfigView:
             return "auto_resume=True"
         return None
 
+    def reads(self, name: str) -> bool:
+        """Whether a file of the config's chain reads the top-level ``name`` as a variable: then it is
+        not a setting on its own, and what it does is decided where it is read."""
+        return any(name in file.reads for file in self.files)
+
+    def names_read(self) -> frozenset[str]:
+        """Every top-level name a file of the config's chain reads."""
+        return frozenset().union(*(file.reads.own | file.reads.from_bases for file in self.files))
+
+    def whole_model_unjudged(self) -> str | None:
+        """Why the rules that match custom keys against the whole model's parameters said nothing,
+        when they asked for it and the detector could not be built."""
+        if self._model is None or self._model.complete:
+            return None
+        why = next((n for n in self._model.notes if n.startswith(MODEL_NOT_BUILT)), None)
+        why = why[len(MODEL_NOT_BUILT):].strip(" ()") if why else "; ".join(self._model.notes) or "not built"
+        return (f"could not be built ({why}): its custom keys were not matched against its parameters "
+                "(FF106, FF107 not judged)")
+
+    def whole_model_transient(self) -> bool:
+        """Whether the whole model the rules asked for failed for something the environment lacks."""
+        return self._model is not None and self._model.transient
+
+    def optimizer_error(self) -> str | None:
+        """Why the stack cannot build the config's optimizer (the Runner would stop there), if it cannot."""
+        return self.prober.optimizer_error(self.values) if self.optimizer is not None else None
+
     def model_facts(self) -> ModelFacts:
         """Every parameter name of the whole built model (built once, cached like class facts)."""
         if self._model is None:
@@ -218,9 +252,9 @@ class ConfigView:
             cached = self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope, scan=scan)
         return cached
 
-    def probed(self) -> list[ClassFacts]:
-        """What the rules learnt about each module they asked about."""
-        return list(self._facts.values())
+    def probed(self) -> dict[str, ClassFacts]:
+        """What the rules learnt about each module they asked about, by module name."""
+        return dict(self._facts)
 
     def param_names(self, module: Module) -> list[str]:
         return [f"{module.name}.{n}" for n in self.facts(module).param_names]
@@ -312,7 +346,9 @@ def _optimizer(values: dict) -> Optimizer | None:
     era = "mmengine" if root == ("optim_wrapper",) else "mmcv1"
     paramwise = holder.get("paramwise_cfg")
     keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
-    return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {})
+    optimizer = holder.get("optimizer") if era == "mmengine" else holder
+    named = optimizer.get("type") if isinstance(optimizer, dict) else None
+    return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {}, str(named) if named else "optimizer")
 
 
 def stage_summary(names: list[str], prefix: str = "") -> str:

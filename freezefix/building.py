@@ -22,6 +22,13 @@ _TENSOR_FILLS = ("uniform_", "normal_", "zero_", "fill_", "bernoulli_", "random_
                  "cauchy_", "log_normal_", "geometric_", "erfinv_")
 
 
+def describe_error(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    # Messages wrapped in the source keep their indentation ("…usage,            please install …").
+    return f"{type(exc).__name__}: {' '.join(text[0].split())}" if text else type(exc).__name__
+
+
 def on_device(device: str) -> Any:
     """A context in which new modules' tensors are created on ``device``.
 

@@ -8,11 +8,16 @@ only: they are kept in the probe cache as JSON.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 MAX_PROBED_STAGES = 8
+MODEL_NOT_BUILT = "the model class could not be built"  # how a whole-model build notes a detector that failed
+# What an exception says when the environment lacks something, rather than the config being wrong.
+_MISSING = re.compile(r"\b(ImportError|ModuleNotFoundError)\b|No module named|not installed|please install|"
+                      r"cannot open shared object")
 
 
 @dataclass
@@ -36,6 +41,11 @@ class ModelFacts:
     complete: bool = False  # the detector itself was built (not only some of its modules)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def transient(self) -> bool:
+        """Whether the detector failed for something missing from the environment (see ClassFacts)."""
+        return not self.complete and any(missing_from_environment(note) for note in self.notes)
+
 
 @dataclass
 class ClassFacts:
@@ -44,6 +54,10 @@ class ClassFacts:
     scope: str | None = None  # registry scope the class was found in
     error: str | None = None  # why the class could not be built with the config's arguments
     import_error: str | None = None  # why the class could not even be looked up
+    # Why the class cannot be built with the config's arguments whatever its freeze arguments say
+    # (it also fails at every frozen_stages tried, or without the freeze argument it rejects): the
+    # config's own problem, so nothing about its freeze is a fact.
+    unbuildable: str | None = None
     accepts_frozen_stages: bool = False
     accepts_norm_eval: bool = False
     total_params: int = 0
@@ -59,6 +73,37 @@ class ClassFacts:
     @property
     def available(self) -> bool:
         return self.import_error is None
+
+    @property
+    def judgeable(self) -> bool:
+        """Found, and built with the config's arguments or with a freeze argument changed: what a
+        rule may read.  A class that cannot be built at all is never out of range, never ignoring
+        an argument, never frozen or trainable."""
+        return self.import_error is None and self.unbuildable is None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the config's own arguments did not build, in one line."""
+        text = self.import_error or self.error
+        return text.strip().splitlines()[0] if text and text.strip() else text
+
+    @property
+    def unjudged_reason(self) -> str | None:
+        """Why nothing about this class was judged, for the could-not-judge summary."""
+        if self.import_error is not None:
+            return self.import_error
+        if self.unbuildable is not None:
+            return f"cannot be built: {self.unbuildable}; nothing about its freeze was judged"
+        return None
+
+    @property
+    def transient(self) -> bool:
+        """Whether the answer may change with no file and no keyed package changing: a class not
+        found (a plugin may register it), or one whose build failed for something missing from the
+        environment (``transformers is not installed``, an op library that does not load)."""
+        if self.import_error is not None:
+            return True
+        return self.unbuildable is not None and missing_from_environment(self.unbuildable)
 
     @property
     def max_valid(self) -> int | None:
@@ -90,8 +135,9 @@ class FactsSource(Protocol):
     """What rules may ask about the classes a config names.  :class:`Prober` answers by building
     the installed stack's classes; the tests' table of recorded answers answers without a stack."""
 
-    # Called before the first answer that needs a build (a config's plugins are imported there).
-    before_building: Callable[[], None] | None
+    # Called before the first answer that needs a build (a config's plugins are imported there);
+    # returns why some of them did not import, if any did not.
+    before_building: Callable[[], list[str]] | None
 
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
         """What the module's class freezes for each ``frozen_stages``, its parameters, arguments it takes."""
@@ -103,8 +149,21 @@ class FactsSource(Protocol):
                            optimizer_values: dict) -> dict[str, list] | None:
         """``[lr, weight_decay]`` per trainable parameter of one module, from the stack's optimizer constructor."""
 
+    def optimizer_error(self, values: dict) -> str | None:
+        """Why the installed stack's optimizer constructor cannot build the config's optimizer, if it cannot."""
+
+    def changes_nothing(self, values: dict, key: tuple[str, ...], value: Any) -> bool:
+        """Whether the installed stack does the same when the resolved config ``values`` gains
+        ``key=value``: True only where the code that reads the setting is known and shown to."""
+
     def remembered(self, key: list, compute: Callable[[], Any]) -> Any:
         """``compute()``'s JSON-able answer to a question about the installed stack, asked once."""
+
+
+def missing_from_environment(error: str) -> bool:
+    """Whether an exception's text says the environment lacks something (a package, an op library),
+    rather than that the config is wrong: such a failure may go away with no file changing."""
+    return _MISSING.search(error) is not None
 
 
 def facts_from_json(data: dict) -> ClassFacts | None:

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freezefix.building import WEIGHT_ARGS, on_first_device
+from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device
 from freezefix.classes import find_class, registries
+from freezefix.facts import MODEL_NOT_BUILT
 from freezefix.stacks import current, registered_names_changed
 
 
@@ -74,12 +75,26 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     return cfg
 
 
+def custom_import_names(values: dict) -> list[Any]:
+    """The modules a config's ``custom_imports`` names, as both stacks read it (one string, or a
+    list); entries are returned as written, for callers to judge."""
+    imports = values.get("custom_imports")
+    names = (imports.get("imports") or []) if isinstance(imports, dict) else []
+    return [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else []
+
+
+def plugin_dir_setting(values: dict) -> str | None:
+    """The mmcv-1.x ``plugin_dir`` a config has its train script import (``plugin=True`` with it)."""
+    plugin_dir = values.get("plugin_dir")
+    return plugin_dir if values.get("plugin") and isinstance(plugin_dir, str) else None
+
+
 def plugin_dir_location(values: dict, config_path: Path) -> tuple[Path, Path | None] | None:
     """An mmcv-1.x ``plugin_dir`` as the repos' train scripts read it: (the directory relative to the
     repository root, that root — the nearest ancestor of the config holding it — or None); None when
     the config names no plugin_dir."""
-    plugin_dir = values.get("plugin_dir")
-    if not (values.get("plugin") and isinstance(plugin_dir, str)):
+    plugin_dir = plugin_dir_setting(values)
+    if plugin_dir is None:
         return None
     rel = Path(plugin_dir.strip("/"))
     return rel, next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
@@ -110,16 +125,13 @@ def plugin_imports(values: dict, config_path: Path) -> list[PluginImport]:
     falls back to module level, and ``doctor`` names it.
     """
     found: list[PluginImport] = []
-    imports = values.get("custom_imports")
-    if isinstance(imports, dict):
-        names = imports.get("imports") or []
-        for name in [names] if isinstance(names, str) else names:  # both stacks accept one string
-            entry = PluginImport("custom_imports", name, module=name)
-            try:
-                importlib.import_module(name)
-            except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
-                entry.error = f"not importable: {type(exc).__name__}: {exc}"
-            found.append(entry)
+    for name in custom_import_names(values):
+        entry = PluginImport("custom_imports", name, module=name)
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
+            entry.error = f"not importable: {type(exc).__name__}: {exc}"
+        found.append(entry)
     located = plugin_dir_location(values, config_path)
     if located is not None:
         rel, root = located
@@ -170,8 +182,8 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
                                                         initialise)
         return result
     except Exception as exc:  # noqa: BLE001 - then module level
-        error = _describe(exc)
-    result.notes.append(f"the model class could not be built ({error})")
+        error = describe_error(exc)
+    result.notes.append(f"{MODEL_NOT_BUILT} ({error})")
     container = torch.nn.Module()
     names = modules if modules is not None else [k for k, v in cfg.items() if isinstance(v, dict) and "type" in v]
     built_any = False
@@ -187,15 +199,10 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
             container.add_module(name, part)
             built_any = True
         except Exception as exc:  # noqa: BLE001
-            result.notes.append(f"{name} could not be built: {_describe(exc)}")
+            result.notes.append(f"{name} could not be built: {describe_error(exc)}")
     if not built_any:
         result.error = error
         return result
     result.model = container
     result.level = "module"
     return result
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

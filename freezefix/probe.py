@@ -20,41 +20,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
-from freezefix.building import WEIGHT_ARGS, on_first_device
-from freezefix.classes import find_class, registries
+from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device
+from freezefix.classes import declared_parameter, find_class, registries
 from freezefix.cache import JsonCacheFile, freezefix_source_digest, package_versions
 from freezefix.stacks import current
 from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState, ModelFacts, facts_from_json
 
-_SCHEMA = 3  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 4  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def _accepts(cls: Any, name: str) -> bool:
-    """Whether ``cls(name=...)`` reaches an ``__init__`` that names the argument.
-
-    Subclasses often take ``**kwargs`` and hand them to their parent (mmdet's ResNeXt, Res2Net and
-    DetectoRS_ResNet all do so for ``frozen_stages``), so the whole MRO is followed while each
-    ``__init__`` passes keyword arguments on.
-    """
-    import inspect
-
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters
-        except (TypeError, ValueError):
-            return True
-        if name in params:
-            return True
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
+    """Whether ``cls(name=...)`` reaches an ``__init__`` that names the argument."""
+    return declared_parameter(cls, name) is not None
 
 
 def _build(cls: Any, scope: str, kwargs: dict) -> Any:
-    return current().build_module(registries()[scope], dict(kwargs, type=cls), scope)
+    # As the stack's Config hands it over: nested settings read as attributes (Mask2FormerHead's
+    # `transformer_decoder.layer_cfg`) fail on plain dicts, which is freezefix's fault, not the config's.
+    stack = current()
+    return stack.build_module(registries()[scope], stack.config_dict(dict(kwargs, type=cls)), scope)
 
 
 def _state(module: Any) -> FreezeState:
@@ -115,9 +99,12 @@ class Prober:
         self.memory: dict[str, ClassFacts] = {}
         self.file = FactsFile(cache_dir)
         # Called once before the first build a cache miss needs (then cleared): what must be
-        # imported for the classes to be found, such as a config's plugins.  Nothing heavy is
-        # imported while every fact comes from the cache.
-        self.before_building: Callable[[], None] | None = None
+        # imported for the classes to be found, such as a config's plugins; it returns why some
+        # did not import.  Nothing heavy is imported while every fact comes from the cache.
+        self.before_building: Callable[[], list[str]] | None = None
+        # A plugin of the config being judged did not import: a build that fails may fail for
+        # want of a class it would register, so such a failure is kept nowhere.
+        self.plugins_missing = False
         # The modules last built with a config's own arguments: FF113 runs the optimizer
         # constructor on the same module right after the other rules probed it.
         self._built: OrderedDict[str, Any] = OrderedDict()
@@ -125,7 +112,7 @@ class Prober:
     def _prepare_to_build(self) -> None:
         prepare, self.before_building = self.before_building, None
         if prepare is not None:
-            prepare()
+            self.plugins_missing = bool(prepare())
 
     def save(self) -> None:
         self.file.save()
@@ -144,9 +131,9 @@ class Prober:
         if facts is None:
             self._prepare_to_build()
             facts = self._probe(type_name, scope_hint, kwargs, scan)
-            if facts.import_error is not None:
+            if facts.transient or (facts.unbuildable is not None and self.plugins_missing):
                 # Not found is no fact about the class: a plugin imported later (this run, or after
-                # the user repairs it) may register it.  Looking up again costs next to nothing.
+                # the user repairs it, or installs what the class needs) may register it.
                 return facts
             disk[key] = asdict(facts)
         self.memory[key] = facts
@@ -168,6 +155,22 @@ class Prober:
             self._prepare_to_build()
             disk[text] = compute()
         return disk[text]
+
+    def changes_nothing(self, values: dict, key: tuple[str, ...], value: Any) -> bool:
+        """Whether the installed stack does the same when the resolved ``values`` gain ``key=value``
+        (see :mod:`freezefix.consumers`), asked once per config and setting."""
+        from freezefix.consumers import changes_nothing
+
+        digest = hashlib.sha256(repr(values).encode()).hexdigest()[:16]
+        return self.remembered(["changes-nothing", list(key), repr(value), digest],
+                               lambda: changes_nothing(values, key, value))
+
+    def optimizer_error(self, values: dict) -> str | None:
+        """Why the stack's constructor cannot build the config's optimizer, once per optimizer setting."""
+        from freezefix.consumers import optimizer_error
+
+        return self.remembered(["optimizer-error", repr(values.get("optim_wrapper")), repr(values.get("optimizer"))],
+                               lambda: optimizer_error(values))
 
     def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
                            optimizer_values: dict) -> dict[str, list] | None:
@@ -209,7 +212,8 @@ class Prober:
             facts.complete = built.level == "model"
         elif built.error:
             facts.notes.append(built.error)
-        disk[key] = asdict(facts)
+        if not (facts.transient or (not facts.complete and self.plugins_missing)):
+            disk[key] = asdict(facts)  # a failure that installing something may undo is kept nowhere
         return facts
 
     def _probe(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> ClassFacts:
@@ -228,9 +232,7 @@ class Prober:
             self._keep(_built_key(type_name, scope_hint, kwargs), module)
         except Exception as exc:  # noqa: BLE001 - the class's own error is the finding
             facts.error = f"{type(exc).__name__}: {exc}"
-            if "frozen_stages" in kwargs and facts.accepts_frozen_stages:
-                # Out-of-range frozen_stages fails to build; learn the range without it.
-                self._scan(facts, cls, scope, kwargs)
+            self._blame(facts, cls, scope, kwargs, describe_error(exc))
             return facts
         facts.observed = _state(module)
         facts.total_params = sum(p.numel() for p in module.parameters())
@@ -247,6 +249,31 @@ class Prober:
             except Exception:  # noqa: BLE001 - then the class has no -1; nothing to compare
                 pass
         return facts
+
+    def _blame(self, facts: ClassFacts, cls: Any, scope: str, kwargs: dict, error: str) -> None:
+        """The config's own build failed: find out whether a freeze argument is to blame.
+
+        Only a failure that goes away when the freeze argument changes says something about the
+        freeze: a ``frozen_stages`` past the range (some other value builds), or an argument the
+        class rejects (the build without it succeeds).  A failure that stays (DetectoRS_ResNet's
+        ``conv_cfg`` with ``dcn`` asserts at every ``frozen_stages``) is the config's own problem,
+        and the class is marked unbuildable: no range, no full-freeze value, no finding.
+        """
+        if "frozen_stages" in kwargs and facts.accepts_frozen_stages:
+            # Out-of-range frozen_stages fails to build; learn the range without it.
+            self._scan(facts, cls, scope, kwargs)
+            if not facts.stages:
+                facts.unbuildable = error
+            return
+        rejected = [arg for arg in FREEZE_ARGS if arg in kwargs and not _accepts(cls, arg)]
+        if rejected:
+            try:
+                self._build(cls, scope, {k: v for k, v in kwargs.items() if k not in rejected})
+                return
+            except Exception as exc:  # noqa: BLE001 - fails without them too: not their fault
+                facts.unbuildable = f"{error} (and without {' / '.join(rejected)}: {describe_error(exc)})"
+                return
+        facts.unbuildable = error
 
     def _keep(self, key: str, module: Any) -> None:
         first = next(iter(module.parameters()), None)
@@ -265,10 +292,12 @@ class Prober:
         for k in range(-1, MAX_PROBED_STAGES + 1):
             try:
                 module = self._build(cls, scope, {**kwargs, "frozen_stages": k})
-            except Exception:  # noqa: BLE001 - past the class's range
-                if k >= 0:
+            except Exception:  # noqa: BLE001 - past the class's range, if a smaller value built
+                if k >= 0 and facts.stages:
                     facts.first_invalid = k
                     break
+                if k >= 1:
+                    break  # -1, 0 and 1 all failed: not the value's fault, the class does not build
                 continue
             facts.stages[k] = _state(module)
             if k >= 0 and facts.stages[k].trainable_params == 0:
@@ -283,6 +312,7 @@ class Prober:
 
 
 _KEPT_MODULES = 8
+FREEZE_ARGS = ("frozen_stages", "norm_eval")
 
 
 def _built_key(type_name: str, scope_hint: str | None, kwargs: dict) -> str:

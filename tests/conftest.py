@@ -117,3 +117,46 @@ def assert_repo_changed_exactly_by_plan(files, before_values: dict, before_bytes
         for change in planned.get(path, []):
             expected = apply_change(expected, change)
         assert stack_values(path, lenient=True) == expected, path
+
+
+def what_builds(values: dict, config: Path) -> tuple[str | None, frozenset[str]]:
+    """(the level the model builds at — 'model', 'module' or None —, the top-level modules built
+    when only some are), as the verification worker builds it (meta device, plugins imported)."""
+    from freezefix.models import build
+
+    built = build(values, config, device="meta")
+    if built.model is None:
+        return None, frozenset()
+    return built.level, frozenset(n for n, _ in built.model.named_children()) if built.level == "module" else frozenset()
+
+
+def fixes_that_change_what_builds(session) -> list[str]:
+    """Every offered fix of a checked session, applied in memory to each config it is for and built:
+    a fix must leave the model building at the level it built at, with the same modules, and every
+    module it edits must build after it.  Only a fix that declares it repairs a module
+    (``Fix.repairs``: FF103's frozen_stages past the range, FF104's rejected argument) may make more
+    build, and then exactly that module.  Returns what broke the rule."""
+    from freezefix.plan import apply_change
+    from freezefix.verify.verdict import edited_modules
+
+    problems = []
+    for config, findings in session.per_config.items():
+        fixes = [f.fix for f in findings if f.fix is not None]
+        if not fixes:
+            continue
+        values = stack_values(config)
+        before = what_builds(values, config)
+        for fix in fixes:
+            fixed = values
+            for change in fix.changes:
+                fixed = apply_change(fixed, change)
+            after = what_builds(fixed, config)
+            repaired = bool(fix.repairs) and before[0] == "module" and after[0] is not None and (
+                after[0] == "model" or (before[1] <= after[1] and after[1] - before[1] <= set(fix.repairs)))
+            if after != before and not repaired:
+                problems.append(f"{config}: {fix.changes} builds {after} where the config builds {before}")
+            unbuilt = sorted(edited_modules(list(fix.changes), fixed.get("model") or {}) - after[1]) \
+                if after[0] == "module" else [] if after[0] == "model" else ["the model"]
+            if unbuilt:
+                problems.append(f"{config}: {fix.changes} edits {', '.join(unbuilt)}, which does not build after it")
+    return problems

@@ -152,7 +152,10 @@ def test_frozen_stages_5_on_resnet50_is_ff103_and_fixed_to_4(tmp_path, monkeypat
     assert "frozen_stages=4" in (tmp_path / "r50.py").read_text()
 
 
-GOOD = "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=3, norm_eval=True))\n" \
+# A detector with a module that trains (the neck): a full freeze of the backbone leaves the optimizer
+# something to hold, as in any real config (with paramwise_cfg, mmengine leaves frozen params out of it).
+GOOD = "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=3, norm_eval=True),\n" \
+       "             neck=dict(type='mmdet.FPN', in_channels=[64, 128, 256, 512], out_channels=64, num_outs=4))\n" \
        "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n"
 
 

@@ -30,7 +30,11 @@ def _check(tmp_path, flag: str = "", hooks: str = ""):
 def test_without_a_hidden_freeze_the_rules_judge(tmp_path):
     result = _check(tmp_path, hooks="custom_hooks = [dict(type='FreezeAuditHook')]\n")  # the audit freezes nothing
     assert {"FF101", "FF105"} <= {r.finding.code for r in result.findings}
-    assert not result.unjudged
+    # Only what a plugin detector that is not installed leaves unjudged: its custom keys against the
+    # whole model (FF106, FF107); nothing about what trains.
+    [(what, why)] = list(result.unjudged)
+    assert what == "BEVDetector (whole model)" and "is not in the mmdet3d::model registry" in why
+    assert "(FF106, FF107 not judged)" in why
 
 
 @pytest.mark.parametrize(("flag", "hooks", "named"), [

@@ -105,7 +105,7 @@ LAYERS = [
     # reading configs as mmengine / mmcv would, and the installed stack's registries
     ["freezefix.config", "freezefix.stacks", "freezefix.classes"],
     # facts about classes and models; the results cache; planning and rewriting files
-    ["freezefix.models", "freezefix.probe", "freezefix.cache", "freezefix.analysis", "freezefix.rewrite",
+    ["freezefix.models", "freezefix.probe", "freezefix.cache", "freezefix.analysis", "freezefix.consumers", "freezefix.rewrite",
      "freezefix.plan"],
     ["freezefix.rules"],
     # the stages of a run, and the worker the write gate talks to

@@ -16,7 +16,7 @@ from freezefix.cache import Entry
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
-from freezefix.ftypes import Checked, FileOutcome
+from freezefix.ftypes import Checked, FileOutcome, Finding
 from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
 from freezefix.rules.base import run_rules
@@ -31,6 +31,31 @@ class RunChecked:
     # Files the worker resolved that mention freezefix (their suppression comments), each sent once.
     texts: dict[Path, str] = field(default_factory=dict)
     probed: dict[str, dict] = field(default_factory=dict)  # new probe-cache entries
+
+
+def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str]) -> list[tuple[str, str]]:
+    """What no rule could judge on one config, as (what, why): classes that were not found or cannot
+    be built, a detector that freezes in its own code, a whole model the custom-key rules needed and
+    could not have, an optimizer the stack cannot build."""
+    unjudged = []
+    for name, facts in view.probed().items():
+        if facts.import_error is not None:
+            unjudged.append((facts.type_name, "; ".join([facts.import_error, *plugin_notes])))
+        elif facts.unbuildable is not None:
+            unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *plugin_notes])))
+    if view.hidden_freeze:
+        unjudged.append((view.model_type, view.hidden_freeze))
+    whole = view.whole_model_unjudged()
+    # A detector that fails for a module already named here, or for what a finding's fix repairs
+    # (FF103's frozen_stages past the range), needs no note of its own.
+    if whole and not unjudged and not any(f.fix and f.fix.repairs for f in findings):
+        unjudged.append((f"{view.model_type} (whole model)", whole))
+    optimizer_error = view.optimizer_error()
+    if optimizer_error:
+        unjudged.append((f"optimizer ({view.optimizer.type_name})",
+                         f"cannot be built: {optimizer_error}; the Runner stops there too, and what it gives "
+                         "each parameter (FF113) was not judged"))
+    return unjudged
 
 
 def selected_rules(wants: Callable[[str], bool]) -> list[Rule]:
@@ -56,19 +81,29 @@ class Judge:
         plugin_notes: list[str] = []
         # Plugins register classes (VoVNet …) the probes look up; imported only when a fact is not
         # cached (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
-        self.prober.before_building = lambda: plugin_notes.extend(self.import_plugins(values, path))
+        def before_building() -> list[str]:
+            plugin_notes.extend(self.import_plugins(values, path))
+            return plugin_notes
+
+        self.prober.before_building = before_building
+        self.prober.plugins_missing = False
         view = ConfigView.of(path, values, self.prober, config_files(resolver, path))
         try:
             findings, crashes = run_rules(view, self.rules, self.options)
         finally:
             self.prober.before_building = None
-        unjudged = [(facts.type_name, "; ".join([facts.import_error, *plugin_notes]))
-                    for facts in view.probed() if facts.import_error]
-        # A class that did not import may import next run (a plugin repaired, a package installed).
-        lasting = not unjudged
-        if view.hidden_freeze:
-            unjudged.append((view.model_type, view.hidden_freeze))
-        return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting)
+        try:
+            unjudged = not_judged(view, findings, plugin_notes)
+        except Exception as exc:  # noqa: BLE001 - this config's problem, reported as a rule's crash is
+            unjudged = []
+            crashes.append(("the could-not-judge summary", f"{type(exc).__name__}: {exc}"))
+        # A class that did not import may import next run (a plugin repaired, a package installed),
+        # one that did not build may build once a plugin registers what it names or a package it
+        # needs is installed: such outcomes are kept only while the environment stays as it is.
+        lasting = not any(facts.transient for facts in view.probed().values()) \
+            and not (unjudged and plugin_notes) and not view.whole_model_transient()
+        return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
+                       files=tuple(file.path for file in view.files), names_read=view.names_read())
 
     def import_plugins(self, values: dict, path: Path) -> list[str]:
         """The config's plugins imported before its classes are probed (they register classes such

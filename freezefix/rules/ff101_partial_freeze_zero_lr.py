@@ -34,6 +34,7 @@ model = dict(
     type='MVXFasterRCNN',
     img_backbone=dict(type='mmdet.ResNet', depth=50, num_stages=4, out_indices=(1, 2, 3),
                       frozen_stages={fs}, norm_eval=True, style='pytorch'),
+    img_neck=dict(type='mmdet.FPN', in_channels=[512, 1024, 2048], out_channels=256, num_outs=3),
 )
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.01),
@@ -68,7 +69,7 @@ class PartialFreezeZeroLr(Rule):
             return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)
-            if not facts.available or facts.observed is None or not facts.accepts_frozen_stages:
+            if not facts.judgeable or facts.observed is None or not facts.accepts_frozen_stages:
                 continue
             trainable = [f"{module.name}.{n}" for n in facts.observed.trainable_names]
             if not trainable or not view.zero_lr(module, trainable):

@@ -28,6 +28,7 @@ _CFG = """\
 model = dict(
     type='RetinaNet',
     backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages={fs}, norm_eval=True),
+    neck=dict(type='mmdet.FPN', in_channels=[64, 128, 256, 512], out_channels=64, num_outs=4),
 )
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01, momentum=0.9),

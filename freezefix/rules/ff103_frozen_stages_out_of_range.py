@@ -50,7 +50,7 @@ class FrozenStagesOutOfRange(Rule):
             if not isinstance(value, int) or isinstance(value, bool):
                 continue
             facts = view.facts(module)
-            if not facts.available or not facts.accepts_frozen_stages:
+            if not facts.judgeable or not facts.accepts_frozen_stages:
                 continue
             key = (*module.key, "frozen_stages")
             observed = facts.observed
@@ -68,12 +68,17 @@ class FrozenStagesOutOfRange(Rule):
             max_valid = facts.max_valid
             if facts.error is None or max_valid is None or value <= max_valid:
                 continue
-            target = facts.full_freeze if facts.full_freeze is not None else max_valid
+            message = (f"{module.name}: frozen_stages={value} is past the range of {facts.type_name} "
+                       f"({min(facts.stages)}..{max_valid}); building it fails with {facts.failure}")
+            target = facts.full_freeze
+            if target is None:
+                # No value freezes more than another: there is nothing to clamp to that keeps the
+                # intent (freeze everything) rather than silently undoing it.
+                yield self.finding(message, key, module=module.name)
+                continue
             yield self.finding(
-                f"{module.name}: frozen_stages={value} is past the range of {facts.type_name} "
-                f"(-1..{max_valid}); building it fails with {facts.error.splitlines()[0]}. "
-                f"frozen_stages={target} freezes everything",
+                f"{message}. frozen_stages={target} freezes everything",
                 key,
-                Fix((Change(key, target),), safe=True),
+                Fix((Change(key, target),), safe=True, repairs=(module.name,)),
                 module.name,
             )

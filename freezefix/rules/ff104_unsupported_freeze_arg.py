@@ -63,7 +63,7 @@ class UnsupportedFreezeArg(Rule):
             if not given:
                 continue
             facts = view.facts(module)
-            if not facts.available:
+            if not facts.judgeable:
                 continue
             rejected = [
                 arg for arg in given
@@ -81,7 +81,7 @@ class UnsupportedFreezeArg(Rule):
                 lr_note = f" and add custom_keys[{module.name!r}] = dict(lr_mult=0.0)"
             yield self.finding(
                 f"{module.name}: {facts.type_name} does not accept {' / '.join(rejected)}; the model "
-                f"fails to build ({facts.error.splitlines()[0]}). Fix: remove it{lr_note}; "
+                f"fails to build ({facts.failure}). Fix: remove it{lr_note}; "
                 "note that lr 0 still computes gradients for this module",
                 (*module.key, rejected[0]),
                 Fix(
@@ -90,6 +90,7 @@ class UnsupportedFreezeArg(Rule):
                     why_unsafe="lr_mult 0 is the only freeze this class has: gradients are still "
                     "computed and BatchNorm statistics still update",
                     announces=(("FF105", module.name),) if lr_note else (),
+                    repairs=(module.name,),
                 ),
                 module.name,
             )

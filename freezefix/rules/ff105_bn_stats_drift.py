@@ -72,7 +72,12 @@ class BnStatsDrift(Rule):
                 yield self.finding(message + f"; {facts.type_name} has no norm_eval", module.key, module=module.name)
                 continue
             with_norm_eval = view.prober.facts({**module.cfg, "norm_eval": True}, view.default_scope, scan=False)
-            if with_norm_eval.observed is None or with_norm_eval.observed.bn_training:
+            if with_norm_eval.observed is None:
+                # A build that failed says nothing about what norm_eval=True would do: no fix.
+                yield self.finding(message + f"; with norm_eval=True {facts.type_name} does not build "
+                                   f"({with_norm_eval.failure})", module.key, module=module.name)
+                continue
+            if with_norm_eval.observed.bn_training:
                 yield self.finding(message + "; norm_eval=True does not stop it", module.key, module=module.name)
                 continue
             yield self.finding(

@@ -31,7 +31,7 @@ model = dict(
     pts_backbone=dict(type='SECOND', in_channels=64, out_channels=[64, 128], layer_nums=[1, 1], layer_strides=[2, 2]),
 )
 default_scope = 'mmdet3d'
-optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4), paramwise_cfg=dict(custom_keys={keys}))
+optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.01), paramwise_cfg=dict(custom_keys={keys}))
 """
 
 

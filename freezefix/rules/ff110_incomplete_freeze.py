@@ -32,6 +32,7 @@ _CFG = """\
 model = dict(
     type='RetinaNet',
     backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages={fs}, norm_eval=True),
+    neck=dict(type='mmdet.FPN', in_channels=[64, 128, 256, 512], out_channels=64, num_outs=4),
 )
 optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01){paramwise})
 """
@@ -84,30 +85,30 @@ class IncompleteFreeze(Rule):
         todo: list[str] = []
         notes: list[str] = []
         announces: list[tuple[str, str]] = []
-        if facts.available and facts.observed is not None:
-            current = view.frozen_stages(module)
-            full = facts.full_freeze
-            if facts.accepts_frozen_stages and full is not None and facts.observed.trainable_params and (
-                not isinstance(current, int) or current < full
-            ):
-                changes.append(Change((*module.key, "frozen_stages"), full))
-                todo.append(f"frozen_stages={full}")
-            elif facts.observed.trainable_params and not facts.accepts_frozen_stages:
-                notes.append(f"{facts.type_name} has no frozen_stages: its gradients are still computed")
-            if facts.observed.bn_training:
-                if facts.accepts_norm_eval and module.cfg.get("norm_eval") is not True:
-                    changes.append(Change((*module.key, "norm_eval"), True))
-                    todo.append("norm_eval=True")
-                elif not facts.accepts_norm_eval:
-                    notes.append(
-                        f"{facts.observed.bn_training} BatchNorm layers keep updating their statistics "
-                        f"({facts.type_name} has no norm_eval)"
-                    )
-                    announces.append(("FF105", module.name))
-            if not facts.total_params:
-                return  # nothing to freeze (e.g. HardSimpleVFE has no parameters)
-        elif not facts.available:
-            notes.append(f"class not verified: {facts.import_error}")
+        if not facts.judgeable or facts.observed is None:
+            # Not built with these arguments: the could-not-judge summary, FF103 or FF104 says why.
+            return
+        current = view.frozen_stages(module)
+        full = facts.full_freeze
+        if facts.accepts_frozen_stages and full is not None and facts.observed.trainable_params and (
+            not isinstance(current, int) or current < full
+        ):
+            changes.append(Change((*module.key, "frozen_stages"), full))
+            todo.append(f"frozen_stages={full}")
+        elif facts.observed.trainable_params and not facts.accepts_frozen_stages:
+            notes.append(f"{facts.type_name} has no frozen_stages: its gradients are still computed")
+        if facts.observed.bn_training:
+            if facts.accepts_norm_eval and module.cfg.get("norm_eval") is not True:
+                changes.append(Change((*module.key, "norm_eval"), True))
+                todo.append("norm_eval=True")
+            elif not facts.accepts_norm_eval:
+                notes.append(
+                    f"{facts.observed.bn_training} BatchNorm layers keep updating their statistics "
+                    f"({facts.type_name} has no norm_eval)"
+                )
+                announces.append(("FF105", module.name))
+        if not facts.total_params:
+            return  # nothing to freeze (e.g. HardSimpleVFE has no parameters)
         if not view.zero_lr(module):
             changes.append(add_zero_lr_key(view, module.name))
             todo.append(f"custom_keys[{module.name!r}] = dict(lr_mult=0.0)")
