@@ -160,3 +160,12 @@ def fixes_that_change_what_builds(session) -> list[str]:
             if unbuilt:
                 problems.append(f"{config}: {fix.changes} edits {', '.join(unbuilt)}, which does not build after it")
     return problems
+
+
+def found_and_unjudged(result, root: Path) -> tuple[list[tuple], dict[str, tuple[str, list[str]]]]:
+    """A run's findings as (file under ``root``, code, names of the configs it is reported for), sorted,
+    and what it could not judge as what → (why, names of the configs)."""
+    found = sorted((r.path.relative_to(root).as_posix(), r.finding.code, tuple(c.name for c in r.configs))
+                   for r in result.findings)
+    unjudged = {what: (why, sorted(c.name for c in configs)) for (what, why), configs in result.unjudged.items()}
+    return found, unjudged

@@ -22,24 +22,20 @@ from freezefix.rules.base import Change, Fix
 from freezefix.rules.ff103_frozen_stages_out_of_range import FrozenStagesOutOfRange
 from freezefix.stacks import stack_name
 
-from .conftest import snapshot
+from .conftest import found_and_unjudged, snapshot
 
-pytestmark = pytest.mark.skipif(stack_name() != "mmengine", reason="the mmengine stack's fixtures (tests/mmcv1 has the others)")
+pytestmark = pytest.mark.skipif(stack_name() != "mmengine",
+                                reason="the mmengine stack's fixtures (tests/mmcv1 has the others)")
 
 FIXTURE = "precision/mmengine"
 CANNOT_BUILD = "backbone (DetectoRS_ResNet)"
-
-
-def unjudged_by_what(result) -> dict[str, tuple[str, list[str]]]:
-    return {what: (why, sorted(c.name for c in configs)) for (what, why), configs in result.unjudged.items()}
 
 
 def test_only_true_findings_and_the_rest_is_named_as_not_judged(copy_fixture):
     root = copy_fixture(FIXTURE) / "configs"
     result = check_paths([root], RunOptions(cache_dir=None))
     assert not result.errors, result.errors
-    found = sorted((r.path.relative_to(root).as_posix(), r.finding.code, tuple(c.name for c in r.configs))
-                   for r in result.findings)
+    found, unjudged = found_and_unjudged(result, root)
     assert found == [
         ("_base_/retinanet_detectors.py", "FF101", ("detectors_partial_freeze.py",)),
         ("detectors_past_range.py", "FF103", ("detectors_past_range.py",)),
@@ -50,7 +46,6 @@ def test_only_true_findings_and_the_rest_is_named_as_not_judged(copy_fixture):
     assert "past the range of DetectoRS_ResNet (-1..4)" in by_code["FF103"].finding.message
     assert by_code["FF103"].finding.fix.changes == (Change(("model", "backbone", "frozen_stages"), 4),)
     assert "so enable=True never take effect" in by_code["FF111"].finding.message
-    unjudged = unjudged_by_what(result)
     assert set(unjudged) == {CANNOT_BUILD, "optimizer (AdamW)"}
     why, configs = unjudged[CANNOT_BUILD]
     assert configs == ["detectors_cannot_build.py"]

@@ -15,7 +15,7 @@ from freezefix.rules.base import Change, Fix
 from freezefix.rules.ff103_frozen_stages_out_of_range import FrozenStagesOutOfRange
 from freezefix.stacks import stack_name
 
-from ..conftest import fixes_that_change_what_builds, snapshot
+from ..conftest import fixes_that_change_what_builds, found_and_unjudged, snapshot
 
 pytestmark = pytest.mark.skipif(stack_name() != "mmcv1", reason="needs the mmcv 1.x stack (bash scripts/test_mmcv1.sh)")
 
@@ -26,14 +26,12 @@ def test_only_true_findings_and_the_rest_is_named_as_not_judged(copy_fixture):
     root = copy_fixture(FIXTURE) / "configs"
     result = check_paths([root], RunOptions(cache_dir=None))
     assert not result.errors, result.errors
-    found = sorted((r.path.relative_to(root).as_posix(), r.finding.code, tuple(c.name for c in r.configs))
-                   for r in result.findings)
+    found, unjudged = found_and_unjudged(result, root)
     assert found == [
         ("_base_/retinanet_detectors.py", "FF101", ("detectors_partial_freeze.py",)),
         ("detectors_past_range.py", "FF103", ("detectors_past_range.py",)),
         ("scale_lr_enable_lost.py", "FF111", ("scale_lr_enable_lost.py",)),
     ]
-    unjudged = {what: (why, sorted(c.name for c in configs)) for (what, why), configs in result.unjudged.items()}
     assert set(unjudged) == {"backbone (DetectoRS_ResNet)", "optimizer (AdamW)"}
     why, configs = unjudged["backbone (DetectoRS_ResNet)"]
     assert configs == ["detectors_cannot_build.py"]
