@@ -35,7 +35,7 @@ class ConfigFile:
     @property
     def reads(self) -> NameReads:
         """The top-level names this file reads as variables, its own and its bases'."""
-        return name_reads(self.path, self.text, self.tree)
+        return name_reads(self.path, self.text, self.tree, self.new_style)
 
 
 @dataclass
@@ -153,9 +153,10 @@ class ConfigView:
         not a setting on its own, and what it does is decided where it is read."""
         return any(name in file.reads for file in self.files)
 
-    def names_read(self) -> frozenset[str]:
-        """Every top-level name a file of the config's chain reads."""
-        return frozenset().union(*(file.reads.own | file.reads.from_bases for file in self.files))
+    def names_read_of_bases(self) -> frozenset[str]:
+        """Every top-level name a file of the config's chain reads from a base: what decides, over a
+        whole run, whether a name a base binds is read by a config that inherits it."""
+        return frozenset().union(*(file.reads.of_bases for file in self.files))
 
     def whole_model_unjudged(self) -> str | None:
         """Why the rules that match custom keys against the whole model's parameters said nothing,

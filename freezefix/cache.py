@@ -161,6 +161,25 @@ def plugin_specs(custom_imports: tuple[str, ...], plugin_dir: str | None, config
     return tuple(found)
 
 
+def environment_key(values: dict, config_path: Path) -> str:
+    """What an answer about a config's classes depends on when the environment decides it: the
+    installed distributions and ``sys.path``, the plugins the config names, where they would import
+    from now, and the code of the local ones."""
+    from freezefix.models import plugins_named
+
+    asked = plugins_named(values)
+    files = plugin_files(values, config_path) or []
+    parts = [environment_digest(), asked, plugin_specs(*asked, config_path), [(str(f), _file_digest(f)) for f in files]]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:20]
+
+
+def _file_digest(path: Path) -> str | None:
+    try:
+        return digest_bytes(path.read_bytes())
+    except OSError:
+        return None
+
+
 def _top_level_spec(name: str) -> Any:
     """``find_spec`` of a dotted module's top-level package (importing nothing of it), or None."""
     import importlib.util

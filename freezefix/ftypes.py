@@ -123,8 +123,8 @@ class Checked:
     unjudged: tuple[tuple[str, str], ...] = ()
     lasting: bool = True
     # The config's own file and the bases it reaches by relative path, and every top-level name
-    # they read as a variable: whether a finding about an unread name in a shared base stands
-    # depends on every config that inherits it.
+    # they read from a base (``_base_.x``): whether a finding about an unread name in a shared
+    # base stands depends on every config that inherits it.
     files: tuple[Path, ...] = ()
     names_read: frozenset[str] = frozenset()
 

@@ -83,6 +83,11 @@ def custom_import_names(values: dict) -> list[Any]:
     return [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else []
 
 
+def plugins_named(values: dict) -> tuple[tuple[str, ...], str | None]:
+    """The plugins a config names: its ``custom_imports`` modules and its mmcv-1.x ``plugin_dir``."""
+    return tuple(n for n in custom_import_names(values) if isinstance(n, str)), plugin_dir_setting(values)
+
+
 def plugin_dir_setting(values: dict) -> str | None:
     """The mmcv-1.x ``plugin_dir`` a config has its train script import (``plugin=True`` with it)."""
     plugin_dir = values.get("plugin_dir")

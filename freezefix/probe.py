@@ -103,8 +103,11 @@ class Prober:
         # did not import.  Nothing heavy is imported while every fact comes from the cache.
         self.before_building: Callable[[], list[str]] | None = None
         # A plugin of the config being judged did not import: a build that fails may fail for
-        # want of a class it would register, so such a failure is kept nowhere.
+        # want of a class it would register, so such a failure is kept for this environment only.
         self.plugins_missing = False
+        # Set per config by whoever judges it: what an answer the environment decides (a class not
+        # found, a package missing) depends on there (cache.environment_key); None keeps none.
+        self.environment: Callable[[], str] | None = None
         # The modules last built with a config's own arguments: FF113 runs the optimizer
         # constructor on the same module right after the other rules probed it.
         self._built: OrderedDict[str, Any] = OrderedDict()
@@ -129,15 +132,27 @@ class Prober:
         disk = self.file.entries
         facts = facts_from_json(disk[key]) if key in disk else None
         if facts is None:
+            scoped = self._in_this_environment(key)
+            kept = facts_from_json(disk[scoped]) if scoped in disk else None
+            if kept is not None:
+                return kept
             self._prepare_to_build()
             facts = self._probe(type_name, scope_hint, kwargs, scan)
             if facts.transient or (facts.unbuildable is not None and self.plugins_missing):
                 # Not found is no fact about the class: a plugin imported later (this run, or after
-                # the user repairs it, or installs what the class needs) may register it.
+                # the user repairs it, or installs what the class needs) may register it.  Kept
+                # only for the environment and plugins it was found in.
+                if scoped is not None:
+                    disk[scoped] = asdict(facts)
                 return facts
             disk[key] = asdict(facts)
         self.memory[key] = facts
         return facts
+
+    def _in_this_environment(self, key: str) -> str | None:
+        """``key`` for an answer the environment decides, as seen by the config being judged (its
+        ``environment`` callable); None when none is set."""
+        return None if self.environment is None else json.dumps(["environment", self.environment(), key])
 
     def facts_key(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> str:
         """What the facts of a module config are kept under: its type, scope, arguments that shape
@@ -159,18 +174,23 @@ class Prober:
     def changes_nothing(self, values: dict, key: tuple[str, ...], value: Any) -> bool:
         """Whether the installed stack does the same when the resolved ``values`` gain ``key=value``
         (see :mod:`freezefix.consumers`), asked once per config and setting."""
-        from freezefix.consumers import changes_nothing
+        def compute() -> bool:
+            from freezefix.consumers import changes_nothing  # libcst and the stack: only on a miss
+
+            return changes_nothing(values, key, value)
 
         digest = hashlib.sha256(repr(values).encode()).hexdigest()[:16]
-        return self.remembered(["changes-nothing", list(key), repr(value), digest],
-                               lambda: changes_nothing(values, key, value))
+        return self.remembered(["changes-nothing", list(key), repr(value), digest], compute)
 
     def optimizer_error(self, values: dict) -> str | None:
         """Why the stack's constructor cannot build the config's optimizer, once per optimizer setting."""
-        from freezefix.consumers import optimizer_error
+        def compute() -> str | None:
+            from freezefix.consumers import optimizer_error  # libcst and the stack: only on a miss
+
+            return optimizer_error(values)
 
         return self.remembered(["optimizer-error", repr(values.get("optim_wrapper")), repr(values.get("optimizer"))],
-                               lambda: optimizer_error(values))
+                               compute)
 
     def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
                            optimizer_values: dict) -> dict[str, list] | None:
@@ -199,11 +219,13 @@ class Prober:
              repr(values.get("custom_imports")), self.device]
         )
         disk = self.file.entries
-        if key in disk:
-            try:
-                return ModelFacts(**disk[key])
-            except TypeError:
-                pass
+        scoped = self._in_this_environment(key)
+        for kept in (key, scoped):
+            if kept in disk:
+                try:
+                    return ModelFacts(**disk[kept])
+                except TypeError:
+                    pass
         self._prepare_to_build()
         built = build(values, config_path, device=self.device)
         facts = ModelFacts(notes=list(built.notes))
@@ -213,7 +235,9 @@ class Prober:
         elif built.error:
             facts.notes.append(built.error)
         if not (facts.transient or (not facts.complete and self.plugins_missing)):
-            disk[key] = asdict(facts)  # a failure that installing something may undo is kept nowhere
+            disk[key] = asdict(facts)
+        elif scoped is not None:  # a failure that installing something may undo: for this environment
+            disk[scoped] = asdict(facts)
         return facts
 
     def _probe(self, type_name: str, scope_hint: str | None, kwargs: dict, scan: bool) -> ClassFacts:

@@ -8,11 +8,12 @@ configs here, ``explain`` reads the same view.  A rule that raises is a per-conf
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from freezefix.analysis import ConfigView, config_files
-from freezefix.cache import Entry
+from freezefix.cache import Entry, environment_key
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
@@ -87,11 +88,13 @@ class Judge:
 
         self.prober.before_building = before_building
         self.prober.plugins_missing = False
+        self.prober.environment = lru_cache(maxsize=1)(lambda: environment_key(values, path))
         view = ConfigView.of(path, values, self.prober, config_files(resolver, path))
         try:
             findings, crashes = run_rules(view, self.rules, self.options)
         finally:
             self.prober.before_building = None
+            self.prober.environment = None
         try:
             unjudged = not_judged(view, findings, plugin_notes)
         except Exception as exc:  # noqa: BLE001 - this config's problem, reported as a rule's crash is
@@ -103,7 +106,7 @@ class Judge:
         lasting = not any(facts.transient for facts in view.probed().values()) \
             and not (unjudged and plugin_notes) and not view.whole_model_transient()
         return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
-                       files=tuple(file.path for file in view.files), names_read=view.names_read())
+                       files=tuple(file.path for file in view.files), names_read=view.names_read_of_bases())
 
     def import_plugins(self, values: dict, path: Path) -> list[str]:
         """The config's plugins imported before its classes are probed (they register classes such

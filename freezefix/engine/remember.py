@@ -6,7 +6,7 @@ from pathlib import Path
 
 from freezefix.cache import Entry, ResultsCache, cache_key, environment_digest, plugin_files, plugin_specs
 from freezefix.config.resolve import Resolver
-from freezefix.models import custom_import_names, plugin_dir_setting
+from freezefix.models import plugins_named
 from freezefix.ftypes import Checked, FileOutcome
 
 
@@ -43,7 +43,7 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
             return None
         plugins = found
         if not outcome.lasting:
-            asked = plugins_asked(values)
+            asked = plugins_named(values)
             environment = (environment_digest(), asked, plugin_specs(*asked, path))
 
     def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
@@ -53,8 +53,3 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
 
     env = sorted({(name, value) for dep in deps for name, value in resolver.env_used.get(dep, {}).items()})
     return Entry(named, digests(deps), digests(plugins), tuple(env), outcome, environment)
-
-
-def plugins_asked(values: dict) -> tuple[tuple[str, ...], str | None]:
-    """The plugins a config names: its ``custom_imports`` modules and its mmcv-1.x ``plugin_dir``."""
-    return tuple(n for n in custom_import_names(values) if isinstance(n, str)), plugin_dir_setting(values)
