@@ -58,6 +58,9 @@ class ClassFacts:
     # (it also fails at every frozen_stages tried, or without the freeze argument it rejects): the
     # config's own problem, so nothing about its freeze is a fact.
     unbuildable: str | None = None
+    # What the environment lacked when the class was probed (plugins of the config that did not
+    # import), kept with an answer the environment decides so that a cached one says it too.
+    environment_notes: list[str] = field(default_factory=list)
     accepts_frozen_stages: bool = False
     accepts_norm_eval: bool = False
     total_params: int = 0

@@ -26,7 +26,7 @@ from freezefix.cache import JsonCacheFile, freezefix_source_digest, package_vers
 from freezefix.stacks import current
 from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState, ModelFacts, facts_from_json
 
-_SCHEMA = 4  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 5  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def _accepts(cls: Any, name: str) -> bool:
@@ -105,6 +105,7 @@ class Prober:
         # A plugin of the config being judged did not import: a build that fails may fail for
         # want of a class it would register, so such a failure is kept for this environment only.
         self.plugins_missing = False
+        self.plugin_notes: list[str] = []  # why those plugins did not import
         # Set per config by whoever judges it: what an answer the environment decides (a class not
         # found, a package missing) depends on there (cache.environment_key); None keeps none.
         self.environment: Callable[[], str] | None = None
@@ -115,7 +116,8 @@ class Prober:
     def _prepare_to_build(self) -> None:
         prepare, self.before_building = self.before_building, None
         if prepare is not None:
-            self.plugins_missing = bool(prepare())
+            self.plugin_notes = list(prepare())
+            self.plugins_missing = bool(self.plugin_notes)
 
     def save(self) -> None:
         self.file.save()
@@ -142,6 +144,7 @@ class Prober:
                 # Not found is no fact about the class: a plugin imported later (this run, or after
                 # the user repairs it, or installs what the class needs) may register it.  Kept
                 # only for the environment and plugins it was found in.
+                facts.environment_notes = list(self.plugin_notes)
                 if scoped is not None:
                     disk[scoped] = asdict(facts)
                 return facts

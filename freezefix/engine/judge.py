@@ -40,10 +40,11 @@ def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str
     could not have, an optimizer the stack cannot build."""
     unjudged = []
     for name, facts in view.probed().items():
+        notes = facts.environment_notes or plugin_notes  # a cached answer brings its own
         if facts.import_error is not None:
-            unjudged.append((facts.type_name, "; ".join([facts.import_error, *plugin_notes])))
+            unjudged.append((facts.type_name, "; ".join([facts.import_error, *notes])))
         elif facts.unbuildable is not None:
-            unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *plugin_notes])))
+            unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *notes])))
     if view.hidden_freeze:
         unjudged.append((view.model_type, view.hidden_freeze))
     whole = view.whole_model_unjudged()
@@ -88,6 +89,7 @@ class Judge:
 
         self.prober.before_building = before_building
         self.prober.plugins_missing = False
+        self.prober.plugin_notes = []
         self.prober.environment = lru_cache(maxsize=1)(lambda: environment_key(values, path))
         view = ConfigView.of(path, values, self.prober, config_files(resolver, path))
         try:
