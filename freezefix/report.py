@@ -144,7 +144,7 @@ def _finding_json(r) -> dict:
 
 
 def to_json(result: RunResult, command: str, elapsed: float) -> dict:
-    """The documented JSON report (README, "JSON output"); ``version`` changes on incompatible edits."""
+    """The documented JSON report (docs/ci.md, "JSON"); ``version`` changes on incompatible edits."""
     return {
         "version": JSON_VERSION,
         "tool": "freezefix",
