@@ -6,6 +6,7 @@ import ast
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +82,14 @@ class Optimizer:
 
     def lr_mult(self, param_name: str) -> float:
         key = self.match(param_name)
-        if key is None:
-            return 1.0
-        value = self.custom_keys[key]
-        return float(value.get("lr_mult", 1.0)) if isinstance(value, dict) else 1.0
+        return 1.0 if key is None else key_lr_mult(self.custom_keys[key])
 
 
 @dataclass
 class ConfigView:
     path: Path
     values: dict
-    prober: FactsSource
+    facts_source: FactsSource  # everything the rules may know about the environment: they ask here
     modules: dict[str, Module] = field(default_factory=dict)
     optimizer: Optimizer | None = None
     files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
@@ -99,15 +97,15 @@ class ConfigView:
     _model: ModelFacts | None = None
 
     @classmethod
-    def of(cls, path: Path, values: dict, prober: FactsSource, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
-        view = cls(path, values, prober, files=files)
+    def of(cls, path: Path, values: dict, facts_source: FactsSource, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
+        view = cls(path, values, facts_source, files=files)
         model = values.get("model")
         if isinstance(model, dict):
             for name, sub in model.items():
                 # `init_cfg=dict(type='Pretrained', ...)` of the detector is a weight-loading setting
                 if isinstance(sub, dict) and isinstance(sub.get("type"), str) and name not in _NOT_MODULES:
                     view.modules[name] = Module(name, sub)
-        view.optimizer = _optimizer(values)
+        view.optimizer = _optimizer(values, facts_source.stack)
         return view
 
     @property
@@ -174,12 +172,12 @@ class ConfigView:
 
     def optimizer_error(self) -> str | None:
         """Why the stack cannot build the config's optimizer (the Runner would stop there), if it cannot."""
-        return self.prober.optimizer_error(self.values) if self.optimizer is not None else None
+        return self.facts_source.optimizer_error(self.values) if self.optimizer is not None else None
 
     def model_facts(self) -> ModelFacts:
         """Every parameter name of the whole built model (built once, cached like class facts)."""
         if self._model is None:
-            self._model = self.prober.model(self.values, self.path)
+            self._model = self.facts_source.model(self.values, self.path)
         return self._model
 
     def keyed_param_names(self) -> list[str] | None:
@@ -196,7 +194,7 @@ class ConfigView:
     @property
     def find_unused_parameters(self) -> Key:
         """Where DDP's find_unused_parameters is read from (FF109 writes it there, FF114 moves it)."""
-        return find_unused_parameters_key(self.values)
+        return find_unused_parameters_key(self.values, self.facts_source.stack)
 
     def finds_unused_parameters(self) -> bool:
         node: Any = self.values
@@ -250,7 +248,7 @@ class ConfigView:
         (needed for the full-freeze value, which costs one build per value)."""
         cached = self._facts.get(module.name)
         if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
-            cached = self._facts[module.name] = self.prober.facts(module.cfg, self.default_scope, scan=scan)
+            cached = self._facts[module.name] = self.facts_source.facts(module.cfg, self.default_scope, scan=scan)
         return cached
 
     def probed(self) -> dict[str, ClassFacts]:
@@ -272,15 +270,8 @@ class ConfigView:
             return Counter({1.0: len(names)})
         # Every rule asks this of the same modules, and the configs of a repository share their
         # backbones and custom keys: counted once per (parameter names, the keys' lr_mults).
-        keys = tuple((k, repr(v.get("lr_mult")) if isinstance(v, dict) else None)
-                     for k, v in self.optimizer.custom_keys.items())
-        memo_key = (tuple(names), keys)
-        counted = _COUNTED_LR_MULTS.get(memo_key)
-        if counted is None:
-            if len(_COUNTED_LR_MULTS) >= _MEMO_LIMIT:
-                _COUNTED_LR_MULTS.clear()
-            counted = _COUNTED_LR_MULTS[memo_key] = Counter(self.optimizer.lr_mult(n) for n in names)
-        return Counter(counted)  # a copy: callers may change theirs
+        mults = tuple((k, key_lr_mult(v)) for k, v in self.optimizer.custom_keys.items())
+        return Counter(_count_lr_mults(tuple(names), mults))  # a copy: callers may change theirs
 
     def zero_lr(self, module: Module, names: list[str] | None = None) -> bool:
         mults = self.lr_mults(module, names)
@@ -298,8 +289,18 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
-_COUNTED_LR_MULTS: dict[tuple, Counter] = {}
-_MEMO_LIMIT = 4096  # entries; a long-lived process checking many repositories starts afresh past it
+def key_lr_mult(setting: Any) -> float:
+    """The lr_mult a custom key's setting gives (1.0 unless it says)."""
+    return float(setting.get("lr_mult", 1.0)) if isinstance(setting, dict) else 1.0
+
+
+@lru_cache(maxsize=4096)  # a process checking many repositories keeps the last ones
+def _count_lr_mults(names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> Counter:
+    """lr_mult → how many of ``names`` get it under custom keys with these lr_mults."""
+    matcher = Optimizer("", (), {key: {"lr_mult": mult} for key, mult in mults})
+    return Counter(matcher.lr_mult(n) for n in names)
+
+
 _NOT_MODULES = ("init_cfg",)
 _FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
 
@@ -313,25 +314,21 @@ def config_files(resolver: Resolver, path: Path) -> tuple[ConfigFile, ...]:
     return tuple(files)
 
 
-def find_unused_parameters_key(values: dict) -> Key:
+def find_unused_parameters_key(values: dict, stack: str) -> Key:
     """mmengine's ``Runner.wrap_model`` reads ``model_wrapper_cfg`` when it is set and the top-level
     flag only when it is not; mmcv 1.x train scripts read the top-level flag alone."""
-    from freezefix.stacks import stack_name
-
-    if stack_name() == "mmengine" and isinstance(values.get("model_wrapper_cfg"), dict):
+    if stack == "mmengine" and isinstance(values.get("model_wrapper_cfg"), dict):
         return ("model_wrapper_cfg", "find_unused_parameters")
     return ("find_unused_parameters",)
 
 
-def optimizer_roots(values: dict) -> tuple[Key, Key]:
-    """(the optimizer setting the installed stack reads, the one it ignores): mmengine's Runner
+def optimizer_roots(values: dict, stack: str) -> tuple[Key, Key]:
+    """(the optimizer setting ``stack``'s runner reads, the one it ignores): mmengine's Runner
     builds ``optim_wrapper`` and never looks at a top-level ``optimizer``; mmcv 1.x's the reverse.
     Only a config that has both is judged by the stack; one that has either is read as written."""
-    from freezefix.stacks import stack_name
-
     read: Key = ("optim_wrapper",)
     ignored: Key = ("optimizer",)
-    if stack_name() == "mmcv1":
+    if stack == "mmcv1":
         read, ignored = ignored, read
     if isinstance(values.get(read[0]), dict) or not isinstance(values.get(ignored[0]), dict):
         return read, ignored
@@ -339,8 +336,8 @@ def optimizer_roots(values: dict) -> tuple[Key, Key]:
     return ignored, read
 
 
-def _optimizer(values: dict) -> Optimizer | None:
-    root = optimizer_roots(values)[0]
+def _optimizer(values: dict, stack: str) -> Optimizer | None:
+    root = optimizer_roots(values, stack)[0]
     holder = values.get(root[0])
     if not isinstance(holder, dict):
         return None

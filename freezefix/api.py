@@ -3,7 +3,7 @@
 A run is a pipeline of stages (``freezefix.engine``): each file is loaded, each config judged by
 the rules, each finding placed where it is written; outcomes go to the results cache, suppressions
 are applied, and ``apply`` plans, proves and writes the fixes.  :class:`Session` runs them over a
-set of paths and keeps what later stages and passes share: one resolver, one prober.
+set of paths and keeps what later stages and passes share: one resolver, one source of facts.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from freezefix.engine.remember import remember
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
+from freezefix.facts import FactsSource
 from freezefix.probe import Prober
 from freezefix.rules import Options, registry
 from freezefix.stacks import missing as missing_stack
@@ -45,18 +46,18 @@ def rare_collections():
 
 
 class Session:
-    """One run over a set of paths: a resolver and a prober shared by all configs (a forked worker
+    """One run over a set of paths: a resolver and a source of facts shared by all configs (a forked worker
     of a check works on its own copies and sends back what it found, see ``freezefix.engine.fan_out``)."""
 
-    def __init__(self, paths: list[Path], options: RunOptions, prober: Prober | None = None):
-        """``prober``: where the rules' facts about classes come from, when not from building the
+    def __init__(self, paths: list[Path], options: RunOptions, facts_source: FactsSource | None = None):
+        """``facts_source``: where the rules' facts come from, when not from building the
         installed stack's classes (a table of recorded facts, in tests that run without a stack)."""
         self.options = options
         self.discovery = discover(paths, options.exclude)
-        self.facts_given = prober is not None
-        self.prober = prober or Prober(cache_dir=options.cache_dir, device=options.prober_device)
-        self.resolver = Resolver(remembered=lambda: self.prober.file.entries)
-        self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.prober)
+        self.facts_given = facts_source is not None
+        self.facts_source = facts_source or Prober(cache_dir=options.cache_dir, device=options.prober_device)
+        self.resolver = Resolver(remembered=lambda: self.facts_source.kept)
+        self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.facts_source)
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans.
         self.per_config: dict[Path, list[Finding]] = {}
@@ -122,7 +123,7 @@ class Session:
         placed = withdraw_read_names(placed, outcomes)
         if cache is not None:
             cache.save()
-        self.prober.save()
+        self.facts_source.save()
         findings = self._suppress(group(placed), cache)
         result.suppressed = sum(1 for r in findings if r.suppressed)
         result.findings = sorted(
@@ -157,7 +158,7 @@ class Session:
                 for path, entry in checked.entries.items():
                     cache.store(path, entry)
             self.texts.update(checked.texts)
-            self.prober.file.learn(checked.probed)
+            self.facts_source.learn(checked.probed)
             if progress is not None:
                 progress(len(run))
 
@@ -169,7 +170,7 @@ class Session:
         from freezefix.engine.remember import open_results_cache
 
         settings = {"select": self.options.select, "ignore": self.options.ignore, "freeze": self.options.freeze,
-                    "prober-device": self.prober.device}
+                    "prober-device": self.options.prober_device}
         return open_results_cache(self.options.cache_dir, settings)
 
     def _suppress(self, findings: list[Reported], cache=None) -> list[Reported]:
@@ -212,7 +213,7 @@ class Session:
                        on_written)
         finally:
             gate.close()
-            self.prober.save()  # what the gate probed on the rewritten configs too
+            self.facts_source.save()  # what the gate probed on the rewritten configs too
 
 
 MAX_PASSES = 4

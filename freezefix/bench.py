@@ -77,8 +77,8 @@ def _state_bytes(optimizer: Any, params: set[int]) -> int:
 def _measure(config_file: Path, origin: Path, name: str, modules: list[str], device: str,
              steps: int, shape: tuple[int, ...]) -> tuple[Variant, list[str]]:
     import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
 
+    from freezefix.building import is_batchnorm
     from freezefix.models import build
     from freezefix.stacks import current
 
@@ -107,7 +107,7 @@ def _measure(config_file: Path, origin: Path, name: str, modules: list[str], dev
         dense = [m for m in dense if m.endswith("backbone")]
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if id(p) in ids and not p.requires_grad}
     bn_stats = {n: b.running_mean.detach().clone() for n, b in model.named_modules()
-                if isinstance(b, _BatchNorm) and not b.training and b.running_mean is not None}
+                if is_batchnorm(b) and not b.training and b.running_mean is not None}
 
     def step() -> int:
         saved = 0

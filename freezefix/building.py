@@ -4,6 +4,7 @@ quiet, and without initialising weights nobody will read."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 from typing import Any, Callable, Iterator, TypeVar
@@ -20,6 +21,21 @@ T = TypeVar("T")
 # built on meta (its constructor calls ``.item()``), and initialising it on the CPU takes seconds.
 _TENSOR_FILLS = ("uniform_", "normal_", "zero_", "fill_", "bernoulli_", "random_", "exponential_",
                  "cauchy_", "log_normal_", "geometric_", "erfinv_")
+
+
+def is_batchnorm(module: Any) -> bool:
+    """A BatchNorm layer: torch's BatchNorm*d and SyncBatchNorm, and mmcv's own SyncBatchNorm (not a
+    subclass of torch's).  The one definition the probe, the verification worker, ``bench`` and the
+    training hook share, so that they count the same layers."""
+    return isinstance(module, _torch_batchnorm()) or (
+        "BatchNorm" in type(module).__name__ and getattr(module, "running_mean", None) is not None)
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_batchnorm() -> type:
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    return _BatchNorm
 
 
 def describe_error(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from freezefix.classes import UNREADABLE, declared_parameter, find_class
 from freezefix.config.locate import same_setting
 from freezefix.ftypes import Change, Key
 from freezefix.plan import apply_change
-from freezefix.stacks import current
+from freezefix.stacks import current, stack_name
 
 # paramwise_cfg settings the probe module below tells apart (each kind of parameter is in it):
 # with one of these, the groups the constructor builds show everything the setting does.  Others
@@ -44,7 +44,7 @@ def changes_nothing(values: dict, key: Key, value: Any) -> bool:
     try:
         if key[0] == "model":
             return _declared_default_holds(values, key, value)
-        root = optimizer_roots(values)[0]
+        root = optimizer_roots(values, stack_name())[0]
         if key[: len(root)] == root:
             return _optimizer_unchanged(values, after, key[len(root):])
         return current().runner_does_the_same(key[0], values.get(key[0]), after.get(key[0]), values)
@@ -70,7 +70,7 @@ def _declared_default_holds(values: dict, key: Key, value: Any) -> bool:
 
 def _optimizer_unchanged(before: dict, after: dict, within: Key) -> bool:
     """``within``: the key below the optimizer setting (``optim_wrapper`` / mmcv 1.x ``optimizer``)."""
-    mmcv1_era = optimizer_roots(before)[0] == ("optimizer",)  # its top holds the optimizer's own arguments
+    mmcv1_era = optimizer_roots(before, stack_name())[0] == ("optimizer",)  # its top holds the optimizer's own arguments
     if not within or within[0] == "constructor" or (not mmcv1_era and within[0] not in ("optimizer", "paramwise_cfg")):
         return False  # a custom constructor may read anything; the wrapper's clipping is not measured
     if within[0] == "paramwise_cfg" and (len(within) < 2 or within[1] not in _EXERCISED):
@@ -85,7 +85,7 @@ def optimizer_error(values: dict) -> str | None:
     there.  None when it builds, when the config has no optimizer setting the stack reads, or when
     it names its own constructor (which may read the real model: ConvNeXt's layer-wise decay reads
     ``model.backbone``), since then a failure on the probe module proves nothing."""
-    root = optimizer_roots(values)[0]
+    root = optimizer_roots(values, stack_name())[0]
     holder = values.get(root[0])
     if isinstance(holder, dict) and holder.get("constructor") is not None:
         return None
@@ -101,7 +101,7 @@ def optimizer_error(values: dict) -> str | None:
 def _built_optimizer(values: dict) -> tuple[Any, Any, list[str]]:
     """(the probe module, the optimizer the stack's constructor builds for it from ``values``, the
     config's custom keys)."""
-    root = optimizer_roots(values)[0]
+    root = optimizer_roots(values, stack_name())[0]
     holder = values.get(root[0]) if isinstance(values.get(root[0]), dict) else {}
     paramwise = holder.get("paramwise_cfg") if isinstance(holder.get("paramwise_cfg"), dict) else {}
     keys = list(paramwise.get("custom_keys") or {}) if isinstance(paramwise.get("custom_keys"), dict) else []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ContextManager, Protocol
 
 MAX_PROBED_STAGES = 8
 MODEL_NOT_BUILT = "the model class could not be built"  # how a whole-model build notes a detector that failed
@@ -135,12 +135,17 @@ class ClassFacts:
 
 
 class FactsSource(Protocol):
-    """What rules may ask about the classes a config names.  :class:`Prober` answers by building
-    the installed stack's classes; the tests' table of recorded answers answers without a stack."""
+    """Everything a rule may know about the environment it judges configs for: which stack runs,
+    what the classes a config names freeze, the whole model's parameters, what the stack's optimizer
+    constructor, schedulers and DDP do.  :class:`freezefix.probe.Prober` answers by building the
+    installed stack's classes; ``freezefix.testing.RecordedFacts`` answers from a table recorded
+    from them, without a stack.  Rules ask through :class:`freezefix.analysis.ConfigView` only."""
 
-    # Called before the first answer that needs a build (a config's plugins are imported there);
-    # returns why some of them did not import, if any did not.
-    before_building: Callable[[], list[str]] | None
+    stack: str  # 'mmengine' | 'mmcv1': the stack whose code answers
+    lr_schedule: str  # the setting that stack's runner schedules lrs from: 'param_scheduler' | 'lr_config'
+
+    def judging(self, values: dict, config_path: Path, import_plugins: Callable[[], list[str]]) -> ContextManager[None]:
+        """While one config is judged (``import_plugins`` imports its plugins, saying why some did not)."""
 
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
         """What the module's class freezes for each ``frozen_stages``, its parameters, arguments it takes."""
@@ -159,8 +164,28 @@ class FactsSource(Protocol):
         """Whether the installed stack does the same when the resolved config ``values`` gains
         ``key=value``: True only where the code that reads the setting is known and shown to."""
 
-    def remembered(self, key: list, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s JSON-able answer to a question about the installed stack, asked once."""
+    def zero_lr_peak(self, setting: str, cfg: Any, base_lr: float, epochs: int) -> float | None:
+        """The highest lr a 0-lr parameter group reaches under one lr schedule (``setting``:
+        ``'param_scheduler'``, one scheduler of the list; ``'lr_config'``, mmcv 1.x's hook), as the
+        stack's runner runs it; None when this stack does not run such a schedule or cannot run it."""
+
+    def ddp_accepts_static_graph(self) -> bool:
+        """Whether the installed torch's DistributedDataParallel takes ``static_graph``."""
+
+    # What is kept across runs and shared with forked workers.
+    kept: dict[str, Any]
+
+    def known(self) -> set[str]:
+        """What is kept now; :meth:`learnt_since` it is what a forked worker sends back."""
+
+    def learnt_since(self, known: set[str]) -> dict[str, Any]:
+        """Answers learnt since :meth:`known` said ``known``."""
+
+    def learn(self, answers: dict[str, Any]) -> None:
+        """Keep what another process learnt."""
+
+    def save(self) -> None:
+        """Write what was learnt to the cache."""
 
 
 def missing_from_environment(error: str) -> bool:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Example, Finding, Options, Rule, registry
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 
 _CFG = "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages={{fs}}))\\n"
 
@@ -48,8 +48,8 @@ class {class_name}(Rule):
     code = "{code}"
     name = "{name}"
     summary = "TODO: fires when …"
-    VALID = [Example(_CFG.format(fs=-1))]
-    INVALID: list[Example] = []  # TODO: at least one config the rule reports
+    VALID = [Valid(_CFG.format(fs=-1))]
+    INVALID: list[Invalid] = []  # TODO: at least one config the rule reports, at its line and column
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         return iter(())

@@ -105,7 +105,8 @@ LAYERS = [
     # reading configs as mmengine / mmcv would, and the installed stack's registries
     ["freezefix.config", "freezefix.stacks", "freezefix.classes"],
     # facts about classes and models; the results cache; planning and rewriting files
-    ["freezefix.models", "freezefix.probe", "freezefix.cache", "freezefix.analysis", "freezefix.consumers", "freezefix.rewrite",
+    ["freezefix.models", "freezefix.probe", "freezefix.class_probe", "freezefix.cache", "freezefix.analysis",
+     "freezefix.consumers", "freezefix.rewrite",
      "freezefix.plan"],
     ["freezefix.rules"],
     # the stages of a run, and the worker the write gate talks to
@@ -115,6 +116,7 @@ LAYERS = [
     ["freezefix.api"],
     # what users run: the CLI, its reports and commands, the training hooks
     ["freezefix", "freezefix.__main__", "freezefix.cli", "freezefix.report", "freezefix.explain", "freezefix.bench",
+     "freezefix.testing",
      "freezefix.doctor", "freezefix.hooks"],
 ]
 
@@ -141,3 +143,13 @@ def test_the_shared_types_import_nothing_of_freezefix():
 def test_the_layer_check_sees_an_upward_import():
     assert layer_of("freezefix.engine.fix") > layer_of("freezefix.engine.judge") > layer_of("freezefix.rules.base")
     assert layer_of("freezefix.plan") < layer_of("freezefix.rules.ff101_partial_freeze_zero_lr")
+
+
+def test_rules_know_the_stack_only_through_their_facts_source():
+    """A rule asks which stack runs, and what its scheduler, optimizer and DDP do, of the view's
+    facts source (``freezefix.facts.FactsSource``): that is how recorded facts stand in for a stack."""
+    graph = import_graph()
+    reaching = {module: sorted(t for t in targets if t == "freezefix.stacks" or t.startswith("freezefix.stacks."))
+                for module, targets in graph.items() if module.startswith("freezefix.rules")}
+    assert {m: t for m, t in reaching.items() if t} == {}
+    assert any(m.startswith("freezefix.rules.ff") for m in reaching)  # the rules were looked at

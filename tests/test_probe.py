@@ -76,7 +76,7 @@ def test_disk_cache_round_trip(tmp_path):
     facts = first.facts({**RESNET50, "frozen_stages": 3}, scan=True)
     first.save()
     second = Prober(cache_dir=tmp_path)
-    assert second.file.entries, "the probe cache file was written"
+    assert second.kept, "the probe cache file was written"
     cached = second.facts({**RESNET50, "frozen_stages": 3}, scan=True)
     assert cached == facts
 
@@ -116,23 +116,18 @@ def test_builds_without_weight_init_see_the_same_structure_and_restore_the_initi
     assert weight.sum() == 3
 
 
-def test_the_optimizer_runs_on_the_module_just_probed_and_sees_what_a_fresh_build_sees(monkeypatch):
-    import freezefix.probe as probe
-
+def test_the_optimizer_runs_on_the_module_just_probed_and_sees_what_a_fresh_build_sees():
     cfg = dict(type="ResNet", depth=18, frozen_stages=1, norm_eval=True)
     # The mmcv 1.x form, which both stacks' constructors take.
     optimizer = dict(optimizer=dict(type="SGD", lr=0.02, weight_decay=1e-4,
                                     paramwise_cfg=dict(custom_keys={"backbone.layer2": dict(lr_mult=0.1)})))
     fresh = Prober().optimizer_settings(cfg, "mmdet", "backbone", optimizer)
 
-    builds = []
-    real_build = probe._build
-    monkeypatch.setattr(probe, "_build", lambda *a: builds.append(a) or real_build(*a))
     warm = Prober()
     facts = warm.facts(cfg, "mmdet", scan=False)
-    probing = len(builds)
+    assert warm.kept_modules.hits == 0
     assert warm.optimizer_settings(cfg, "mmdet", "backbone", optimizer) == fresh
-    assert len(builds) == probing, "no second build of the module FF113 asks about"
+    assert warm.kept_modules.hits == 1, "no second build of the module FF113 asks about"
     trainable = {f"backbone.{n}" for n in facts.observed.trainable_names}
     assert set(fresh) == trainable and fresh["backbone.layer2.0.conv1.weight"][0] == pytest.approx(0.002)
 
@@ -140,8 +135,10 @@ def test_the_optimizer_runs_on_the_module_just_probed_and_sees_what_a_fresh_buil
 def test_only_modules_built_on_meta_are_kept_for_the_optimizer():
     import torch
 
-    prober = Prober()
-    prober._keep("cpu", torch.nn.Linear(2, 2))
+    from freezefix.class_probe import KeptModules
+
+    kept = KeptModules()
+    kept.keep("cpu", torch.nn.Linear(2, 2))
     with torch.device("meta"):
-        prober._keep("meta", torch.nn.Linear(2, 2))
-    assert list(prober._built) == ["meta"]
+        kept.keep("meta", torch.nn.Linear(2, 2))
+    assert list(kept.modules) == ["meta"]

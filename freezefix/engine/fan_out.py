@@ -24,7 +24,7 @@ def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: Result
     sent: set[Path] = set()
 
     def check_run(run: list[Path]) -> RunChecked:
-        known = judge.prober.file.known()
+        known = judge.facts_source.known()
         checked = RunChecked()
         for path in run:
             outcome = load(resolver, path, path in named)
@@ -37,7 +37,7 @@ def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: Result
         checked.texts = {p: unit.source.text for p, unit in resolver.units.items()
                          if p not in sent and "freezefix" in unit.source.text}
         sent.update(resolver.units)
-        checked.probed = judge.prober.file.learnt_since(known)
+        checked.probed = judge.facts_source.learnt_since(known)
         return checked
 
     return check_run

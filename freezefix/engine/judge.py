@@ -8,17 +8,16 @@ configs here, ``explain`` reads the same view.  A rule that raises is a per-conf
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 from freezefix.analysis import ConfigView, config_files
-from freezefix.cache import Entry, environment_key
+from freezefix.cache import Entry
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
+from freezefix.facts import FactsSource
 from freezefix.ftypes import Checked, FileOutcome, Finding
-from freezefix.probe import Prober
 from freezefix.rules import Options, Rule, registry
 from freezefix.rules.base import run_rules
 
@@ -66,12 +65,12 @@ def selected_rules(wants: Callable[[str], bool]) -> list[Rule]:
 
 
 class Judge:
-    """The rules of a run, with the prober that answers their questions about classes."""
+    """The rules of a run, with the source of facts that answers their questions."""
 
-    def __init__(self, rules: list[Rule], options: Options, prober: Prober):
+    def __init__(self, rules: list[Rule], options: Options, facts_source: FactsSource):
         self.rules = rules
         self.options = options
-        self.prober = prober
+        self.facts_source = facts_source
         self._plugins: dict[tuple, list[str]] = {}  # plugin setting → notes of what did not import
 
     @property
@@ -82,26 +81,19 @@ class Judge:
         values = resolver.values(path)
         plugin_notes: list[str] = []
         # Plugins register classes (VoVNet …) the probes look up; imported only when a fact is not
-        # cached (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
-        def before_building() -> list[str]:
+        # kept (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
+        def import_plugins() -> list[str]:
             plugin_notes.extend(self.import_plugins(values, path))
             return plugin_notes
 
-        self.prober.before_building = before_building
-        self.prober.plugins_missing = False
-        self.prober.plugin_notes = []
-        self.prober.environment = lru_cache(maxsize=1)(lambda: environment_key(values, path))
-        view = ConfigView.of(path, values, self.prober, config_files(resolver, path))
-        try:
+        view = ConfigView.of(path, values, self.facts_source, config_files(resolver, path))
+        with self.facts_source.judging(values, path, import_plugins):
             findings, crashes = run_rules(view, self.rules, self.options)
-        finally:
-            self.prober.before_building = None
-            self.prober.environment = None
-        try:
-            unjudged = not_judged(view, findings, plugin_notes)
-        except Exception as exc:  # noqa: BLE001 - this config's problem, reported as a rule's crash is
-            unjudged = []
-            crashes.append(("the could-not-judge summary", f"{type(exc).__name__}: {exc}"))
+            try:
+                unjudged = not_judged(view, findings, plugin_notes)
+            except Exception as exc:  # noqa: BLE001 - this config's problem, reported as a rule's crash is
+                unjudged = []
+                crashes.append(("the could-not-judge summary", f"{type(exc).__name__}: {exc}"))
         # A class that did not import may import next run (a plugin repaired, a package installed),
         # one that did not build may build once a plugin registers what it names or a package it
         # needs is installed: such outcomes are kept only while the environment stays as it is.
@@ -131,7 +123,7 @@ class Judge:
         if workers > 1:
             def done(_run: list[Path], checked: RunChecked) -> None:
                 judged.update(checked.outcomes)
-                self.prober.file.learn(checked.probed)  # what the worker probed, for the cache
+                self.facts_source.learn(checked.probed)  # what the worker probed, for the cache
 
             paths_left = share_out(paths, self.judge_in_worker(resolver), workers, done)
         else:
@@ -142,7 +134,7 @@ class Judge:
     def judge_in_worker(self, resolver: Resolver) -> Callable[[list[Path]], RunChecked]:
         """What a forked worker does with a run of configs: judge each, and say what it probed."""
         def work(run: list[Path]) -> RunChecked:
-            known = self.prober.file.known()
+            known = self.facts_source.known()
             judged = {path: self.judge(resolver, path) for path in run}
-            return RunChecked(outcomes=judged, probed=self.prober.file.learnt_since(known))
+            return RunChecked(outcomes=judged, probed=self.facts_source.learnt_since(known))
         return work

@@ -43,12 +43,6 @@ def sub_module(model: nn.Module, name: str) -> str:
     return parts[1]
 
 
-def is_batchnorm(module: nn.Module) -> bool:
-    # torch's BatchNorm*d and SyncBatchNorm, and mmcv's own SyncBatchNorm (not a _BatchNorm subclass).
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) or (
-        "BatchNorm" in type(module).__name__ and getattr(module, "running_mean", None) is not None)
-
-
 def tensor_bytes(tensors: Iterable[Any]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if torch.is_tensor(t))
 

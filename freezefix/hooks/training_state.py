@@ -11,9 +11,9 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from freezefix.building import is_batchnorm
 from freezefix.hooks.model_state import (
-    WHOLE_MODEL, freeze_setting, is_batchnorm, listed, number, running_stats, same_values, sub_module, tensor_bytes,
-    top_module,
+    WHOLE_MODEL, freeze_setting, listed, number, running_stats, same_values, sub_module, tensor_bytes, top_module,
 )
 from freezefix.hooks.report import AuditReport, GroupAudit, ModuleAudit, Problem
 

@@ -8,7 +8,7 @@ import importlib
 import pkgutil
 import re
 
-from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import REMOVE, Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 RULE_MODULE = re.compile(r"^ff(\d{3})_(\w+)$")
 
@@ -16,4 +16,4 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
     if RULE_MODULE.match(_info.name):
         importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["REMOVE", "RULE_MODULE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry"]
+__all__ = ["REMOVE", "RULE_MODULE", "Change", "Finding", "Fix", "Invalid", "Options", "Rule", "Valid", "registry"]

@@ -16,21 +16,36 @@ from typing import ClassVar, Iterator
 from freezefix.analysis import ConfigView
 from freezefix.ftypes import REMOVE, Change, Finding, Fix, Key
 
-__all__ = ["REMOVE", "Change", "Example", "Finding", "Fix", "Options", "Rule", "registry", "run_rules"]
+__all__ = ["REMOVE", "Change", "Finding", "Fix", "Invalid", "Options", "Rule", "Valid", "registry", "run_rules"]
+
+
+ALL_STACKS = ("mmengine", "mmcv1")
 
 
 @dataclass(frozen=True)
-class Example:
-    """A single-file config a rule's tests load; ``fixed`` is the file after ``apply``."""
+class Valid:
+    """A single-file config the rule must accept (``freeze``: the freeze policy it is checked with)."""
 
     source: str
+    freeze: tuple[str, ...] = ()
+    unsafe_fixes: bool = False
+    stacks: tuple[str, ...] = ALL_STACKS  # the stacks it holds on (what a stack's runner reads differs)
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A single-file config the rule must report: at ``line``:``col`` (1-based, where the finding is
+    written), with ``message`` in its text; ``fixed`` is the file after ``apply`` (None: no fix is
+    applied, the file must stay as it is)."""
+
+    source: str
+    line: int
+    col: int
+    message: str
     fixed: str | None = None
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
-    # INVALID examples: what the finding must say — the resolved key it is about (dotted) and a
-    # part of its message.
-    key: str | None = None
-    message: str | None = None
+    stacks: tuple[str, ...] = ALL_STACKS
 
 
 @dataclass
@@ -48,8 +63,8 @@ class Rule:
     code: ClassVar[str]
     name: ClassVar[str]
     summary: ClassVar[str]
-    VALID: ClassVar[list[Example]] = []
-    INVALID: ClassVar[list[Example]] = []
+    VALID: ClassVar[list[Valid]] = []
+    INVALID: ClassVar[list[Invalid]] = []
 
     # The fix in a few words, for the README's rule table (scripts/document_rules.py).
     fix_summary: ClassVar[str] = "reported"

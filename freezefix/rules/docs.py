@@ -4,7 +4,7 @@ repository by ``scripts/document_rules.py``; SARIF output carries the page as ea
 
 from __future__ import annotations
 
-from freezefix.rules.base import Rule
+from freezefix.rules.base import ALL_STACKS, Invalid, Rule, Valid
 
 
 def _cell(text: str) -> str:
@@ -23,19 +23,23 @@ def _config_block(source: str) -> str:
     return f"```python\n{source.rstrip()}\n```"
 
 
+def _on_stacks(example: Valid | Invalid) -> list[str]:
+    if example.stacks == ALL_STACKS:
+        return []
+    return ["", f"(on the {' and '.join(example.stacks)} stack{'s' * (len(example.stacks) > 1)} only)"]
+
+
 def rule_page(rule: Rule) -> str:
     parts = [f"# {rule.code} {rule.name}", "", f"{rule.summary}.", ""]
     for heading, body in type(rule).sections().items():
         parts += [f"## {heading}", "", body, ""]
     parts += ["## Configs it accepts", ""]
     for example in rule.VALID:
-        parts += [_config_block(example.source), ""]
+        parts += [_config_block(example.source), *_on_stacks(example), ""]
     parts += ["## Configs it reports", ""]
     for example in rule.INVALID:
-        parts.append(_config_block(example.source))
-        if example.key is not None:
-            where = f"`{example.key}`" if example.key else "the comment"
-            parts += ["", f"Reported at {where}: \"… {example.message} …\""]
+        parts += [_config_block(example.source), *_on_stacks(example)]
+        parts += ["", f"Reported at line {example.line}, column {example.col}: \"… {example.message} …\""]
         policy = [f"`--freeze {','.join(example.freeze)}`" if example.freeze else "",
                   "`--unsafe-fixes`" if example.unsafe_fixes else ""]
         policy_text = " with " + " and ".join(p for p in policy if p) if any(policy) else ""

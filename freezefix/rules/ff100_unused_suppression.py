@@ -22,7 +22,7 @@ from typing import Iterator
 
 from freezefix.analysis import ConfigView
 from freezefix.ftypes import Placed
-from freezefix.rules.base import Example, Finding, Options, Rule, registry
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 from freezefix.suppress import Suppression
 
 _CFG = "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=-1){comment}\n)\n"
@@ -35,8 +35,8 @@ class UnusedSuppression(Rule):
     name = "unused-suppression"
     summary = "a freezefix: ignore comment that silences nothing"
     fix_summary = "reported (delete the comment)"
-    VALID = [Example(_CFG.format(comment=""))]
-    INVALID = [Example(_CFG.format(comment=",  # freezefix: ignore"), key="", message="silences no finding")]
+    VALID = [Valid(_CFG.format(comment=""))]
+    INVALID = [Invalid(_CFG.format(comment=",  # freezefix: ignore"), line=1, col=97, message="silences no finding")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         # Nothing per config: whether a suppression silenced something is known only once every

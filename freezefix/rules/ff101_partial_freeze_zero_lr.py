@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView, stage_summary
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, fmt_count, registry, resume_hazard
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, fmt_count, registry, resume_hazard
 
 _SEED = """\
 model = dict(
@@ -54,14 +54,14 @@ class PartialFreezeZeroLr(Rule):
         "config does not resume)"
     )
     VALID = [
-        Example(_SEED.format(fs=4, lr=0.0)),  # fully frozen: nothing computes gradients
-        Example(_SEED.format(fs=3, lr=0.1)),  # fine-tuning layer4 on purpose
+        Valid(_SEED.format(fs=4, lr=0.0)),  # fully frozen: nothing computes gradients
+        Valid(_SEED.format(fs=3, lr=0.1)),  # fine-tuning layer4 on purpose
     ]
     INVALID = [
-        Example(_SEED.format(fs=3, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
-                key="model.img_backbone.frozen_stages", message="leaves 14,964,736 params (layer4) trainable"),
-        Example(_SEED.format(fs=1, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
-                key="model.img_backbone.frozen_stages", message="(layer2, layer3, layer4) trainable"),
+        Invalid(_SEED.format(fs=3, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
+                line=4, col=37, message="leaves 14,964,736 params (layer4) trainable"),
+        Invalid(_SEED.format(fs=1, lr=0.0), fixed=_SEED.format(fs=4, lr=0.0),
+                line=4, col=37, message="(layer2, layer3, layer4) trainable"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

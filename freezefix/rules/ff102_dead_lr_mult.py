@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(
@@ -44,9 +44,9 @@ class DeadLrMult(Rule):
     name = "dead-lr-mult"
     summary = "lr_mult other than 0 on a module that is fully frozen"
     fix_summary = "`lr_mult` → 0.0 (safe; none if the key also reaches a module that trains)"
-    VALID = [Example(_CFG.format(fs=4, lr=0.0)), Example(_CFG.format(fs=3, lr=0.1))]
-    INVALID = [Example(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0),
-                       key="optim_wrapper.paramwise_cfg.custom_keys.backbone.lr_mult", message="has no effect")]
+    VALID = [Valid(_CFG.format(fs=4, lr=0.0)), Valid(_CFG.format(fs=3, lr=0.1))]
+    INVALID = [Invalid(_CFG.format(fs=4, lr=0.1), fixed=_CFG.format(fs=4, lr=0.0),
+                       line=8, col=62, message="has no effect")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.optimizer is None:

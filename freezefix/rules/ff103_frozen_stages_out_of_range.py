@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(
@@ -37,11 +37,11 @@ class FrozenStagesOutOfRange(Rule):
     name = "frozen-stages-out-of-range"
     summary = "frozen_stages outside the range the class accepts"
     fix_summary = "clamp to the full-freeze value (safe); below -1 reported only"
-    VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=4))]
+    VALID = [Valid(_CFG.format(fs=-1)), Valid(_CFG.format(fs=4))]
     INVALID = [
-        Example(_CFG.format(fs=5), fixed=_CFG.format(fs=4),
-                key="model.backbone.frozen_stages", message="past the range of mmdet.ResNet (-1..4)"),
-        Example(_CFG.format(fs=-2), key="model.backbone.frozen_stages", message="freezes nothing, silently"),
+        Invalid(_CFG.format(fs=5), fixed=_CFG.format(fs=4),
+                line=3, col=64, message="past the range of mmdet.ResNet (-1..4)"),
+        Invalid(_CFG.format(fs=-2), line=3, col=64, message="freezes nothing, silently"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, add_zero_lr_key, registry
+from freezefix.rules.base import REMOVE, Change, Finding, Fix, Invalid, Options, Rule, Valid, add_zero_lr_key, registry
 
 _CFG = """\
 model = dict(
@@ -44,17 +44,17 @@ class UnsupportedFreezeArg(Rule):
     name = "unsupported-freeze-arg"
     summary = "frozen_stages / norm_eval given to a class that rejects or ignores it"
     fix_summary = "remove it, add `lr_mult=0.0` (unsafe: gradients are still computed)"
-    VALID = [Example(_CFG.format(extra="", paramwise=""))]
+    VALID = [Valid(_CFG.format(extra="", paramwise=""))]
     INVALID = [
-        Example(
+        Invalid(
             _CFG.format(extra=", frozen_stages=4", paramwise=""),
             fixed=_CFG.format(extra="", paramwise="").replace(
                 "lr=2e-4)", "lr=2e-4), paramwise_cfg=dict(custom_keys={'pts_backbone': dict(lr_mult=0.0)})"
             ),
-            unsafe_fixes=True, key="model.pts_backbone.frozen_stages", message="SECOND does not accept frozen_stages",
+            unsafe_fixes=True, line=4, col=59, message="SECOND does not accept frozen_stages",
         ),
-        Example(_CFG.format(extra=", norm_eval=True", paramwise=_KEYS),
-                key="model.pts_backbone.norm_eval", message="SECOND does not accept norm_eval"),
+        Invalid(_CFG.format(extra=", norm_eval=True", paramwise=_KEYS),
+                line=4, col=55, message="SECOND does not accept norm_eval"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(
@@ -45,11 +45,11 @@ class BnStatsDrift(Rule):
     summary = "a module meant frozen still updates BatchNorm statistics"
     fix_summary = "`norm_eval=True` where the class has it (unsafe)"
     VALID = [
-        Example(_CFG.format(fs=-1, ne=True)),
-        Example(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
+        Valid(_CFG.format(fs=-1, ne=True)),
+        Valid(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
     ]
-    INVALID = [Example(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True,
-                       key="model.backbone.norm_eval", message="20 of its 20 BatchNorm layers stay in training mode")]
+    INVALID = [Invalid(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True,
+                       line=3, col=78, message="20 of its 20 BatchNorm layers stay in training mode")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze:
@@ -71,7 +71,7 @@ class BnStatsDrift(Rule):
             if not facts.accepts_norm_eval:
                 yield self.finding(message + f"; {facts.type_name} has no norm_eval", module.key, module=module.name)
                 continue
-            with_norm_eval = view.prober.facts({**module.cfg, "norm_eval": True}, view.default_scope, scan=False)
+            with_norm_eval = view.facts_source.facts({**module.cfg, "norm_eval": True}, view.default_scope, scan=False)
             if with_norm_eval.observed is None:
                 # A build that failed says nothing about what norm_eval=True would do: no fix.
                 yield self.finding(message + f"; with norm_eval=True {facts.type_name} does not build "

@@ -30,7 +30,7 @@ import difflib
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import REMOVE, Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import REMOVE, Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 default_scope = 'mmdet'
@@ -73,18 +73,18 @@ class DeadCustomKey(Rule):
     name = "dead-custom-key"
     summary = "a custom_keys entry matches no parameter of the model"
     fix_summary = "rename to the one close module path (difflib; unsafe)"
-    VALID = [Example(_CFG.format(key="neck")), Example(_CFG.format(key="neck.lateral_convs")),
+    VALID = [Valid(_CFG.format(key="neck")), Valid(_CFG.format(key="neck.lateral_convs")),
              # not built either, and nothing close to a module name: it may be the detector's own
-             Example(_DETECTOR_UNBUILT.format(key="query_embedding"))]
+             Valid(_DETECTOR_UNBUILT.format(key="query_embedding"))]
     INVALID = [
-        Example(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True,
-                key="optim_wrapper.paramwise_cfg.custom_keys.nekc", message="did you mean 'neck'?"),
-        Example(_CFG.format(key="img_backbone"),
-                key="optim_wrapper.paramwise_cfg.custom_keys.img_backbone", message="did you mean 'backbone'?"),
+        Invalid(_CFG.format(key="nekc"), fixed=_CFG.format(key="neck"), unsafe_fixes=True,
+                line=15, col=45, message="did you mean 'neck'?"),
+        Invalid(_CFG.format(key="img_backbone"),
+                line=15, col=53, message="did you mean 'backbone'?"),
         # a detector that does not build (no head): the typo is still told from the modules built (the
         # write gate refuses the rename: the head it cannot build might hold what the old key matched)
-        Example(_DETECTOR_UNBUILT.format(key="img_bakbone"), unsafe_fixes=True,
-                key="optim_wrapper.paramwise_cfg.custom_keys.img_bakbone",
+        Invalid(_DETECTOR_UNBUILT.format(key="img_bakbone"), unsafe_fixes=True,
+                line=10, col=52,
                 message="the model class could not be built"),
     ]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Example, Finding, Options, Rule, registry
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(
@@ -43,15 +43,15 @@ class OverbroadCustomKey(Rule):
     summary = "a custom key reaches several top-level modules, or is shadowed by longer keys"
     fix_summary = "reported (suggests `'img_backbone.'`)"
     VALID = [
-        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0)}")),
-        Example(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name
+        Valid(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0)}")),
+        Valid(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name
     ]
     INVALID = [
-        Example(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}"),
-                key="optim_wrapper.paramwise_cfg.custom_keys.backbone",
+        Invalid(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}"),
+                line=7, col=124,
                 message="reaches 2 top-level modules (img_backbone, pts_backbone)"),
-        Example(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'img_backbone.': dict(lr_mult=0.1)}"),
-                key="optim_wrapper.paramwise_cfg.custom_keys.img_backbone", message="is shadowed"),
+        Invalid(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'img_backbone.': dict(lr_mult=0.1)}"),
+                line=7, col=128, message="is shadowed"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

@@ -28,8 +28,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Example, Finding, Options, Rule, registry
-from freezefix.stacks import current
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(
@@ -45,6 +44,15 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=12, by_epoch=True, begin=0, end=12, {floor}),
 ]
 """
+_MMCV1 = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='ResNet', depth=18, frozen_stages=-1, norm_eval=True),
+)
+optimizer = dict(type='SGD', lr=0.01, paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult=0.0)}}))
+lr_config = dict(policy='CosineAnnealing', warmup='linear', warmup_iters=10, warmup_ratio=0.001, {floor})
+runner = dict(type='EpochBasedRunner', max_epochs=12)
+"""
 
 
 @registry.add
@@ -53,9 +61,14 @@ class ZeroLrRevivedByScheduler(Rule):
     code = "FF108"
     name = "zero-lr-revived-by-scheduler"
     summary = "a scheduler gives 0-lr parameter groups a non-zero lr"
-    VALID = [Example(_CFG.format(floor="eta_min_ratio=0.01"))]
-    INVALID = [Example(_CFG.format(floor="eta_min=1e-6"),
-                       key="param_scheduler", message="gives 0-lr groups lr up to")]
+    VALID = [Valid(_CFG.format(floor="eta_min_ratio=0.01")),
+             Valid(_MMCV1.format(floor="min_lr_ratio=0.001"))]
+    # mmengine's schedulers run only where mmengine is installed; mmcv 1.x's lr_config is judged by
+    # its own hook there, and by what its settings say elsewhere
+    INVALID = [Invalid(_CFG.format(floor="eta_min=1e-6"), stacks=("mmengine",),
+                       line=9, col=19, message="gives 0-lr groups lr up to"),
+               Invalid(_MMCV1.format(floor="min_lr=1e-6"), line=6, col=13,
+                       message="lr_config policy='CosineAnnealing'")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.optimizer is None:
@@ -69,27 +82,22 @@ class ZeroLrRevivedByScheduler(Rule):
             # Running a scheduler means importing mmengine.optim (and torch.distributed): once per
             # distinct schedule, then from the cache.
             listed = [schedulers] if isinstance(schedulers, dict) else schedulers if isinstance(schedulers, list) else []
-
-            def run_each() -> list[list]:
-                peaks = [(i, c, current().zero_lr_peak("param_scheduler", c, base_lr, 0)) for i, c in enumerate(listed)]
-                return [[i, c, peak] for i, c, peak in peaks if peak]
-
-            revivers = view.prober.remembered(["param_scheduler", repr(schedulers), base_lr], run_each)
-            for index, culprit, peak in revivers:
-                key = ("param_scheduler", str(index)) if isinstance(schedulers, list) else ("param_scheduler",)
+            for culprit in listed:
+                peak = view.facts_source.zero_lr_peak("param_scheduler", culprit, base_lr, 0)
+                if not peak:
+                    continue
                 yield self.finding(
                     f"{culprit['type']} gives 0-lr groups lr up to {peak:.3g}: the modules behind "
                     f"{', '.join(repr(k) for k in zero_keys)} train after all (use eta_min_ratio, or "
                     "freeze them with frozen_stages)",
-                    key[:1],
+                    ("param_scheduler",),
                 )
         else:
             lr_config = view.values.get("lr_config")
-            if current().lr_schedule == "lr_config":
+            if view.facts_source.lr_schedule == "lr_config":
                 epochs = _mmcv1_max_epochs(view.values)
                 # None: the stack's own hook could not run this schedule: not judged.
-                peak = view.prober.remembered(["lr_config", repr(lr_config), base_lr, epochs],
-                                              lambda: current().zero_lr_peak("lr_config", lr_config, base_lr, epochs))
+                peak = view.facts_source.zero_lr_peak("lr_config", lr_config, base_lr, epochs)
                 why = f"policy={lr_config['policy']!r} gives 0-lr groups lr up to {peak:.3g}" if peak else None
             else:  # a stack that never runs lr_config: what its settings say they would do
                 why = _mmcv1_revives(lr_config)

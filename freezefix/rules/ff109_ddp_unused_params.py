@@ -29,8 +29,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView, Module
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, fmt_count, registry
-from freezefix.stacks import stack_name
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, fmt_count, registry
 
 _CFG = """\
 model = dict(
@@ -60,12 +59,13 @@ class DdpUnusedParams(Rule):
         "trains checkpoints (`with_cp=True`), DDP's `static_graph=True` in `model_wrapper_cfg` instead "
         "(unsafe; none under mmcv 1.x)"
     )
-    VALID = [Example(_CFG.format(fs=-1)), Example(_CFG.format(fs=2) + "find_unused_parameters = True\n"),
-             Example(_CHECKPOINTED + _STATIC_GRAPH)]
-    INVALID = [Example(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n",
-                       key="model.backbone", message="73,403 params are trainable when DDP wraps the model"),
-               Example(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True,
-                       key="model.backbone", message="6,281 params are trainable when DDP wraps the model")]
+    VALID = [Valid(_CFG.format(fs=-1)), Valid(_CFG.format(fs=2) + "find_unused_parameters = True\n"),
+             Valid(_CHECKPOINTED + _STATIC_GRAPH)]
+    INVALID = [Invalid(_CFG.format(fs=2), fixed=_CFG.format(fs=2) + "find_unused_parameters = True\n",
+                       line=3, col=14, message="73,403 params are trainable when DDP wraps the model"),
+               # mmcv 1.x train scripts cannot pass static_graph to DDP: there it is reported only
+               Invalid(_CHECKPOINTED, fixed=_CHECKPOINTED + _STATIC_GRAPH, unsafe_fixes=True, stacks=("mmengine",),
+                       line=3, col=14, message="6,281 params are trainable when DDP wraps the model")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze:
@@ -97,7 +97,7 @@ def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix
     said = (f"; but {names} checkpoint activations (with_cp=True) and still train, and with "
             "find_unused_parameters=True DDP stops at the first backward instead (FF112)")
     # A fact about the installed torch, kept with the class facts.
-    if stack_name() != "mmengine" or not view.prober.remembered(["ddp-static-graph"], _ddp_accepts_static_graph):
+    if view.facts_source.stack != "mmengine" or not view.facts_source.ddp_accepts_static_graph():
         return None, said + ": no fix here, static_graph cannot be passed to DDP; set with_cp=False"
     wrapper = view.values.get("model_wrapper_cfg")
     if isinstance(wrapper, dict):
@@ -108,11 +108,3 @@ def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix
                                                  "static_graph": True})
     why = "static_graph assumes every iteration uses the same parameters (a forward that skips modules breaks it)"
     return Fix((change,), safe=False, why_unsafe=why), said + "; DDP's static_graph=True handles both"
-
-
-def _ddp_accepts_static_graph() -> bool:
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    return "static_graph" in inspect.signature(DistributedDataParallel.__init__).parameters

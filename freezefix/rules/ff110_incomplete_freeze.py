@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import BRANCHES, ConfigView, Module
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, add_zero_lr_key, registry, resume_hazard
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, add_zero_lr_key, registry, resume_hazard
 
 _CFG = """\
 model = dict(
@@ -50,12 +50,12 @@ class IncompleteFreeze(Rule):
         "under `optim_wrapper=` or mmcv 1.x `optimizer=`)"
     )
     VALID = [
-        Example(_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",)),
-        Example(_CFG.format(fs=1, paramwise="")),  # no policy, no lr 0: ordinary fine-tuning
+        Valid(_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",)),
+        Valid(_CFG.format(fs=1, paramwise="")),  # no policy, no lr 0: ordinary fine-tuning
     ]
     INVALID = [
-        Example(_CFG.format(fs=1, paramwise=""), fixed=_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",),
-                key="model.backbone", message="not fully frozen: needs frozen_stages=4"),
+        Invalid(_CFG.format(fs=1, paramwise=""), fixed=_CFG.format(fs=4, paramwise=_KEYS), freeze=("backbone",),
+                line=3, col=14, message="not fully frozen: needs frozen_stages=4"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:

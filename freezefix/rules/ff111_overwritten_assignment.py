@@ -42,7 +42,7 @@ from typing import Any, Iterator
 from freezefix.analysis import ConfigFile, ConfigView
 from freezefix.config.locate import COMPUTED, CONTAINER, Key, literal_leaves, same_setting
 from freezefix.config.reads import name_reads
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 # `{{_base_.x}}` becomes a quoted placeholder before parsing: its value is the base's, not a literal.
 _BASE_PLACEHOLDER = re.compile(r"^_[\w.]+_[0-9a-f]{6}$")
@@ -80,26 +80,26 @@ class OverwrittenAssignment(Rule):
     summary = "a dict bound twice in one file: the first binding's settings are dropped"
     fix_summary = "merge the lost entries into the live (last) dict, in that file (unsafe: they start to apply)"
     VALID = [
-        Example(_MODEL.format(fs="") + "model['backbone'].update(frozen_stages=4)\n"),
-        Example(_FREEZE.format(fs=4) + "model = dict(**model, type='RetinaNet')\n"),
+        Valid(_MODEL.format(fs="") + "model['backbone'].update(frozen_stages=4)\n"),
+        Valid(_FREEZE.format(fs=4) + "model = dict(**model, type='RetinaNet')\n"),
         # the first dict is read before the second replaces it: a temporary, not a lost setting
-        Example(_FREEZE.format(fs=4) + "frozen = model['backbone']\n" + _MODEL.format(fs="")),
+        Valid(_FREEZE.format(fs=4) + "frozen = model['backbone']\n" + _MODEL.format(fs="")),
         # the live dict sets the same key itself
-        Example(_FREEZE.format(fs=-1) + _MODEL.format(fs=", frozen_stages=-1")),
+        Valid(_FREEZE.format(fs=-1) + _MODEL.format(fs=", frozen_stages=-1")),
         # what is dropped is what its reader does without it: mmengine's Runner.scale_lr returns
         # unless `enable` is truthy; ResNet's norm_eval defaults to True; a multiplier of 1.0
-        Example(_SCALE.format(enable=False)),
-        Example("model = dict(backbone=dict(norm_eval=True))\n" + _MODEL.format(fs="")),
-        Example(_DECAY.format(mult=1.0)),
+        Valid(_SCALE.format(enable=False)),
+        Valid("model = dict(backbone=dict(norm_eval=True))\n" + _MODEL.format(fs="")),
+        Valid(_DECAY.format(mult=1.0)),
     ]
     INVALID = [
-        Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
+        Invalid(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
                 fixed=_FREEZE.format(fs=4) + _MODEL.format(fs=", frozen_stages=4"), unsafe_fixes=True,
-                key="model", message="is assigned at line 2 and again at line 4"),
-        Example(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
-                key="model", message="is assigned at line 2 and again at line 4"),
-        Example(_SCALE.format(enable=True), key="auto_scale_lr", message="so enable=True never take effect"),
-        Example(_DECAY.format(mult=0.0), key="optim_wrapper",
+                line=2, col=1, message="is assigned at line 2 and again at line 4"),
+        Invalid(_FREEZE.format(fs=4) + _MODEL.format(fs=""),
+                line=2, col=1, message="is assigned at line 2 and again at line 4"),
+        Invalid(_SCALE.format(enable=True), line=1, col=1, message="so enable=True never take effect"),
+        Invalid(_DECAY.format(mult=0.0), line=1, col=1,
                 message="so paramwise_cfg.norm_decay_mult=0.0 never take effect"),
     ]
 
@@ -109,7 +109,7 @@ class OverwrittenAssignment(Rule):
                 # A dropped setting whose value is what its reader does without it is no loss.
                 lost = [(key, value) for key, value in rebinding.dropped
                         if not _in_force(view.values, key, value)
-                        and not view.prober.changes_nothing(view.values, key, value)]
+                        and not view.facts_source.changes_nothing(view.values, key, value)]
                 if not lost:
                     continue
                 shown = ", ".join(f"{'.'.join(key[1:])}={value!r}" for key, value in lost[:_SHOWN])

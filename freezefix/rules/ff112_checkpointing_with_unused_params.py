@@ -31,8 +31,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Example, Finding, Options, Rule, fmt_count, registry
-from freezefix.stacks import stack_name
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, fmt_count, registry
 
 _CFG = """\
 model = dict(
@@ -51,20 +50,20 @@ class CheckpointingWithUnusedParams(Rule):
     summary = "with_cp=True on a module that trains, under find_unused_parameters=True: DDP stops"
     fix_summary = "reported, suggesting `static_graph=True` or `with_cp=False`"
     VALID = [
-        Example(_CFG.format(fs=1, cp=False) + "find_unused_parameters = True\n"),
-        Example(_CFG.format(fs=2, cp=True) + "find_unused_parameters = True\n"),  # nothing left to train
-        Example(_CFG.format(fs=1, cp=True)
+        Valid(_CFG.format(fs=1, cp=False) + "find_unused_parameters = True\n"),
+        Valid(_CFG.format(fs=2, cp=True) + "find_unused_parameters = True\n"),  # nothing left to train
+        Valid(_CFG.format(fs=1, cp=True)
                 + "model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False, static_graph=True)\n"),
     ]
-    INVALID = [Example(_CFG.format(fs=1, cp=True) + "find_unused_parameters = True\n",
-                       key="model.backbone.with_cp", message="keeps 25,508 trainable params")]
+    INVALID = [Invalid(_CFG.format(fs=1, cp=True) + "find_unused_parameters = True\n",
+                       line=4, col=94, message="keeps 25,508 trainable params")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if not view.finds_unused_parameters():
             return
         instead = ("replace find_unused_parameters by model_wrapper_cfg = dict(type='MMDistributedDataParallel', "
                    "broadcast_buffers=False, static_graph=True) if every iteration uses the same parameters, "
-                   "or set with_cp=False" if stack_name() == "mmengine" else
+                   "or set with_cp=False" if view.facts_source.stack == "mmengine" else
                    "mmcv 1.x train scripts cannot pass static_graph to DDP: set with_cp=False, or freeze the module")
         for module, trainable in view.checkpointed_trainable():
             yield self.finding(

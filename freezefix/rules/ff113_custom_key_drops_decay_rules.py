@@ -34,7 +34,7 @@ from collections import defaultdict
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Example, Finding, Options, Rule, fmt_count, registry
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, fmt_count, registry
 
 PARAMWISE_RULES = ("norm_decay_mult", "bias_decay_mult", "bias_lr_mult", "dwconv_decay_mult", "flat_decay_mult",
                    "dcn_offset_lr_mult")
@@ -59,13 +59,13 @@ class CustomKeyDropsDecayRules(Rule):
     summary = "a custom key silently switches off norm/bias/dwconv decay and lr rules for what it matches"
     fix_summary = "reported (restate the multiplier in the key, or add longer keys)"
     VALID = [
-        Example(_CFG.format(fs=-1, rules="", key="lr_mult=0.1")),
-        Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.0")),  # lr 0: nothing moves
+        Valid(_CFG.format(fs=-1, rules="", key="lr_mult=0.1")),
+        Valid(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.0")),  # lr 0: nothing moves
         # a rule that changes nothing (multiplier 1.0) is nothing to drop
-        Example(_CFG.format(fs=-1, rules="bias_decay_mult=1.0, ", key="lr_mult=0.1")),
+        Valid(_CFG.format(fs=-1, rules="bias_decay_mult=1.0, ", key="lr_mult=0.1")),
     ]
-    INVALID = [Example(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.1"),
-                       key="optim_wrapper.paramwise_cfg.custom_keys.backbone",
+    INVALID = [Invalid(_CFG.format(fs=-1, rules="norm_decay_mult=0.0, ", key="lr_mult=0.1"),
+                       line=7, col=70,
                        message="takes 40 params out of norm_decay_mult=0.0")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
@@ -88,8 +88,8 @@ class CustomKeyDropsDecayRules(Rule):
             if not keyed:
                 continue
             scope = view.default_scope
-            got = view.prober.optimizer_settings(module.cfg, scope, module.name, as_written)
-            ruled = view.prober.optimizer_settings(module.cfg, scope, module.name, without_keys)
+            got = view.facts_source.optimizer_settings(module.cfg, scope, module.name, as_written)
+            ruled = view.facts_source.optimizer_settings(module.cfg, scope, module.name, without_keys)
             if not got or not ruled:
                 continue
             # custom key → (parameter, what it gets, what the rule times the key would give)

@@ -33,8 +33,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from freezefix.analysis import ConfigView, optimizer_roots
-from freezefix.rules.base import Change, Example, Finding, Fix, Options, Rule, registry
-from freezefix.stacks import stack_name
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 # Top-level settings of one era that the other era's runner never reads, with where it reads instead.
 _MMCV1_ONLY = {
@@ -56,6 +55,14 @@ model = dict(
 _WRAPPER = "optim_wrapper = dict(optimizer=dict(type='AdamW', lr=0.0002){extra})\n"
 _PARAMWISE = "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)})"
 _EPOCHS = "total_epochs = 24\n"
+# What mmengine's Runner does not read is mmengine's: these hold on that stack only.
+_MMENGINE = ("mmengine",)
+_MMCV1_CFG = """\
+model = dict(type='RetinaNet', backbone=dict(type='ResNet', depth=18, frozen_stages=-1))
+optimizer = dict(type='AdamW', lr=0.0002)
+lr_config = dict(policy='step', step=[8, 11])
+param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[8, 11], gamma=0.1)]
+"""
 _DDP = "model_wrapper_cfg = dict(type='MMDistributedDataParallel', broadcast_buffers=False{extra})\n"
 
 
@@ -70,28 +77,30 @@ class IgnoredSetting(Rule):
         "when it has none (unsafe); the rest reported"
     )
     VALID = [
-        Example(_MODEL + _WRAPPER.format(extra=", " + _PARAMWISE)),
+        Valid(_MODEL + _WRAPPER.format(extra=", " + _PARAMWISE)),
         # the top-level optimizer feeds optim_wrapper: it is read, through the variable
-        Example(_MODEL + "optimizer = dict(type='AdamW', lr=0.0002)\noptim_wrapper = dict(optimizer=optimizer)\n"),
-        Example(_MODEL + _DDP.format(extra=", find_unused_parameters=True")),
-        Example(_MODEL + "find_unused_parameters = True\n"),
+        Valid(_MODEL + "optimizer = dict(type='AdamW', lr=0.0002)\noptim_wrapper = dict(optimizer=optimizer)\n"),
+        Valid(_MODEL + _DDP.format(extra=", find_unused_parameters=True")),
+        Valid(_MODEL + "find_unused_parameters = True\n"),
         # a variable, read where it takes effect (mmdet3d's DETR3D configs have this shape)
-        Example(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
+        Valid(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
                 + "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=total_epochs)\n"),
     ]
     INVALID = [
-        Example(_MODEL + _WRAPPER.format(extra="") + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
+        Invalid(_MODEL + _WRAPPER.format(extra="") + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
                 fixed=_MODEL + _WRAPPER.format(extra=", " + _PARAMWISE)
                 + f"optimizer = dict(type='AdamW', lr=0.0002, {_PARAMWISE})\n",
-                unsafe_fixes=True, key="optimizer.paramwise_cfg", message="is never read"),
-        Example(_MODEL + _DDP.format(extra="") + "find_unused_parameters = True\n",
+                unsafe_fixes=True, line=6, col=57, message="is never read", stacks=_MMENGINE),
+        Invalid(_MODEL + _DDP.format(extra="") + "find_unused_parameters = True\n",
                 fixed=_MODEL + _DDP.format(extra=", find_unused_parameters=True") + "find_unused_parameters = True\n",
-                key="find_unused_parameters", message="model_wrapper_cfg"),
-        Example(_MODEL + _WRAPPER.format(extra="") + "lr_config = dict(policy='step', step=[8, 11])\n",
-                key="lr_config", message="is never read"),
-        Example(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
+                line=6, col=26, message="model_wrapper_cfg", stacks=_MMENGINE),
+        Invalid(_MODEL + _WRAPPER.format(extra="") + "lr_config = dict(policy='step', step=[8, 11])\n",
+                line=6, col=13, message="is never read", stacks=_MMENGINE),
+        Invalid(_MODEL + _WRAPPER.format(extra="") + _EPOCHS
                 + "train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=24)\n",
-                key="total_epochs", message="`total_epochs` is never read"),
+                line=6, col=16, message="`total_epochs` is never read", stacks=_MMENGINE),
+        # the reverse under mmcv 1.x: its runner schedules from lr_config, never param_scheduler
+        Invalid(_MMCV1_CFG, stacks=("mmcv1",), line=4, col=19, message="`param_scheduler` is never read"),
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
@@ -104,7 +113,7 @@ class IgnoredSetting(Rule):
                 yield finding
 
     def _paramwise(self, view: ConfigView) -> Iterator[Finding]:
-        read_root, ignored_root = optimizer_roots(view.values)
+        read_root, ignored_root = optimizer_roots(view.values, view.facts_source.stack)
         read, ignored = view.values.get(read_root[0]), view.values.get(ignored_root[0])
         if not (isinstance(read, dict) and isinstance(ignored, dict)):
             return
@@ -120,18 +129,18 @@ class IgnoredSetting(Rule):
             fix = Fix((Change((*read_root, "paramwise_cfg"), lost),), safe=False,
                       why_unsafe="the multipliers start to apply, which changes what trains")
         yield self.finding(
-            f"{ignored_root[0]}.paramwise_cfg {_brief(lost)} is never read: {_runner()} builds the "
+            f"{ignored_root[0]}.paramwise_cfg {_brief(lost)} is never read: {_runner(view)} builds the "
             f"optimizer from `{read_root[0]}` only, which {now}",
             (*ignored_root, "paramwise_cfg"),
             fix,
         )
 
     def _other_era(self, view: ConfigView) -> Iterator[Finding]:
-        read_root, _ = optimizer_roots(view.values)
+        read_root, _ = optimizer_roots(view.values, view.facts_source.stack)
         if not isinstance(view.values.get(read_root[0]), dict):
             return
         engine_config = read_root == ("optim_wrapper",)
-        if engine_config != (stack_name() == "mmengine"):
+        if engine_config != (view.facts_source.stack == "mmengine"):
             return  # a config of the other era, read as written (it has only the other optimizer)
         foreign = _MMCV1_ONLY if engine_config else _MMENGINE_ONLY
         for name, instead in foreign.items():
@@ -141,7 +150,7 @@ class IgnoredSetting(Rule):
     def _wrapper_flag(self, view: ConfigView) -> Iterator[Finding]:
         wrapper = view.values.get("model_wrapper_cfg")
         flag = view.values.get("find_unused_parameters")
-        if stack_name() != "mmengine" or not isinstance(wrapper, dict) or flag is not True:
+        if view.facts_source.stack != "mmengine" or not isinstance(wrapper, dict) or flag is not True:
             return
         kind = str(wrapper.get("type", "MMDistributedDataParallel")).split(".")[-1]
         if not kind.endswith("DistributedDataParallel"):
@@ -161,8 +170,8 @@ class IgnoredSetting(Rule):
         )
 
 
-def _runner() -> str:
-    return "mmengine's Runner" if stack_name() == "mmengine" else "the mmcv 1.x runner"
+def _runner(view: ConfigView) -> str:
+    return "mmengine's Runner" if view.facts_source.stack == "mmengine" else "the mmcv 1.x runner"
 
 
 def _brief(paramwise: Any) -> str:

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from freezefix.building import is_batchnorm
 from freezefix.verify.measured import NOT_IN_OPTIMIZER, OPTIMIZER_NOT_BUILT, BuildAnswer, ModuleMeasure
 
 
@@ -63,10 +64,8 @@ def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
 
 def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: dict[str, float],
                   children: dict[str, ModuleMeasure] | None = None) -> ModuleMeasure:
-    from torch.nn.modules.batchnorm import _BatchNorm
-
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
-    bns = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+    bns = [m for m in module.modules() if is_batchnorm(m)]
     lr_numel: Counter = Counter()  # over the params that trained when the optimizer was built
     frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:

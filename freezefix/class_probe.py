@@ -1,0 +1,214 @@
+"""What building a model class tells about its freeze, learnt from the real class of the installed
+registries.
+
+``frozen_stages`` means something different in every class, so nothing here is a table of
+numbers: the class is built on the meta device (no memory, no weights) with the config's own
+arguments and ``frozen_stages = -1, 0, 1, …``; after ``train()`` the trainable parameters and the
+BatchNorm layers still in training mode are counted.  The smallest value that leaves the fewest
+trainable parameters is the full-freeze value; the first value that fails to build, after a smaller
+one built, is past the range.  A build that fails whatever the freeze argument says is no fact about
+the freeze: the class is marked unbuildable.
+
+:class:`freezefix.probe.Prober` asks these questions once per (type, arguments) and keeps the answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections import OrderedDict
+from typing import Any, Callable
+
+from freezefix.building import WEIGHT_ARGS, describe_error, is_batchnorm, on_first_device
+from freezefix.classes import declared_parameter, find_class, registries
+from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState
+from freezefix.stacks import current
+
+FREEZE_ARGS = ("frozen_stages", "norm_eval")
+
+
+def accepts(cls: Any, name: str) -> bool:
+    """Whether ``cls(name=...)`` reaches an ``__init__`` that names the argument."""
+    return declared_parameter(cls, name) is not None
+
+
+def clean_kwargs(cfg: dict) -> dict:
+    """A module config's arguments that shape the module: not its type, scope or weights to load."""
+    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in (*WEIGHT_ARGS, "type")}
+    kwargs.pop("_scope_", None)
+    return kwargs
+
+
+def module_key(type_name: str, scope_hint: str | None, kwargs: dict) -> str:
+    """What one build of a module config is known by (device aside)."""
+    return json.dumps([type_name, scope_hint, repr(sorted(kwargs.items()))])
+
+
+class KeptModules:
+    """The modules last built on meta with a config's own arguments: FF113 runs the optimizer
+    constructor on the same module right after the other rules probed it.  A module the CPU had to
+    build is not kept (its memory)."""
+
+    LIMIT = 8
+
+    def __init__(self) -> None:
+        self.modules: OrderedDict[str, Any] = OrderedDict()
+        self.hits = 0  # modules handed out again instead of being built a second time
+
+    def keep(self, key: str, module: Any) -> None:
+        first = next(iter(module.parameters()), None)
+        if first is None or not first.is_meta:
+            return
+        self.modules[key] = module
+        self.modules.move_to_end(key)
+        while len(self.modules) > self.LIMIT:
+            self.modules.popitem(last=False)
+
+    def get(self, key: str) -> Any:
+        module = self.modules.get(key)
+        self.hits += module is not None
+        return module
+
+
+def probe_class(type_name: str, scope_hint: str | None, kwargs: dict, scan: bool, device: str,
+                kept: KeptModules) -> ClassFacts:
+    """What building ``type_name`` with ``kwargs`` tells: the state after ``train()`` with the
+    config's own arguments and, with ``scan`` (or when those fail), for every ``frozen_stages``."""
+    facts = ClassFacts(type_name=type_name, device=device)
+    try:
+        cls, scope = find_class(type_name, scope_hint)
+    except LookupError as exc:
+        facts.import_error = str(exc)
+        return facts
+    facts.class_path = f"{cls.__module__}.{cls.__qualname__}"
+    facts.scope = scope
+    facts.accepts_frozen_stages = accepts(cls, "frozen_stages")
+    facts.accepts_norm_eval = accepts(cls, "norm_eval")
+
+    def build(arguments: dict) -> Any:
+        return on_first_device(lambda: build_module(cls, scope, arguments), device)[0]
+
+    try:
+        module = build(kwargs)
+        kept.keep(module_key(type_name, scope_hint, kwargs), module)
+    except Exception as exc:  # noqa: BLE001 - the class's own error is the finding
+        facts.error = f"{type(exc).__name__}: {exc}"
+        _blame(facts, cls, kwargs, build, describe_error(exc))
+        return facts
+    facts.observed = freeze_state(module)
+    facts.total_params = sum(p.numel() for p in module.parameters())
+    facts.param_names = [n for n, _ in module.named_parameters()]
+    given = kwargs.get("frozen_stages")
+    if isinstance(given, int) and not isinstance(given, bool):
+        facts.observed_stage = given
+    if scan and facts.accepts_frozen_stages:
+        _scan(facts, kwargs, build)
+    elif facts.accepts_frozen_stages and facts.observed_stage is not None and facts.observed_stage >= 0:
+        # One more build tells whether the argument does anything at all (FF104).
+        try:
+            facts.stages[-1] = freeze_state(build({**kwargs, "frozen_stages": -1}))
+        except Exception:  # noqa: BLE001 - then the class has no -1; nothing to compare
+            pass
+    return facts
+
+
+def _blame(facts: ClassFacts, cls: Any, kwargs: dict, build: Callable[[dict], Any], error: str) -> None:
+    """The config's own build failed: find out whether a freeze argument is to blame.
+
+    Only a failure that goes away when the freeze argument changes says something about the
+    freeze: a ``frozen_stages`` past the range (some other value builds), or an argument the
+    class rejects (the build without it succeeds).  A failure that stays (DetectoRS_ResNet's
+    ``conv_cfg`` with ``dcn`` asserts at every ``frozen_stages``) is the config's own problem,
+    and the class is marked unbuildable: no range, no full-freeze value, no finding.
+    """
+    if "frozen_stages" in kwargs and facts.accepts_frozen_stages:
+        # Out-of-range frozen_stages fails to build; learn the range without it.
+        _scan(facts, kwargs, build)
+        if not facts.stages:
+            facts.unbuildable = error
+        return
+    rejected = [arg for arg in FREEZE_ARGS if arg in kwargs and not accepts(cls, arg)]
+    if rejected:
+        try:
+            build({k: v for k, v in kwargs.items() if k not in rejected})
+            return
+        except Exception as exc:  # noqa: BLE001 - fails without them too: not their fault
+            facts.unbuildable = f"{error} (and without {' / '.join(rejected)}: {describe_error(exc)})"
+            return
+    facts.unbuildable = error
+
+
+def _scan(facts: ClassFacts, kwargs: dict, build: Callable[[dict], Any]) -> None:
+    facts.scanned = True
+    for k in range(-1, MAX_PROBED_STAGES + 1):
+        try:
+            module = build({**kwargs, "frozen_stages": k})
+        except Exception:  # noqa: BLE001 - past the class's range, if a smaller value built
+            if k >= 0 and facts.stages:
+                facts.first_invalid = k
+                break
+            if k >= 1:
+                break  # -1, 0 and 1 all failed: not the value's fault, the class does not build
+            continue
+        facts.stages[k] = freeze_state(module)
+        if k >= 0 and facts.stages[k].trainable_params == 0:
+            break  # nothing left to freeze; larger values can only fail or repeat
+    if not facts.stages:
+        return
+    if not facts.total_params:
+        facts.total_params = max(s.trainable_params for s in facts.stages.values())
+    fewest = min(s.trainable_params for s in facts.stages.values())
+    if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
+        facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
+
+
+def build_module(cls: Any, scope: str, kwargs: dict) -> Any:
+    # As the stack's Config hands it over: nested settings read as attributes (Mask2FormerHead's
+    # `transformer_decoder.layer_cfg`) fail on plain dicts, which is freezefix's fault, not the config's.
+    stack = current()
+    return stack.build_module(registries()[scope], stack.config_dict(dict(kwargs, type=cls)), scope)
+
+
+def freeze_state(module: Any) -> FreezeState:
+    """What trains after ``train()``, and what did right after construction (DDP and the optimizer
+    see that: the Runner builds both first)."""
+    constructed = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    module.train()
+    trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    bns = [m for m in module.modules() if is_batchnorm(m)]
+    return FreezeState(
+        trainable_params=sum(p.numel() for _, p in trainable),
+        trainable_tensors=len(trainable),
+        bn_training=sum(1 for m in bns if m.training),
+        bn_total=len(bns),
+        trainable_names=[n for n, _ in trainable],
+        constructed_trainable_params=constructed,
+    )
+
+
+def optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, name: str,
+                       optimizer_values: dict, device: str, built: Any = None) -> dict[str, list] | None:
+    """The module alone as ``name`` of a holder model, after ``train()`` (``built``: already built
+    with these arguments on ``device``, or built here), and the stack's optimizer constructor run on
+    it: trainable parameter name → [lr, weight_decay].  None when the module or optimizer cannot be built."""
+    import torch
+
+    try:
+        module = built
+        if module is None:
+            cls, scope = find_class(type_name, scope_hint)
+            module = on_first_device(lambda: build_module(cls, scope, kwargs), device)[0]
+        module.train()
+        holder = torch.nn.Module()
+        holder.add_module(name, module)
+        stack = current()
+        stack.quiet()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            optimizer, _ = stack.build_optimizer(holder, copy.deepcopy(optimizer_values))
+    except Exception:  # noqa: BLE001 - nothing can be said about this module's groups
+        return None
+    names = {id(p): n for n, p in holder.named_parameters() if p.requires_grad}
+    return {names[id(p)]: [group.get("lr"), group.get("weight_decay")]
+            for group in optimizer.param_groups for p in group["params"] if id(p) in names}
