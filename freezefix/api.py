@@ -104,6 +104,7 @@ class Session:
             fresh = share_out(fresh, work, workers, self._take(cache, progress))
         self._load_and_judge(fresh, cache, progress)
         result.configs_checked = sum(1 for outcome in outcomes.values() if isinstance(outcome, Checked))
+        result.files_resolved.extend(self.resolver.resolved)
         placed: dict[Path, tuple[Placed, ...]] = {}
         crashes: list[tuple[Path, str]] = []  # listed after the files that did not load, as always
         for path, outcome in outcomes.items():
@@ -159,6 +160,7 @@ class Session:
                     cache.store(path, entry)
             self.texts.update(checked.texts)
             self.facts_source.learn(checked.probed)
+            self.result.files_resolved.extend(checked.resolved)
             if progress is not None:
                 progress(len(run))
 

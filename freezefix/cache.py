@@ -88,7 +88,7 @@ def freezefix_source_digest() -> str:
     return h.hexdigest()
 
 
-_KEYED_PACKAGES = ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain",
+KEYED_PACKAGES = ("freezefix", "torch", "mmengine", "mmcv", "mmcv-full", "mmdet", "mmdet3d", "mmpretrain",
                    "mmcls", "mmseg")
 
 
@@ -99,7 +99,7 @@ def package_versions() -> dict[str, str]:
     found first as ``importlib.metadata`` searches: importing that module costs 20 ms, a seventh
     of a fully cached run.  A package found only in a form that does not name its version there (an
     ``.egg-info`` without one) is asked of ``importlib.metadata``."""
-    wanted = {_normalized(name): name for name in _KEYED_PACKAGES}
+    wanted = {_normalized(name): name for name in KEYED_PACKAGES}
     found: dict[str, str] = {}
     unsure: list[str] = []
     for _entry, folders in _distributions():
@@ -121,7 +121,7 @@ def package_versions() -> dict[str, str]:
                 found[name] = metadata_version(name)
             except PackageNotFoundError:
                 pass
-    return {name: found[name] for name in _KEYED_PACKAGES if name in found}
+    return {name: found[name] for name in KEYED_PACKAGES if name in found}
 
 
 @lru_cache(maxsize=None)

@@ -86,7 +86,7 @@ def common_options(func):
     return func
 
 
-class _Bar:
+class ProgressBar:
     """A rich progress bar on stderr, shown from the first report of a long run on a terminal."""
 
     def __init__(self, enabled: bool):
@@ -108,7 +108,7 @@ class _Bar:
             self.task = self.bar.add_task("configs", total=total)
         self.bar.advance(self.task, done)
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -169,7 +169,7 @@ def main() -> None:
 def check(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, no_cache) -> None:
     """Report inconsistent freeze settings (exit 1 if any, 2 on errors)."""
     start = time.perf_counter()
-    with _Bar(not no_progress) as bar:
+    with ProgressBar(not no_progress) as bar:
         result = check_paths(list(paths), _options(paths, select, ignore, freeze, jobs=jobs,
                                                    results_cache=not no_cache), bar)
     elapsed = time.perf_counter() - start
@@ -200,7 +200,7 @@ def apply(paths, select, ignore, freeze, fmt, output_file, no_progress, jobs, dr
         click.echo(f"rewrote {report.rel(path)}{shared}", err=True)
 
     start = time.perf_counter()
-    with _Bar(not no_progress) as bar:
+    with ProgressBar(not no_progress) as bar:
         result = fix_paths(list(paths), options, dry_run, bar, written)
     elapsed = time.perf_counter() - start
     for line in report.verification_lines(result):

@@ -211,7 +211,7 @@ def _render(resolver: Resolver, placements: Iterable[Placement]) -> tuple[dict[P
         old = unit.source.text
         inherited = {name for name, value in unit.merged.items() if isinstance(value, dict)} if unit.new_style else set()
         try:
-            texts[path] = (old, apply_edits(old, _file_edits(group, inherited)))
+            texts[path] = (old, apply_edits(old, file_edits(group, inherited)))
         except (RewriteError, Exception) as exc:  # noqa: BLE001 - reported per file
             errors[path] = f"could not rewrite: {exc}"
     return texts, errors
@@ -256,7 +256,7 @@ def _collateral(resolver: Resolver, entries: list[Path], texts: dict[Path, tuple
     return bad
 
 
-def _file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> list[FileEdit]:
+def file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> list[FileEdit]:
     """Placements → rewrite edits; new entries under one new key are merged into one nested dict
     (two changes that both need a missing ``paramwise_cfg`` create it once).  An override of a name
     in ``inherited`` (a new-style config's, from its bases) is merged into it, never rebound."""

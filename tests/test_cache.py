@@ -10,20 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from freezefix.config import resolve
 
 
 @pytest.fixture
 def executed(monkeypatch):
-    """The files the resolver executes (a cache hit executes none)."""
+    """The files `check` runs read and execute (RunResult.files_resolved; a cache hit executes none)."""
+    import freezefix.cli
+
     seen: list[str] = []
-    original = resolve.Resolver._file2dict
+    check_paths = freezefix.cli.check_paths
 
-    def spy(self, path, stack, deps):
-        seen.append(path.name)
-        return original(self, path, stack, deps)
+    def counting(*args, **kwargs):
+        result = check_paths(*args, **kwargs)
+        seen.extend(path.name for path in result.files_resolved)
+        return result
 
-    monkeypatch.setattr(resolve.Resolver, "_file2dict", spy)
+    monkeypatch.setattr(freezefix.cli, "check_paths", counting)
     return seen
 
 
@@ -196,10 +198,10 @@ def test_seed_findings_are_identical_from_the_cache_in_every_format(copy_fixture
 def test_the_versions_caches_are_keyed_by_are_importlib_metadatas():
     import importlib.metadata
 
-    from freezefix.cache import _KEYED_PACKAGES, package_versions
+    from freezefix.cache import KEYED_PACKAGES, package_versions
 
     expected = {}
-    for name in _KEYED_PACKAGES:
+    for name in KEYED_PACKAGES:
         try:
             expected[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

@@ -317,16 +317,16 @@ def test_missing_plugin_import_falls_back_to_module_level(tmp_path, monkeypatch,
 
 
 def test_the_progress_bar_shows_only_for_long_runs_on_a_terminal(monkeypatch):
-    from freezefix.cli import _Bar
+    from freezefix.cli import ProgressBar
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    with _Bar(True) as short:
+    with ProgressBar(True) as short:
         short(1, 10)
     assert short.bar is None
-    with _Bar(False) as off:
+    with ProgressBar(False) as off:
         off(1, 500)
     assert off.bar is None
-    with _Bar(True) as long:
+    with ProgressBar(True) as long:
         long(1, 500)
         long(2, 500)
         assert long.bar.tasks[0].total == 500 and long.bar.tasks[0].completed == 3

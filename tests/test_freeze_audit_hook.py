@@ -187,7 +187,7 @@ def test_audit_failure_never_stops_training(tmp_path, monkeypatch):
     def broken(self, *args):
         raise ValueError("simulated bug in the audit")
 
-    monkeypatch.setattr(FreezeAudit, "_start", broken)
+    monkeypatch.setattr(FreezeAudit, "iteration_starts", broken)
     runner = _runner(_config(tmp_path))
     runner.train()  # completes
     assert runner.iter == 3

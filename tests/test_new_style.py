@@ -238,11 +238,11 @@ def test_override_merges_into_a_name_the_child_only_mutates(tmp_path, monkeypatc
 
 
 def test_overrides_merge_only_dicts_into_inherited_dicts():
-    from freezefix.plan import Placement, _file_edits
+    from freezefix.plan import Placement, file_edits
 
     model = Placement(Path("c.py"), "append", None, ("model", "backbone", "frozen_stages"), 4)
     flag = Placement(Path("c.py"), "append", None, ("find_unused_parameters",), True)
-    edits = {e.name: e for e in _file_edits([model, flag], inherited={"model"})}
+    edits = {e.name: e for e in file_edits([model, flag], inherited={"model"})}
     assert edits["model"].merge and edits["model"].value == {"backbone": {"frozen_stages": 4}}
     assert not edits["find_unused_parameters"].merge  # `find_unused_parameters = True`, never `.update(True)`
 

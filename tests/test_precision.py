@@ -162,16 +162,19 @@ def test_every_offered_fix_builds_what_its_config_built(copy_fixture):
 def test_a_rename_the_gate_cannot_prove_on_an_unbuilt_detector_is_refused_and_said_why(tmp_path, monkeypatch, cli):
     """FF106 tells a typo from the modules it built, but the key it renames away might match a
     parameter of the head that does not build: the gate refuses, `--no-verify` writes."""
-    from freezefix.rules.ff106_dead_custom_key import _DETECTOR_UNBUILT
+    from freezefix.rules import registry
 
+    # the rule's own example of a detector that does not build, and the rename it would make
+    typo = next(e.source for e in registry.rules["FF106"].INVALID if "'img_bakbone'" in e.source)
+    renamed = typo.replace("'img_bakbone'", "'img_backbone'")
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "cfg.py"
-    config.write_text(_DETECTOR_UNBUILT.format(key="img_bakbone"))
+    config.write_text(typo)
     refused = cli("apply", "cfg.py", "--select", "FF106", "--unsafe-fixes")
     assert refused.exit_code == 1, refused.output
     assert ("problem: pts_bbox_head could not be built before the rewrite (LookupError: 'NoSuchHead' is not in the "
             "registries of mmdet3d, mmdet): nothing about it is verified") in refused.stderr
-    assert config.read_text() == _DETECTOR_UNBUILT.format(key="img_bakbone")
+    assert config.read_text() == typo
     written = cli("apply", "cfg.py", "--select", "FF106", "--unsafe-fixes", "--no-verify")
     assert written.exit_code == 0, written.output
-    assert config.read_text() == _DETECTOR_UNBUILT.format(key="img_backbone")
+    assert config.read_text() == renamed

@@ -194,30 +194,30 @@ def test_where_a_pkg_base_is_is_asked_of_mmengine_once_and_kept_while_it_holds(t
     from freezefix.config import preprocess
 
     asked = []
-    real_ask = preprocess._ask_mmengine
-    monkeypatch.setattr(preprocess, "_ask_mmengine", lambda spec, child: asked.append(spec) or real_ask(spec, child))
-    monkeypatch.setattr(preprocess, "_ASKED", {})
+    real_ask = preprocess.ask_mmengine
+    monkeypatch.setattr(preprocess, "ask_mmengine", lambda spec, child: asked.append(spec) or real_ask(spec, child))
+    monkeypatch.setattr(preprocess, "ASKED_THIS_PROCESS", {})
     kept: dict = {}
     expected = Resolver().values(RESOLVE / "scoped.py")  # what mmengine's own answer gives
     asked.clear()
-    monkeypatch.setattr(preprocess, "_ASKED", {})
+    monkeypatch.setattr(preprocess, "ASKED_THIS_PROCESS", {})
 
     def run() -> dict:
         return Resolver(remembered=lambda: kept).values(RESOLVE / "scoped.py")
 
     assert run() == expected and len(asked) == 1 and len(kept) == 1
-    monkeypatch.setattr(preprocess, "_ASKED", {})  # a later run: only the kept answer is left
+    monkeypatch.setattr(preprocess, "ASKED_THIS_PROCESS", {})  # a later run: only the kept answer is left
     assert run() == expected and len(asked) == 1, "a kept answer is used without importing mmengine"
 
     (key, answer), = kept.items()
     kept[key] = dict(answer, path=str(tmp_path / "uninstalled.py"))  # the package moved since
-    monkeypatch.setattr(preprocess, "_ASKED", {})
+    monkeypatch.setattr(preprocess, "ASKED_THIS_PROCESS", {})
     assert run() == expected and len(asked) == 2 and kept[key] == answer
 
     # "not installed" holds only while the package still cannot be imported.
     child = tmp_path / "child.py"
     child.write_text("_base_ = ['mmdet::_base_/default_runtime.py']\n")
-    monkeypatch.setattr(preprocess, "_ASKED", {})
+    monkeypatch.setattr(preprocess, "ASKED_THIS_PROCESS", {})
     kept['["package-base", ' + repr("mmdet::_base_/default_runtime.py") + "]"] = {
         "error": "mmdet is not installed, please install mmdet manually", "missing": "mmdet"}
     assert "default_scope" in Resolver(remembered=lambda: kept).values(child)

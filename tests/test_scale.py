@@ -106,12 +106,11 @@ def test_forked_rule_workers_match_in_process_after_torch_cpu_work(tmp_path):
     assert len(key) > 50 and not forked.errors
 
 
-def test_a_check_shared_out_to_workers_says_what_a_check_in_one_process_says(tmp_path, monkeypatch):
+def test_a_check_shared_out_to_workers_says_what_a_check_in_one_process_says(tmp_path):
     """Workers resolve, judge and remember their own runs of files: the same findings, errors,
     skips, suppressions (used and unused, read from files only workers resolved) and results-cache
     entries as a check that resolves everything in one process."""
     from freezefix.api import RunOptions, Session
-    from freezefix.config.resolve import Resolver
 
     repo = tmp_path / "repo"
     _generate(repo, 300)
@@ -132,17 +131,17 @@ def test_a_check_shared_out_to_workers_says_what_a_check_in_one_process_says(tmp
                 result.errors, result.skipped, result.suppressed, result.unjudged, result.configs_checked)
 
     alone = Session([configs], RunOptions(jobs=1, cache_dir=None))
-    shared = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache"))
+    shared = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache", results_cache=True))
     expected = outcome(alone.check())
     assert outcome(shared.check()) == expected
     assert shared.resolver.units == {}, "the workers resolved the files, not this process"
+    # what the workers resolved is counted all the same: every file of the run (a shared base once
+    # per worker that needed it)
+    assert set(shared.result.files_resolved) == set(alone.result.files_resolved)
     assert expected[3] == 5 and any(f[0] == "FF100" and f[1] == str(unused) for f in expected[0])
     assert [p.name for p, _ in expected[1]] == ["broken.py"] and [p.name for p, _ in expected[2]] == ["tool.py"]
 
     # What the workers remembered serves the next run: nothing is resolved again.
-    executed = []
-    original = Resolver._file2dict
-    monkeypatch.setattr(Resolver, "_file2dict", lambda self, path, *a: executed.append(path) or original(self, path, *a))
-    again = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache"))
-    assert outcome(again.check()) == expected
-    assert executed == []
+    again = Session([configs], RunOptions(jobs=2, cache_dir=tmp_path / "cache", results_cache=True)).check()
+    assert outcome(again) == expected
+    assert again.files_resolved == []

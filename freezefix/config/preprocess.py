@@ -107,20 +107,22 @@ def base_path(spec: str, child: Path, remembered: Callable[[], dict] | None = No
         return Path(os.path.normpath(child.parent / spec)), None
     store = remembered() if remembered is not None else {}
     memo_key = f'["package-base", {spec!r}]'
-    answer = _ASKED.get(spec) or store.get(memo_key)
+    answer = ASKED_THIS_PROCESS.get(spec) or store.get(memo_key)
     if not _still_holds(answer):
-        answer = _ask_mmengine(spec, child)
+        answer = ask_mmengine(spec, child)
         store[memo_key] = answer
-    _ASKED[spec] = answer
+    ASKED_THIS_PROCESS[spec] = answer
     if "error" in answer:
         raise ConfigError(f"cannot find base {spec!r}: {answer['error']}", child)
     return Path(answer["path"]), answer["scope"]
 
 
-_ASKED: dict[str, dict] = {}  # pkg:: entry → mmengine's answer, this process
+ASKED_THIS_PROCESS: dict[str, dict] = {}  # pkg:: entry → mmengine's answer, this process
 
 
-def _ask_mmengine(spec: str, child: Path) -> dict:
+def ask_mmengine(spec: str, child: Path) -> dict:
+    """Where mmengine's own ``Config`` finds a ``pkg::`` base entry: ``path`` and ``scope``, or the
+    ``error`` it raises (and the ``missing`` package, when that is why)."""
     try:
         from mmengine.config import Config
     except ImportError:

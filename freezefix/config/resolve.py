@@ -76,6 +76,7 @@ class Resolver:
         self.env_used: dict[Path, dict[str, str | None]] = {}
         # Files that failed for a reason that may not recur (a timeout on a busy machine).
         self.transient: set[Path] = set()
+        self.resolved: list[Path] = []  # files read and executed by this resolver, in order (a count of work done)
 
     # -- public -------------------------------------------------------------------------------
     def unit(self, path: Path) -> FileUnit:
@@ -155,6 +156,7 @@ class Resolver:
             cycle = " -> ".join(p.name for p in (*loading[loading.index(path):], path))
             raise ConfigError(f"cyclic _base_: {cycle}", path)
         deps = self.deps.setdefault(path, {path: None})
+        self.resolved.append(path)
         try:
             unit = self._file2dict(path, (*loading, path), deps)
         except (ConfigError, NotAnalysable) as exc:

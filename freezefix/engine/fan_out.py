@@ -25,6 +25,7 @@ def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: Result
 
     def check_run(run: list[Path]) -> RunChecked:
         known = judge.facts_source.known()
+        resolved_before = len(resolver.resolved)
         checked = RunChecked()
         for path in run:
             outcome = load(resolver, path, path in named)
@@ -38,6 +39,7 @@ def check_runs(resolver: Resolver, judge: Judge, named: set[Path], cache: Result
                          if p not in sent and "freezefix" in unit.source.text}
         sent.update(resolver.units)
         checked.probed = judge.facts_source.learnt_since(known)
+        checked.resolved = resolver.resolved[resolved_before:]
         return checked
 
     return check_run

@@ -31,6 +31,7 @@ class RunChecked:
     # Files the worker resolved that mention freezefix (their suppression comments), each sent once.
     texts: dict[Path, str] = field(default_factory=dict)
     probed: dict[str, dict] = field(default_factory=dict)  # new probe-cache entries
+    resolved: list[Path] = field(default_factory=list)  # files the worker resolved for this run
 
 
 def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str]) -> list[tuple[str, str]]:

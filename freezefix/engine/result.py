@@ -59,6 +59,8 @@ class RunResult:
     # What no rule could judge, (what, why) → configs: a class no registry holds (a plugin that does
     # not import), a detector that freezes in its own code.  "No findings" there means "not checked".
     unjudged: dict[tuple[str, str], list[Path]] = field(default_factory=dict)
+    # Every file read and executed this run, in this process or a worker (a cached outcome reads none).
+    files_resolved: list[Path] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
