@@ -27,7 +27,7 @@ from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
 from freezefix.facts import FactsSource
 from freezefix.probe import Prober
 from freezefix.rules import Options, registry
-from freezefix.stacks import missing as missing_stack
+from freezefix.stacks import missing as missing_stack, registered_name
 
 __all__ = ["RunOptions", "RunResult", "Reported", "Session", "apply_until_stable", "check_paths", "fix_paths"]
 
@@ -56,7 +56,7 @@ class Session:
         self.discovery = discover(paths, options.exclude)
         self.facts_given = facts_source is not None
         self.facts_source = facts_source or Prober(cache_dir=options.cache_dir, device=options.prober_device)
-        self.resolver = Resolver(remembered=lambda: self.facts_source.kept)
+        self.resolver = Resolver(remembered=lambda: self.facts_source.kept, registered_name=registered_name)
         self.judge = Judge(selected_rules(options.wants), Options(freeze=options.freeze), self.facts_source)
         self.result = RunResult(files=len(self.discovery.files))
         # config → its findings that are not suppressed: the fixes `apply` plans.
@@ -205,7 +205,7 @@ class Session:
         # registries on another meanwhile (it is stopped if nothing needs proving).
         ahead = (self.options.verify and len(self.discovery.config_candidates) < 2 * PER_WORKER and (os.cpu_count() or 1) > 1
                  and not missing_stack())
-        gate = Gate(self.resolver, self.judge, self.per_config, self.found, unsafe_fixes=self.options.unsafe_fixes,
+        gate = Gate(self.resolver, self.judge.judge, self.per_config, self.found, unsafe_fixes=self.options.unsafe_fixes,
                     cache_dir=self.options.cache_dir, device=self.options.device, jobs=self.options.jobs,
                     started=start_worker() if ahead else None)
         self.keeps_resolved = True

@@ -54,6 +54,7 @@ def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
     """The fixed config in an overlay directory, and the modules its fixes touch."""
     from freezefix.api import fix_paths
     from freezefix.config.resolve import Resolver
+    from freezefix.stacks import registered_name
     from freezefix.verify.gate import write_overlay
 
     result = fix_paths([config], options, dry_run=True)
@@ -62,7 +63,7 @@ def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
     touched = sorted({c.key[1] for c in changes if c.key[:1] == ("model",) and len(c.key) > 1}
                      | {c.key[-1] for c in changes if len(c.key) > 2 and c.key[-2] == "custom_keys"})
     # A fresh resolver reads the files as they are on disk; the overlay takes the plan's texts.
-    overlay = write_overlay(Resolver(), tmp, [config.resolve()], result.plan)
+    overlay = write_overlay(Resolver(registered_name=registered_name), tmp, [config.resolve()], result.plan)
     return overlay[config.resolve()], touched
 
 

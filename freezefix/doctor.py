@@ -218,12 +218,13 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
     from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
     from freezefix.discover import discover, looks_like_config
     from freezefix.models import plugin_imports
+    from freezefix.stacks import registered_name
     from freezefix.textio import SourceError
 
     discovery = discover(paths)
     for path in discovery.missing:
         out.items.append(Item("path", FAIL, f"{path}: no such file or directory"))
-    resolver = Resolver()
+    resolver = Resolver(registered_name=registered_name)
     named: dict[tuple, tuple[dict, Path]] = {}  # plugin identity → (the values naming it, first config)
     configs: dict[tuple, list[str]] = {}
     for path in discovery.config_candidates:

@@ -11,7 +11,7 @@ from freezefix.api import RunOptions, check_paths
 from freezefix.config.resolve import Resolver
 from freezefix.ftypes import Checked
 from freezefix.probe import Prober
-from freezefix.stacks import current
+from freezefix.stacks import current, registered_name
 from freezefix.verify.gate import run_worker
 from freezefix.verify.measured import NOT_IN_OPTIMIZER, ModuleMeasure
 
@@ -70,7 +70,7 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     job = {"id": 0, "config": str(path), "origin": str(path), "device": options.device, "optimizer_log": optimizer_log}
     answer = run_worker([job])[0]
     # The check's class facts are in the probe cache (with FREEZEFIX_NO_CACHE=1, probed again).
-    view = ConfigView.of(path, Resolver().values(path), Prober(cache_dir=options.cache_dir, device=options.prober_device))
+    view = ConfigView.of(path, Resolver(registered_name=registered_name).values(path), Prober(cache_dir=options.cache_dir, device=options.prober_device))
     out.level, out.device = answer.level, answer.device or options.device
     out.base_lr = answer.base_lr
     out.stack = answer.stack

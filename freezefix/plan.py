@@ -220,7 +220,7 @@ def _collateral(resolver: Resolver, entries: list[Path], texts: dict[Path, tuple
                 placements: dict) -> dict[tuple, str]:
     """Placements whose edit changes a config in a way it did not ask for, each with the reason."""
     overlay = {path: new for path, (_, new) in texts.items()}
-    after = Resolver(overlay=overlay)
+    after = resolver.with_overlay(overlay)
     edited = set(overlay)
     graph = BaseGraph(resolver)
     bad: dict[tuple, str] = {}

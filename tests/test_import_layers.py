@@ -1,6 +1,6 @@
 """freezefix's modules import each other without cycles, counting the imports written inside
-functions too (a cycle that only a deferred import hides is still two modules that cannot be
-understood, tested or moved apart)."""
+functions and under ``if TYPE_CHECKING:`` too (a cycle that only a deferred import or a type
+annotation hides is still two modules that cannot be understood, tested or moved apart)."""
 
 from __future__ import annotations
 
@@ -19,23 +19,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _names_type_checking(test: ast.expr) -> bool:
-    return any(getattr(n, "id", None) == "TYPE_CHECKING" or getattr(n, "attr", None) == "TYPE_CHECKING"
-               for n in ast.walk(test))
-
-
 def import_graph() -> dict[str, set[str]]:
-    """module → the freezefix modules it imports anywhere in its code (type-checking blocks aside)."""
+    """module → the freezefix modules it imports anywhere in its code."""
     modules = {_module_name(p): p for p in ROOT.rglob("*.py")}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        checking_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                         and _names_type_checking(node.test) for n in ast.walk(node)}
         for node in ast.walk(tree):
-            if id(node) in checking_only:
-                continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -109,10 +100,10 @@ LAYERS = [
      "freezefix.consumers", "freezefix.rewrite",
      "freezefix.plan"],
     ["freezefix.rules"],
-    # the stages of a run, and the worker the write gate talks to
-    ["freezefix.engine", "freezefix.verify.answers", "freezefix.verify.worker", "freezefix.verify.verdict",
-     "freezefix.verify.measured"],
-    ["freezefix.verify.gate", "freezefix.engine.fix"],
+    # the write gate and the worker it talks to: they judge configs with the step they are handed
+    ["freezefix.verify"],
+    # the stages of a run
+    ["freezefix.engine"],
     ["freezefix.api"],
     # what users run: the CLI, its reports and commands, the training hooks
     ["freezefix", "freezefix.__main__", "freezefix.cli", "freezefix.report", "freezefix.explain", "freezefix.bench",
@@ -141,7 +132,7 @@ def test_the_shared_types_import_nothing_of_freezefix():
 
 
 def test_the_layer_check_sees_an_upward_import():
-    assert layer_of("freezefix.engine.fix") > layer_of("freezefix.engine.judge") > layer_of("freezefix.rules.base")
+    assert layer_of("freezefix.engine.fix") > layer_of("freezefix.verify.gate") > layer_of("freezefix.rules.base")
     assert layer_of("freezefix.plan") < layer_of("freezefix.rules.ff101_partial_freeze_zero_lr")
 
 
@@ -153,3 +144,17 @@ def test_rules_know_the_stack_only_through_their_facts_source():
                 for module, targets in graph.items() if module.startswith("freezefix.rules")}
     assert {m: t for m, t in reaching.items() if t} == {}
     assert any(m.startswith("freezefix.rules.ff") for m in reaching)  # the rules were looked at
+
+
+def test_no_two_packages_import_each_other():
+    """Packages too: engine imports the write gate, which is handed the step that judges again (it
+    imports no engine); config loading is handed the registry names (it imports no stack)."""
+    def package(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 else module
+
+    packages: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        packages.setdefault(package(module), set()).update(package(t) for t in targets if package(t) != package(module))
+    cycle = find_cycle(packages)
+    assert cycle is None, "package cycle: " + " -> ".join(cycle or [])

@@ -74,8 +74,9 @@ def test_values_identical_to_mmengines_loader(config, package_on_path):
     from mmengine.config import Config
 
     from freezefix.config.resolve import Resolver
+    from freezefix.stacks import registered_name
 
-    ours = Resolver().values(config)
+    ours = Resolver(registered_name=registered_name).values(config)
     assert _differences(ours, Config.fromfile(str(config))._to_lazy_dict()) == []
     if "model" in ours:  # a class as `type` becomes the name it is built under, never the class object
         assert ours["model"]["backbone"]["type"] in ("mmdet.ResNet", "ffcfgpkg.backbones.PluginResNet")
@@ -84,8 +85,9 @@ def test_values_identical_to_mmengines_loader(config, package_on_path):
 @pytest.mark.slow
 def test_provenance_points_at_the_statement_that_wrote_the_value():
     from freezefix.config.resolve import Resolver
+    from freezefix.stacks import registered_name
 
-    resolver = Resolver()
+    resolver = Resolver(registered_name=registered_name)
     frozen = ("model", "backbone", "frozen_stages")
     cases = {
         "retinanet/seed_trap_update.py": ("retinanet/seed_trap_update.py", 8, "dict-call", 3),  # .update(dict(...))
@@ -196,6 +198,7 @@ def test_real_imports_in_a_base_and_names_imported_one_by_one(tmp_path):
     from mmengine.config import Config
 
     from freezefix.config.resolve import Resolver
+    from freezefix.stacks import registered_name
 
     root = tmp_path / "new_style"
     shutil.copytree(NEW_STYLE, root)
@@ -209,10 +212,10 @@ def test_real_imports_in_a_base_and_names_imported_one_by_one(tmp_path):
                            "    from .._base_.sched_with_model import optim_wrapper\n",
     })
     child = configs / "picked/child.py"
-    values = Resolver().values(child)
+    values = Resolver(registered_name=registered_name).values(child)
     assert _differences(values, Config.fromfile(str(child))._to_lazy_dict()) == []
     assert values["model"]["backbone"]["depth"] == 18  # from with_sys.py, not retinanet_r50.py
-    origin = Resolver().origin(child, ("model", "backbone", "frozen_stages"))
+    origin = Resolver(registered_name=registered_name).origin(child, ("model", "backbone", "frozen_stages"))
     assert origin.path == configs / "_base_/with_sys.py" and origin.location.line == 4
 
 
@@ -252,8 +255,9 @@ def test_a_plugin_class_file_is_part_of_what_the_result_depends_on(package_on_pa
     """A new-style config names a plugin class directly: its source file joins the config's
     dependencies (the results cache hashes them), installed packages' files do not."""
     from freezefix.config.resolve import Resolver
+    from freezefix.stacks import registered_name
 
-    resolver = Resolver()
+    resolver = Resolver(registered_name=registered_name)
     config = NEW_STYLE / "configs/packaged/plugin_backbone.py"
     resolver.values(config)
     deps = set(resolver.deps[config])

@@ -17,5 +17,9 @@ class ConfigError(Exception):
         self.path = path
 
 
+class TimedOut(ConfigError):
+    """Config code that did not finish in time: a busy machine is no verdict on the file."""
+
+
 class NotAnalysable(Exception):
     """A config freezefix deliberately does not analyse (with the reason)."""

@@ -132,37 +132,38 @@ def _config_names(global_dict: dict) -> dict:
     return {k: v for k, v in global_dict.items() if not k.startswith("__") and k not in IMPORTED_OBJECT_NAMES}
 
 
-def plain_values(cfg: Any, imported: set, sources: set | None = None) -> dict:
+def plain_values(cfg: Any, imported: set, sources: set | None = None,
+                 registered_name: Callable[[Any], str | None] | None = None) -> dict:
     """The config as the rules see it: plain containers, imported names left out (mmengine does not
-    dump them), and each imported class as the type name freezefix's registries know it.  The source
-    files of classes defined outside installed packages (a repo's plugin) are added to ``sources``:
-    a result computed from them is stale once they change."""
-    return {k: _plain(v, sources) for k, v in _items(cfg) if k not in imported}
+    dump them), and each imported class as the type name the registries know it by
+    (``registered_name``).  The source files of classes defined outside installed packages (a
+    repo's plugin) are added to ``sources``: a result computed from them is stale once they change."""
+    return {k: _plain(v, sources, registered_name) for k, v in _items(cfg) if k not in imported}
 
 
 def _items(cfg: Any):
     return dict.items(cfg)  # ConfigDict.items() would import every LazyObject
 
 
-def _plain(value: Any, sources: set | None) -> Any:
+def _plain(value: Any, sources: set | None, registered_name: Callable[[Any], str | None] | None) -> Any:
     from mmengine.config.lazy import LazyAttr, LazyObject
 
     if isinstance(value, dict):
-        return {k: _plain(v, sources) for k, v in _items(value)}
+        return {k: _plain(v, sources, registered_name) for k, v in _items(value)}
     if isinstance(value, list):
-        return [_plain(v, sources) for v in value]
+        return [_plain(v, sources, registered_name) for v in value]
     if isinstance(value, tuple):
-        return tuple(_plain(v, sources) for v in value)
+        return tuple(_plain(v, sources, registered_name) for v in value)
     if isinstance(value, (LazyObject, LazyAttr)):
-        return type_name(value, sources)
+        return type_name(value, sources, registered_name)
     return value
 
 
-def type_name(lazy: Any, sources: set | None = None) -> str:
-    """``ResNet`` imported from mmdet → 'mmdet.ResNet', the name the registries build it under;
-    a class no registry holds keeps its dotted import path (it is then reported as not probed)."""
-    from freezefix.stacks import registered_name
-
+def type_name(lazy: Any, sources: set | None = None,
+              registered_name: Callable[[Any], str | None] | None = None) -> str:
+    """``ResNet`` imported from mmdet → 'mmdet.ResNet', the name the registries build it under
+    (``registered_name``); a class no registry holds keeps its dotted import path (it is then
+    reported as not probed)."""
     module, imported = getattr(lazy, "_module", None), getattr(lazy, "_imported", None)
     dotted = f"{module}.{imported}" if isinstance(module, str) and imported else str(lazy)
     try:
@@ -173,8 +174,9 @@ def type_name(lazy: Any, sources: set | None = None) -> str:
         local = _local_source(obj)
         if local is not None:
             sources.add(local)
-    if registered_name(obj):
-        return registered_name(obj)
+    named = registered_name(obj) if registered_name is not None else None
+    if named:
+        return named
     # No registry holds it (mmengine builds a class given as `type` directly): where it is defined.
     return f"{obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else dotted
 

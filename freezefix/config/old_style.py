@@ -9,115 +9,99 @@ import ast
 import os
 import types
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from freezefix.config import static_eval
-from freezefix.config.errors import BASE_KEY, DEPRECATION_KEY, ConfigError, NotAnalysable
+from freezefix.config.errors import BASE_KEY, DEPRECATION_KEY, ConfigError, NotAnalysable, TimedOut
 from freezefix.config.execution import ExecTimeout, execute
 from freezefix.config.merge import AttrDict, attr_copy, merge_a_into_b, substitute_base_vars
 from freezefix.config.plain import to_plain
-from freezefix.config.preprocess import base_files, base_path, env_vars_read, substitute_text, without_base_assignments
-from freezefix.config.unit import FileUnit
+from freezefix.config.preprocess import base_files, env_vars_read, substitute_text, without_base_assignments
+from freezefix.config.unit import Bases, FileUnit
 from freezefix.textio import SourceFile
 
-if TYPE_CHECKING:
-    from freezefix.config.resolve import Resolver
 
+def read(path: Path, loading: tuple[Path, ...], source: SourceFile, original_tree: ast.Module, bases: Bases) -> FileUnit:
+    """One old-style file resolved over its bases (``bases`` resolves those, ``loading`` is the
+    chain being resolved, this file last); ConfigError (TimedOut for code that did not finish)."""
+    env_used = None
+    if "{{" in source.text:
+        env_used = {name: os.environ.get(name) for name in env_vars_read(source.text)}
+    text, placeholders = substitute_text(source.text, str(path))
+    try:
+        tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
+        base_specs = base_files(tree)
+    except SyntaxError as exc:
+        raise ConfigError(f"syntax error after substitution at line {exc.lineno}", path) from None
+    except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
+        raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
 
-class OldStyleReader:
-    def __init__(self, resolver: Resolver):
-        self.resolver = resolver
-
-    def read(self, path: Path, loading: tuple[Path, ...], deps: dict[Path, None], source: SourceFile,
-             original_tree: ast.Module) -> FileUnit:
-        resolver = self.resolver
-        if "{{" in source.text:
-            resolver.env_used[path] = {name: os.environ.get(name) for name in env_vars_read(source.text)}
-        text, placeholders = substitute_text(source.text, str(path))
+    base_paths, base_scopes, base_units = _bases(path, base_specs, loading, bases)
+    tree = without_base_assignments(tree)
+    # A child that only reads its bases (most) runs on them as they are; every container it
+    # keeps is copied by the substitution below, and the merge copies what it changes.
+    reads_only = not static_eval.mutates_containers(tree) and not any(base_scopes)
+    base_cfg = _base_dict(base_units, base_scopes, path, copied=not reads_only)
+    scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
+    if not _ran_statically(tree, scope_globals):
+        base_cfg = _base_dict(base_units, base_scopes, path)  # fresh and copied: exec may mutate it
+        scope_globals = {BASE_KEY: base_cfg}
         try:
-            tree = ast.parse(text, filename=str(path)) if text != source.text else original_tree
-            base_specs = base_files(tree)
-        except SyntaxError as exc:
-            raise ConfigError(f"syntax error after substitution at line {exc.lineno}", path) from None
-        except Exception as exc:  # noqa: BLE001 - _base_ is evaluated like mmengine does
-            raise ConfigError(f"cannot evaluate _base_: {exc}", path) from None
+            execute(compile(tree, str(path), "exec"), scope_globals)
+        except ExecTimeout as exc:
+            raise TimedOut(str(exc), path) from None
+        except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
+            raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
+    cfg_dict = {
+        k: v
+        for k, v in scope_globals.items()
+        if k != BASE_KEY
+        and not k.startswith("__")
+        and not isinstance(v, (types.FunctionType, types.ModuleType))
+    }
+    cfg_dict.pop(DEPRECATION_KEY, None)
+    try:
+        # Always: besides substituting, it copies every container, which (as in mmengine)
+        # separates `test_evaluator = val_evaluator` before the merge pops `_delete_` from one.
+        cfg_dict = substitute_base_vars(cfg_dict, placeholders, base_cfg)
+    except (KeyError, AttributeError) as exc:
+        raise ConfigError(f"{{{{_base_.…}}}} names a key the bases do not have: {exc}", path) from None
+    cfg_dict.pop(BASE_KEY, None)
+    own = to_plain(cfg_dict)  # a copy: the merge below pops `_delete_` from cfg_dict
+    try:
+        merged = merge_a_into_b(cfg_dict, base_cfg)
+    except TypeError as exc:
+        raise ConfigError(str(exc), path) from None
+    # Fresh objects (the bases were copied for this file, its own values just executed), so
+    # they are kept as they are: AttrDict compares and serialises as the dict it is.
+    merged = {k: v for k, v in merged.items() if not k.startswith("__")}
+    return FileUnit(source=source, bases=base_paths, base_scopes=base_scopes, own=own, merged=merged,
+                    tree=original_tree, env_used=env_used)
 
-        bases, base_scopes, base_units = self._bases(path, base_specs, loading, deps)
-        tree = without_base_assignments(tree)
-        # A child that only reads its bases (most) runs on them as they are; every container it
-        # keeps is copied by the substitution below, and the merge copies what it changes.
-        reads_only = not static_eval.mutates_containers(tree) and not any(base_scopes)
-        base_cfg = _base_dict(base_units, base_scopes, path, copied=not reads_only)
-        scope_globals: dict[str, Any] = {BASE_KEY: base_cfg}
-        if not _ran_statically(tree, scope_globals):
-            base_cfg = _base_dict(base_units, base_scopes, path)  # fresh and copied: exec may mutate it
-            scope_globals = {BASE_KEY: base_cfg}
-            try:
-                execute(compile(tree, str(path), "exec"), scope_globals)
-            except ExecTimeout as exc:
-                resolver.transient.add(path)
-                raise ConfigError(str(exc), path) from None
-            except Exception as exc:  # noqa: BLE001 - config code is arbitrary Python
-                raise ConfigError(f"raises when executed: {type(exc).__name__}: {exc}", path) from None
-        cfg_dict = {
-            k: v
-            for k, v in scope_globals.items()
-            if k != BASE_KEY
-            and not k.startswith("__")
-            and not isinstance(v, (types.FunctionType, types.ModuleType))
-        }
-        cfg_dict.pop(DEPRECATION_KEY, None)
-        try:
-            # Always: besides substituting, it copies every container, which (as in mmengine)
-            # separates `test_evaluator = val_evaluator` before the merge pops `_delete_` from one.
-            cfg_dict = substitute_base_vars(cfg_dict, placeholders, base_cfg)
-        except (KeyError, AttributeError) as exc:
-            raise ConfigError(f"{{{{_base_.…}}}} names a key the bases do not have: {exc}", path) from None
-        cfg_dict.pop(BASE_KEY, None)
-        own = to_plain(cfg_dict)  # a copy: the merge below pops `_delete_` from cfg_dict
-        try:
-            merged = merge_a_into_b(cfg_dict, base_cfg)
-        except TypeError as exc:
-            raise ConfigError(str(exc), path) from None
-        # Fresh objects (the bases were copied for this file, its own values just executed), so
-        # they are kept as they are: AttrDict compares and serialises as the dict it is.
-        merged = {k: v for k, v in merged.items() if not k.startswith("__")}
-        return FileUnit(
-            source=source,
-            bases=bases,
-            base_scopes=base_scopes,
-            own=own,
-            merged=merged,
-            tree=original_tree,
-        )
 
-    def _bases(self, path: Path, base_specs: list, loading: tuple[Path, ...],
-               deps: dict[Path, None]) -> tuple[list[Path], list[str | None], list[FileUnit]]:
-        """The resolved units of a file's ``_base_`` entries, in order."""
-        resolver = self.resolver
-        bases: list[Path] = []
-        base_scopes: list[str | None] = []
-        units: list[FileUnit] = []
-        for spec in base_specs:
-            if not isinstance(spec, str):
-                raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
-            bpath, scope = base_path(spec, path, resolver.remembered)
-            deps[bpath] = None
-            if not bpath.exists() and bpath not in resolver.overlay:
-                raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
-            try:
-                units.append(resolver.load(bpath, loading))
-            except NotAnalysable as exc:
-                raise NotAnalysable(f"base {spec!r}: {exc}") from None
-            except ConfigError as exc:
-                if exc.path == bpath and "cyclic" not in str(exc):
-                    raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
-                raise
-            finally:
-                deps.update(resolver.deps.get(bpath, {}))
-            bases.append(bpath)
-            base_scopes.append(scope)
-        return bases, base_scopes, units
+def _bases(path: Path, base_specs: list, loading: tuple[Path, ...],
+           bases: Bases) -> tuple[list[Path], list[str | None], list[FileUnit]]:
+    """The resolved units of a file's ``_base_`` entries, in order."""
+    base_paths: list[Path] = []
+    base_scopes: list[str | None] = []
+    units: list[FileUnit] = []
+    for spec in base_specs:
+        if not isinstance(spec, str):
+            raise ConfigError(f"_base_ entries must be strings, got {spec!r}", path)
+        bpath, scope = bases.locate(spec, path)
+        if not bases.exists(bpath):
+            raise ConfigError(f"missing _base_ {spec!r} (looked for {bpath})", path)
+        try:
+            units.append(bases.old_style(bpath, loading))
+        except NotAnalysable as exc:
+            raise NotAnalysable(f"base {spec!r}: {exc}") from None
+        except ConfigError as exc:
+            if exc.path == bpath and "cyclic" not in str(exc):
+                raise ConfigError(f"in _base_ {spec!r}: {exc}", path) from None
+            raise
+        base_paths.append(bpath)
+        base_scopes.append(scope)
+    return base_paths, base_scopes, units
 
 
 def _base_dict(units: list[FileUnit], scopes: list[str | None], path: Path, copied: bool = True) -> AttrDict:

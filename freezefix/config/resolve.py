@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from freezefix.config import lazy
-from freezefix.config.errors import BASE_KEY, DELETE_KEY, ConfigError, NotAnalysable
+from freezefix.config import old_style
+from freezefix.config.errors import BASE_KEY, DELETE_KEY, ConfigError, NotAnalysable, TimedOut
 from freezefix.config.locate import Key, Location
 from freezefix.config.merge import AttrDict, lookup
 from freezefix.config.new_style import NewStyleReader
-from freezefix.config.old_style import OldStyleReader
 from freezefix.config.plain import to_plain
-from freezefix.config.preprocess import is_lazy_import
+from freezefix.config.preprocess import base_path, is_lazy_import
 from freezefix.config.unit import FileUnit
 from freezefix.textio import SourceError, SourceFile, read_source
 
@@ -58,16 +58,19 @@ class Origin:
 class Resolver:
     """Resolves configs with a per-file cache; one instance per run (or per worker)."""
 
-    def __init__(self, overlay: dict[Path, str] | None = None, remembered: Callable[[], dict] | None = None):
+    def __init__(self, overlay: dict[Path, str] | None = None, remembered: Callable[[], dict] | None = None,
+                 registered_name: Callable[[Any], str | None] | None = None):
         # overlay: path → text to use instead of the file on disk (verification of planned edits)
         self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
         # remembered(): a dict kept across runs (keyed by package versions) for what only the
         # installed packages decide, such as where a `pkg::` base is.
         self.remembered = remembered
+        # registered_name(cls): the name the installed stack's registries build a class under
+        # ('mmdet.ResNet'), for the classes new-style configs name; None: their import paths.
+        self.registered_name = registered_name
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
-        self.new_style = NewStyleReader(self)  # new-style files, parsed once
-        self.old_style = OldStyleReader(self)
+        self.new_style = NewStyleReader(registered_name)  # keeps new-style parses, which children start from
         self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
         # What each file's outcome (unit or failure) was computed from, for the results cache:
         # itself and every base it reached or looked for (a missing one too: creating it changes
@@ -79,6 +82,10 @@ class Resolver:
         self.resolved: list[Path] = []  # files read and executed by this resolver, in order (a count of work done)
 
     # -- public -------------------------------------------------------------------------------
+    def with_overlay(self, overlay: dict[Path, str]) -> Resolver:
+        """A resolver like this one that reads ``overlay``'s texts instead of those files (planned edits)."""
+        return Resolver(overlay, self.remembered, self.registered_name)
+
     def unit(self, path: Path) -> FileUnit:
         known = self.units.get(path)  # asked many times per config, nearly always by its own key
         return known if known is not None else self.load(Path(os.path.abspath(path)), ())
@@ -155,17 +162,21 @@ class Resolver:
         if path in loading:
             cycle = " -> ".join(p.name for p in (*loading[loading.index(path):], path))
             raise ConfigError(f"cyclic _base_: {cycle}", path)
-        deps = self.deps.setdefault(path, {path: None})
-        self.resolved.append(path)
+        self.deps.setdefault(path, {path: None})
         try:
-            unit = self._file2dict(path, (*loading, path), deps)
+            unit = self._file2dict(path, (*loading, path))
         except (ConfigError, NotAnalysable) as exc:
-            self.failures[path] = exc
+            self._failed(path, exc)
             raise
         self.units[path] = unit
         return unit
 
-    def _file2dict(self, path: Path, loading: tuple[Path, ...], deps: dict[Path, None]) -> FileUnit:
+    def _failed(self, path: Path, exc: Exception) -> None:
+        self.failures[path] = exc
+        if isinstance(exc, TimedOut):
+            self.transient.add(path)
+
+    def _file2dict(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
         if path not in self.overlay:
             try:
                 os.stat(path)
@@ -190,10 +201,35 @@ class Resolver:
                     "imports non-standard modules without `with read_base()`: plugin code or a script, "
                     "not a config; not analysed"
                 )
-            self.new_style.parse(path, ())
-            return self.units[path]
+            return self._new_style(path, ())
+        self.resolved.append(path)
+        unit = old_style.read(path, loading, source, original_tree, _Bases(self))
+        if unit.env_used is not None:
+            self.env_used[path] = unit.env_used
+        return unit
 
-        return self.old_style.read(path, loading, deps, source, original_tree)
+    def _new_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        """A new-style file, or a module one reads as a base (always read new-style), once."""
+        if path in loading:
+            cycle = " -> ".join(p.name for p in (*loading[loading.index(path):], path))
+            raise ConfigError(f"cyclic read_base import: {cycle}", path)
+        if path in self.new_style.parsed:
+            return self.units[path]
+        if isinstance(self.failures.get(path), ConfigError):
+            raise self.failures[path]  # (NotAnalysable: read on its own it was no config; as a base it is)
+        deps = self.deps.setdefault(path, {path: None})
+        self.resolved.append(path)
+        try:
+            if path not in self.overlay and not path.is_file():
+                raise ConfigError("file not found", path)
+            source, tree = self.parsed(path)
+            unit = self.new_style.read(path, (*loading, path), source, tree, _Bases(self))
+        except ConfigError as exc:
+            self._failed(path, exc)
+            raise
+        deps.update(dict.fromkeys(unit.sources))  # plugin classes it names: a change makes it stale
+        self.units[path] = unit
+        return unit
 
     # -- provenance ---------------------------------------------------------------------------
     def _owner(self, path: Path, key: Key) -> Path | None:
@@ -219,3 +255,33 @@ class Resolver:
             if key[0] in self.units[base].merged:
                 return self._owner(base, key)
         return None
+
+
+class _Bases:
+    """What a reader asks of the resolver while it reads ``loading[-1]`` (``freezefix.config.unit.Bases``):
+    the resolver records every base it located or loaded as that file's dependency."""
+
+    def __init__(self, resolver: Resolver):
+        self.resolver = resolver
+
+    def locate(self, spec: str, child: Path) -> tuple[Path, str | None]:
+        path, scope = base_path(spec, child, self.resolver.remembered)
+        self.resolver.deps.setdefault(child, {child: None})[path] = None  # a missing one too: creating it changes the outcome
+        return path, scope
+
+    def exists(self, path: Path) -> bool:
+        return path in self.resolver.overlay or path.exists()
+
+    def old_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        return self._with_deps(path, loading, lambda: self.resolver.load(path, loading))
+
+    def new_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        return self._with_deps(path, loading, lambda: self.resolver._new_style(path, loading))
+
+    def _with_deps(self, path: Path, loading: tuple[Path, ...], load: Callable[[], FileUnit]) -> FileUnit:
+        child = self.resolver.deps.setdefault(loading[-1], {loading[-1]: None})
+        child[path] = None
+        try:
+            return load()
+        finally:
+            child.update(self.resolver.deps.get(path, {}))

@@ -6,6 +6,7 @@ import ast
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from freezefix.config.locate import LocationMap, build_location_map, build_mutation_map
 from freezefix.textio import SourceFile
@@ -24,6 +25,10 @@ class FileUnit:
     new_style: bool = False  # a `with read_base()` config or one of its bases: its code mutates values
     # New-style: per base, the names its import binds (None: `import *`; see lazy.imported_names).
     base_names: list | None = None
+    # What the file's outcome depends on besides files: the environment variables its
+    # `{{$VAR:default}}` placeholders read, and (new-style) the plugin modules its classes come from.
+    env_used: dict[str, str | None] | None = None
+    sources: tuple[Path, ...] = ()
 
     @functools.cached_property
     def locations(self) -> LocationMap:
@@ -32,3 +37,22 @@ class FileUnit:
         if self.new_style:
             return build_mutation_map(self.tree, self.source.text)
         return build_location_map(self.tree, self.source.text)
+
+
+class Bases(Protocol):
+    """What a reader may ask of the resolver while it reads one file: where a ``_base_`` entry
+    points, and the resolved unit of a base (the resolver keeps every unit, failure and dependency;
+    a reader only returns what it read)."""
+
+    def locate(self, spec: str, child: Path) -> tuple[Path, str | None]:
+        """Where a ``_base_`` entry of ``child`` points, and its registry scope for ``pkg::``
+        entries; ConfigError when it points nowhere."""
+
+    def old_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        """The unit of an old-style base of the file being read."""
+
+    def new_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
+        """The unit of a module a new-style config reads as a base."""
+
+    def exists(self, path: Path) -> bool:
+        """Whether ``path`` can be read (on disk, or in the overlay of planned edits)."""

@@ -23,11 +23,10 @@ import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.config.resolve import Resolver
-from freezefix.engine.judge import Judge
-from freezefix.ftypes import Change, Finding
+from freezefix.ftypes import Change, Checked, Finding
 from freezefix.plan import Plan
 from freezefix.verify.answers import AnswerCache, job_key
 from freezefix.verify.measured import BuildAnswer
@@ -93,12 +92,13 @@ class Gate:
     """Proves a plan on the real model before it is written: each affected config is loaded and
     built by the installed stack as it is and as rewritten, and judged again by the same rules."""
 
-    def __init__(self, resolver: Resolver, judge: Judge, per_config: dict[Path, list[Finding]],
+    def __init__(self, resolver: Resolver, judge: Callable[[Resolver, Path], Checked],
+                 per_config: dict[Path, list[Finding]],
                  found_before: dict[Path, list[Finding]] | None = None, *,
                  unsafe_fixes: bool = False, cache_dir: Path | None = None, device: str = "meta",
                  timeout: float = JOB_TIMEOUT_S, jobs: int | None = None, started: subprocess.Popen | None = None):
         self.resolver = resolver  # the run's: the files as they are on disk
-        self.judge = judge
+        self.judge = judge  # the run's rules on one config of a resolver (the rewritten texts' here)
         self.per_config = per_config  # config → the findings its check reported (fixes to apply)
         # config → every finding the rules made on it, suppressed ones too: what a rewrite may leave
         self.found_before = found_before if found_before is not None else per_config
@@ -206,11 +206,11 @@ class Gate:
         """The rules again on the patched texts (a resolver reading the plan's texts, same probes)."""
         from freezefix.config.resolve import ConfigError, NotAnalysable
 
-        resolver = Resolver(overlay={p: new for p, (_, new) in plan.texts.items()})
+        resolver = self.resolver.with_overlay({p: new for p, (_, new) in plan.texts.items()})
         found: dict[Path, list[tuple]] = {}
         for config in configs:
             try:
-                checked = self.judge.judge(resolver, config)
+                checked = self.judge(resolver, config)
             except (ConfigError, NotAnalysable) as exc:
                 found[config] = [("load", str(exc))]
                 continue
