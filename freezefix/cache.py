@@ -34,13 +34,15 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freezefix.ftypes import Failed, FileOutcome, Skipped
+
+if TYPE_CHECKING:  # the cache is read before anything resolves: no import of the resolver here
+    from freezefix.config.resolve import Resolver
 from freezefix.textio import write_cache_file
 
 _SCHEMA = 4  # bump when Entry changes shape: older files are then simply not found
-_PLUGIN_FILES_MAX = 2000  # a plugin package bigger than this is not hashed: its configs are not cached
 _ABSENT = None  # digest of a file that does not exist
 
 
@@ -145,27 +147,11 @@ def environment_digest() -> str:
     return hashlib.sha256(repr(_distributions()).encode()).hexdigest()[:20]
 
 
-def plugin_specs(custom_imports: tuple[str, ...], plugin_dir: str | None, config_path: Path) -> tuple:
-    """Where each plugin a config names would be imported from now: the top-level module of each
-    ``custom_imports`` entry (``find_spec``'s origin, None when it is not importable) and the
-    repository root above the config that holds the mmcv-1.x ``plugin_dir``."""
-    from freezefix.models import plugin_dir_location  # light: no torch, no OpenMMLab import
-
-    found: list[tuple[str, str | None]] = []
-    for name in custom_imports:
-        spec = _top_level_spec(name)
-        found.append((name, None if spec is None else str(spec.origin or spec.submodule_search_locations)))
-    if plugin_dir:
-        located = plugin_dir_location({"plugin": True, "plugin_dir": plugin_dir}, config_path)
-        found.append((plugin_dir, None if located is None or located[1] is None else str(located[1])))
-    return tuple(found)
-
-
 def environment_key(values: dict, config_path: Path) -> str:
     """What an answer about a config's classes depends on when the environment decides it: the
     installed distributions and ``sys.path``, the plugins the config names, where they would import
     from now, and the code of the local ones."""
-    from freezefix.models import plugins_named
+    from freezefix.plugins import plugin_files, plugin_specs, plugins_named
 
     asked = plugins_named(values)
     files = plugin_files(values, config_path) or []
@@ -177,16 +163,6 @@ def _file_digest(path: Path) -> str | None:
     try:
         return digest_bytes(path.read_bytes())
     except OSError:
-        return None
-
-
-def _top_level_spec(name: str) -> Any:
-    """``find_spec`` of a dotted module's top-level package (importing nothing of it), or None."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name.split(".")[0])
-    except (ImportError, ValueError):
         return None
 
 
@@ -263,6 +239,8 @@ class ResultsCache:
             return None
         if entry.environment is not None:
             digest, (imports, plugin_dir), specs = entry.environment
+            from freezefix.plugins import plugin_specs
+
             if digest != environment_digest() or plugin_specs(imports, plugin_dir, path) != specs:
                 return None
         self.hits += 1
@@ -325,30 +303,26 @@ class JsonCacheFile:
         self._saved = len(self._entries)
 
 
-def plugin_files(values: dict, config_path: Path) -> list[Path] | None:
-    """Local plugin code a config imports (``custom_imports``, mmcv-1.x ``plugin_dir``), as
-    ``freezefix.models.import_plugins`` finds it; None when it cannot be pinned down (not cached).
+@dataclass(frozen=True)
+class Inputs:
+    """What a config's result is computed from, for the results cache and the write gate's kept answers."""
 
-    Installed packages are not listed: their versions are part of the cache key.
-    """
-    from freezefix.models import custom_import_names, plugin_dir_location  # light: no torch, no OpenMMLab
+    files: tuple[Path, ...]  # the config and every base it reached or looked for (absent ones too)
+    plugins: tuple[Path, ...] | None  # the local plugin code it imports; None: it cannot be pinned down
+    env: tuple[tuple[str, str | None], ...]  # environment variables its `{{$VAR:default}}` placeholders read
+    transient: bool  # one of its files failed for a reason that may not recur (a timeout)
 
-    found: list[Path] = []
-    for name in custom_import_names(values):
-        if not isinstance(name, str) or not name:
-            return None
-        spec = _top_level_spec(name)
-        if spec is None or not spec.origin or not os.path.isabs(spec.origin):
-            continue  # not importable (the model facts say so), or built in
-        origin = Path(spec.origin)
-        if {"site-packages", "dist-packages"} & set(origin.parts):
-            continue
-        if spec.submodule_search_locations:
-            found.extend(sorted(Path(spec.submodule_search_locations[0]).rglob("*.py")))
-        else:
-            found.append(origin)
-    located = plugin_dir_location(values, config_path)
-    if located is not None and located[1] is not None:
-        rel, root = located
-        found.extend(sorted((root / rel).rglob("*.py")))
-    return found if len(found) <= _PLUGIN_FILES_MAX else None
+
+def inputs_of(resolver: Resolver, config: Path) -> Inputs:
+    """What ``config`` (resolved by ``resolver``) came from; its plugin code only when it resolved."""
+    files = tuple(resolver.deps.get(config) or {config: None})
+    env = tuple(sorted({(name, value) for f in files for name, value in resolver.env_used.get(f, {}).items()}))
+    plugins: tuple[Path, ...] | None = ()
+    if config in resolver.units:
+        from freezefix.plugins import plugin_files
+
+        found = plugin_files(resolver.values(config), config)
+        plugins = None if found is None else tuple(found)
+    return Inputs(files, plugins, env, any(f in resolver.transient for f in files))
+
+

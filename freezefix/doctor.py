@@ -217,7 +217,7 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
     """Import what the configs under ``paths`` name, each plugin once, as the verification worker does."""
     from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
     from freezefix.discover import discover, looks_like_config
-    from freezefix.models import plugin_imports
+    from freezefix.plugins import plugin_imports
     from freezefix.stacks import registered_name
     from freezefix.textio import SourceError
 
@@ -264,7 +264,7 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
 def _plugin_settings(values: dict, path: Path):
     """(identity, the settings naming it) per plugin a config names: identical names from the same
     repository root are one plugin."""
-    from freezefix.models import custom_import_names, plugin_dir_location
+    from freezefix.plugins import custom_import_names, plugin_dir_location
 
     for name in custom_import_names(values):
         yield ("custom_imports", name), {"custom_imports": {"imports": [name]}}

@@ -11,8 +11,6 @@ build helpers make that fallback themselves, so there nothing is rewritten.
 from __future__ import annotations
 
 import copy
-import importlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device
 from freezefix.classes import find_class, registries
 from freezefix.facts import MODEL_NOT_BUILT
-from freezefix.stacks import current, registered_names_changed
+from freezefix.plugins import import_plugins
+from freezefix.stacks import current
 
 
 @dataclass
@@ -73,95 +72,6 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     if isinstance(cfg, tuple):
         return tuple(scope_types(v, scope, substitutions) for v in cfg)
     return cfg
-
-
-def custom_import_names(values: dict) -> list[Any]:
-    """The modules a config's ``custom_imports`` names, as both stacks read it (one string, or a
-    list); entries are returned as written, for callers to judge."""
-    imports = values.get("custom_imports")
-    names = (imports.get("imports") or []) if isinstance(imports, dict) else []
-    return [names] if isinstance(names, str) else list(names) if isinstance(names, (list, tuple)) else []
-
-
-def plugins_named(values: dict) -> tuple[tuple[str, ...], str | None]:
-    """The plugins a config names: its ``custom_imports`` modules and its mmcv-1.x ``plugin_dir``."""
-    return tuple(n for n in custom_import_names(values) if isinstance(n, str)), plugin_dir_setting(values)
-
-
-def plugin_dir_setting(values: dict) -> str | None:
-    """The mmcv-1.x ``plugin_dir`` a config has its train script import (``plugin=True`` with it)."""
-    plugin_dir = values.get("plugin_dir")
-    return plugin_dir if values.get("plugin") and isinstance(plugin_dir, str) else None
-
-
-def plugin_dir_location(values: dict, config_path: Path) -> tuple[Path, Path | None] | None:
-    """An mmcv-1.x ``plugin_dir`` as the repos' train scripts read it: (the directory relative to the
-    repository root, that root — the nearest ancestor of the config holding it — or None); None when
-    the config names no plugin_dir."""
-    plugin_dir = plugin_dir_setting(values)
-    if plugin_dir is None:
-        return None
-    rel = Path(plugin_dir.strip("/"))
-    return rel, next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
-
-
-@dataclass
-class PluginImport:
-    """One plugin module a config names (``custom_imports`` entry or mmcv-1.x ``plugin_dir``) and
-    whether importing it worked."""
-
-    kind: str  # 'custom_imports' | 'plugin_dir'
-    name: str  # as the config writes it
-    module: str | None = None  # the dotted module imported; None when the plugin_dir was not found
-    root: Path | None = None  # plugin_dir: the repository root put on sys.path to import it
-    error: str | None = None  # 'not importable: ImportError: …' | 'not found above …'
-
-    @property
-    def note(self) -> str:
-        return f"{self.kind} {self.name!r} {self.error or 'imported'}"
-
-
-def plugin_imports(values: dict, config_path: Path) -> list[PluginImport]:
-    """Import ``custom_imports`` and an mmcv-1.x ``plugin_dir`` the way those repos' train scripts do.
-
-    ``plugin_dir='projects/mmdet3d_plugin/'`` is a path relative to the repository root, which is the
-    nearest ancestor of the config that contains it; it is imported as the dotted module path.
-    A plugin that cannot be imported is reported in its entry, never raised: verification then
-    falls back to module level, and ``doctor`` names it.
-    """
-    found: list[PluginImport] = []
-    for name in custom_import_names(values):
-        entry = PluginImport("custom_imports", name, module=name)
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - a missing plugin is reported, not fatal
-            entry.error = f"not importable: {type(exc).__name__}: {exc}"
-        found.append(entry)
-    located = plugin_dir_location(values, config_path)
-    if located is not None:
-        rel, root = located
-        entry = PluginImport("plugin_dir", values["plugin_dir"], root=root)
-        if root is None:
-            entry.error = f"not found above {config_path}"
-        else:
-            entry.module = ".".join(rel.parts)
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
-            try:
-                importlib.import_module(entry.module)
-            except Exception as exc:  # noqa: BLE001
-                entry.error = f"not importable: {type(exc).__name__}: {exc}"
-        found.append(entry)
-    return found
-
-
-def import_plugins(values: dict, config_path: Path) -> list[str]:
-    """Import the config's plugins (:func:`plugin_imports`); notes for those that could not be imported.
-    The registries are looked at afresh afterwards: a plugin registers its classes as it imports."""
-    notes = [entry.note for entry in plugin_imports(values, config_path) if entry.error]
-    registries.cache_clear()
-    registered_names_changed()
-    return notes
 
 
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None,

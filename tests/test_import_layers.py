@@ -94,7 +94,7 @@ LAYERS = [
      "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report",
      "freezefix.hooks.training_state"],
     # reading configs as mmengine / mmcv would, and the installed stack's registries
-    ["freezefix.config", "freezefix.stacks", "freezefix.classes"],
+    ["freezefix.config", "freezefix.stacks", "freezefix.classes", "freezefix.plugins"],
     # facts about classes and models; the results cache; planning and rewriting files
     ["freezefix.models", "freezefix.probe", "freezefix.class_probe", "freezefix.cache", "freezefix.analysis",
      "freezefix.consumers", "freezefix.rewrite",

@@ -17,6 +17,7 @@ from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
 from freezefix.facts import FactsSource
+from freezefix.plugins import PluginImporter
 from freezefix.ftypes import Checked, FileOutcome, Finding
 from freezefix.rules import Options, Rule, registry
 from freezefix.rules.base import run_rules
@@ -72,7 +73,7 @@ class Judge:
         self.rules = rules
         self.options = options
         self.facts_source = facts_source
-        self._plugins: dict[tuple, list[str]] = {}  # plugin setting → notes of what did not import
+        self.plugins = PluginImporter()
 
     @property
     def codes(self) -> list[str]:
@@ -84,7 +85,7 @@ class Judge:
         # Plugins register classes (VoVNet …) the probes look up; imported only when a fact is not
         # kept (a plugin that imports mmdet3d costs seconds; a warm cache needs none of it).
         def import_plugins() -> list[str]:
-            plugin_notes.extend(self.import_plugins(values, path))
+            plugin_notes.extend(self.plugins.notes(values, path))
             return plugin_notes
 
         view = ConfigView.of(path, values, self.facts_source, config_files(resolver, path))
@@ -102,19 +103,6 @@ class Judge:
             and not (unjudged and plugin_notes) and not view.whole_model_transient()
         return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
                        files=tuple(file.path for file in view.files), names_read=view.names_read_of_bases())
-
-    def import_plugins(self, values: dict, path: Path) -> list[str]:
-        """The config's plugins imported before its classes are probed (they register classes such
-        as VoVNet), once per distinct plugin setting in a run; notes for those that do not import."""
-        if not (values.get("plugin_dir") or values.get("custom_imports")):
-            return []
-        from freezefix.models import import_plugins, plugin_dir_location
-
-        located = plugin_dir_location(values, path)
-        key = (repr(values.get("custom_imports")), repr(values.get("plugin_dir")), repr(located))
-        if key not in self._plugins:
-            self._plugins[key] = import_plugins(values, path)
-        return self._plugins[key]
 
     def judge_all(self, resolver: Resolver, paths: list[Path], jobs: int | None = None) -> dict[Path, Checked]:
         """Every config of ``paths``: in this process, or in forked workers (``jobs``; by default

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezefix.cache import Entry, ResultsCache, cache_key, environment_digest, plugin_files, plugin_specs
+from freezefix.cache import Entry, ResultsCache, cache_key, environment_digest, inputs_of
 from freezefix.config.resolve import Resolver
-from freezefix.models import plugins_named
+from freezefix.plugins import plugin_specs, plugins_named
 from freezefix.ftypes import Checked, FileOutcome
 
 
@@ -29,21 +29,17 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
     code cannot be pinned down, and a rule that crashed.  An outcome that may change with no file
     changing (a class that did not import, one that needs a package this environment lacks) is
     kept with what would change it: the installed packages, ``sys.path`` and where its plugins are."""
-    deps = list(resolver.deps.get(path) or {path: None})
-    if any(dep in resolver.transient for dep in deps):
+    inputs = inputs_of(resolver, path)
+    if inputs.transient:
         return None
-    plugins: list[Path] = []
+    plugins: tuple[Path, ...] = ()  # what a config's classes come from: only a judged config's outcome depends on it
     environment = None
     if isinstance(outcome, Checked):
-        if outcome.crashes:
+        if outcome.crashes or inputs.plugins is None:
             return None
-        values = resolver.values(path)
-        found = plugin_files(values, path)
-        if found is None:
-            return None
-        plugins = found
+        plugins = inputs.plugins
         if not outcome.lasting:
-            asked = plugins_named(values)
+            asked = plugins_named(resolver.values(path))
             environment = (environment_digest(), asked, plugin_specs(*asked, path))
 
     def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
@@ -51,5 +47,4 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
         # must invalidate the entry on the next run.
         return tuple((str(p), resolver.digest_read(p) or cache.digest(str(p))) for p in paths)
 
-    env = sorted({(name, value) for dep in deps for name, value in resolver.env_used.get(dep, {}).items()})
-    return Entry(named, digests(deps), digests(plugins), tuple(env), outcome, environment)
+    return Entry(named, digests(list(inputs.files)), digests(list(plugins)), inputs.env, outcome, environment)

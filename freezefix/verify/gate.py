@@ -173,15 +173,15 @@ class Gate:
 
     def _job_key(self, job: dict, plan: Plan) -> str | None:
         """What the job's answer depends on, as the key it is kept under (None: not kept)."""
-        from freezefix.cache import plugin_files
+        from freezefix.cache import inputs_of
         from freezefix.textio import SourceError, read_source
 
         resolver = self.resolver
         config = Path(job["origin"])
         patched = job["config"] != job["origin"]
-        deps = resolver.deps.get(config) or {config: None}
+        inputs = inputs_of(resolver, config)
         texts: dict[Path, str | None] = {}
-        for path in deps:
+        for path in inputs.files:
             if patched and path in plan.texts:
                 texts[path] = plan.texts[path][1]
             elif path in resolver.units:
@@ -191,8 +191,7 @@ class Gate:
                     texts[path] = read_source(path).text
                 except (SourceError, OSError):
                     texts[path] = None
-        env = {name: value for path in deps for name, value in resolver.env_used.get(path, {}).items()}
-        return job_key(job, texts, plugin_files(resolver.values(config), config), env)
+        return job_key(job, texts, None if inputs.plugins is None else list(inputs.plugins), dict(inputs.env))
 
     def _served(self, plan: Plan) -> dict[Path, list[Change]]:
         served: dict[Path, list[Change]] = {}

@@ -96,7 +96,7 @@ def _device(choice: str) -> str:
 
 
 def run_job(job: dict, cache: dict[str, BuildAnswer]) -> BuildAnswer:
-    from freezefix.models import import_plugins
+    from freezefix.plugins import import_plugins
     from freezefix.stacks import current
 
     stack = current().name
