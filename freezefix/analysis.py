@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from freezefix.config.locate import Key
+from freezefix.config.plain import get_in
 from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
 from freezefix.facts import MODEL_NOT_BUILT, ClassFacts, FactsSource, ModelFacts
@@ -197,10 +198,7 @@ class ConfigView:
         return find_unused_parameters_key(self.values, self.facts_source.stack)
 
     def finds_unused_parameters(self) -> bool:
-        node: Any = self.values
-        for part in self.find_unused_parameters:
-            node = node.get(part) if isinstance(node, dict) else None
-        return node is True
+        return get_in(self.values, self.find_unused_parameters) is True
 
     def static_graph(self) -> bool:
         wrapper = self.values.get("model_wrapper_cfg")

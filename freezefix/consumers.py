@@ -25,6 +25,7 @@ from freezefix.analysis import optimizer_roots
 from freezefix.building import describe_error
 from freezefix.classes import UNREADABLE, declared_parameter, find_class
 from freezefix.config.locate import same_setting
+from freezefix.config.plain import get_in
 from freezefix.ftypes import Change, Key
 from freezefix.plan import apply_change
 from freezefix.stacks import current, stack_name
@@ -55,9 +56,7 @@ def changes_nothing(values: dict, key: Key, value: Any) -> bool:
 def _declared_default_holds(values: dict, key: Key, value: Any) -> bool:
     """The resolved config leaves the argument out of a module dict, and its class declares
     ``value`` as the argument's default."""
-    holder: Any = values
-    for part in key[:-1]:
-        holder = holder.get(part) if isinstance(holder, dict) else None
+    holder = get_in(values, key[:-1])
     if not isinstance(holder, dict) or key[-1] in holder or not isinstance(holder.get("type"), str):
         return False
     scope = holder.get("_scope_") or values.get("default_scope")

@@ -219,7 +219,7 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
     from freezefix.discover import discover, looks_like_config
     from freezefix.plugins import plugin_imports
     from freezefix.stacks import registered_name
-    from freezefix.textio import SourceError
+    from freezefix.textio import SourceError, display_path
 
     discovery = discover(paths)
     for path in discovery.missing:
@@ -233,11 +233,11 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
                 continue  # a script, not a config: check skips it too
             values = resolver.values(path)
         except (ConfigError, NotAnalysable, SourceError) as exc:
-            out.unreadable_configs.append((_shown(path), str(exc)))
+            out.unreadable_configs.append((display_path(path), str(exc)))
             continue
         for key, subset in _plugin_settings(values, path):
             named.setdefault(key, (subset, path))
-            configs.setdefault(key, []).append(_shown(path))
+            configs.setdefault(key, []).append(display_path(path))
     if out.unreadable_configs:
         out.items.append(Item("configs", INFO, f"{len(out.unreadable_configs)} could not be read, so their "
                                                "plugins are not checked (`freezefix check` says why)"))
@@ -272,13 +272,6 @@ def _plugin_settings(values: dict, path: Path):
     if located is not None:
         subset = {k: values[k] for k in ("plugin", "plugin_dir")}
         yield ("plugin_dir", values["plugin_dir"], str(located[1])), subset
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:  # another drive
-        return str(path)
 
 
 def text_lines(diagnosis: Diagnosis) -> list[str]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device
 from freezefix.classes import find_class, registries
+from freezefix.config.plain import map_tree
 from freezefix.facts import MODEL_NOT_BUILT
 from freezefix.plugins import import_plugins
 from freezefix.stacks import current
@@ -56,10 +57,11 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
     """Copy of ``cfg`` with unscoped types the default scope lacks rewritten to a sibling scope."""
     available = registries()
     default = available.get(scope)
-    if isinstance(cfg, dict):
-        out = {k: scope_types(v, scope, substitutions) for k, v in cfg.items() if k not in WEIGHT_ARGS}
-        type_name = cfg.get("type")
-        if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in cfg:
+
+    def scoped(node: dict, recurse: Callable[[Any], Any]) -> dict:
+        out = {k: recurse(v) for k, v in node.items() if k not in WEIGHT_ARGS}
+        type_name = node.get("type")
+        if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in node:
             if default.get(type_name) is None:
                 for sibling in current().sibling_scopes:
                     registry = available.get(sibling)
@@ -67,11 +69,8 @@ def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
                         out["type"] = substitutions[type_name] = f"{sibling}.{type_name}"
                         break
         return out
-    if isinstance(cfg, list):
-        return [scope_types(v, scope, substitutions) for v in cfg]
-    if isinstance(cfg, tuple):
-        return tuple(scope_types(v, scope, substitutions) for v in cfg)
-    return cfg
+
+    return map_tree(cfg, on_dict=scoped)
 
 
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None,

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from freezefix.config.plain import map_tree
+
 IMPORTED_OBJECT_NAMES = ("LazyObject",)
 
 
@@ -138,25 +140,15 @@ def plain_values(cfg: Any, imported: set, sources: set | None = None,
     dump them), and each imported class as the type name the registries know it by
     (``registered_name``).  The source files of classes defined outside installed packages (a
     repo's plugin) are added to ``sources``: a result computed from them is stale once they change."""
-    return {k: _plain(v, sources, registered_name) for k, v in _items(cfg) if k not in imported}
-
-
-def _items(cfg: Any):
-    return dict.items(cfg)  # ConfigDict.items() would import every LazyObject
-
-
-def _plain(value: Any, sources: set | None, registered_name: Callable[[Any], str | None] | None) -> Any:
     from mmengine.config.lazy import LazyAttr, LazyObject
 
-    if isinstance(value, dict):
-        return {k: _plain(v, sources, registered_name) for k, v in _items(value)}
-    if isinstance(value, list):
-        return [_plain(v, sources, registered_name) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_plain(v, sources, registered_name) for v in value)
-    if isinstance(value, (LazyObject, LazyAttr)):
-        return type_name(value, sources, registered_name)
-    return value
+    def named(value: Any) -> Any:
+        return type_name(value, sources, registered_name) if isinstance(value, (LazyObject, LazyAttr)) else value
+
+    def unbuilt(node: dict, recurse: Callable[[Any], Any]) -> dict:
+        return {k: recurse(v) for k, v in dict.items(node)}  # ConfigDict.items() would import every LazyObject
+
+    return {k: map_tree(v, named, unbuilt) for k, v in dict.items(cfg) if k not in imported}
 
 
 def type_name(lazy: Any, sources: set | None = None,

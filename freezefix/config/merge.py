@@ -5,10 +5,10 @@ helpers work on ConfigDicts, which cost many times more to build for every child
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.config.errors import DELETE_KEY
-from freezefix.ftypes import Key
+from freezefix.config.plain import map_tree
 
 class AttrDict(dict):
     """What ``_base_`` is inside a config: a dict whose keys read as attributes (``_base_.model``).
@@ -36,28 +36,27 @@ class AttrDict(dict):
         return AttrDict({copy.deepcopy(k, memo): copy.deepcopy(v, memo) for k, v in self.items()})
 
 
-def attr_copy(value: Any, scope: str | None = None, has_scope: bool = True) -> Any:
+def attr_copy(value: Any, scope: str | None = None) -> Any:
     """Copy of plain config data with dicts as AttrDicts; for a ``pkg::`` base, the outermost dicts
     with a ``type`` get ``_scope_`` as mmengine's ``_dict_to_config_dict`` gives them."""
-    if isinstance(value, dict):
+    def scoped(node: dict, recurse: Callable[[Any], Any], has_scope: bool = True) -> AttrDict:
         out = AttrDict()
-        if has_scope and "type" in value:
+        if has_scope and "type" in node:
             has_scope = False
-            if scope is not None and value.get("_scope_") is None:
+            if scope is not None and node.get("_scope_") is None:
                 out["_scope_"] = scope
-        for k, v in value.items():
+        # below a dict with a type, no dict gets a scope (mmengine sets the outermost only)
+        inner = recurse if has_scope else (lambda v: map_tree(v, on_dict=lambda d, r: scoped(d, r, False)))
+        for k, v in node.items():
             if k == "_scope_" and k in out:
                 continue
-            out[k] = attr_copy(v, scope, has_scope)
-        if "_scope_" in out and list(out)[0] == "_scope_" and "_scope_" not in value:
+            out[k] = inner(v)
+        if "_scope_" in out and list(out)[0] == "_scope_" and "_scope_" not in node:
             # mmengine appends the key after the existing ones.
             out["_scope_"] = out.pop("_scope_")
         return out
-    if isinstance(value, list):
-        return [attr_copy(v, scope, has_scope) for v in value]
-    if isinstance(value, tuple):
-        return tuple(attr_copy(v, scope, has_scope) for v in value)
-    return value
+
+    return map_tree(value, on_dict=scoped)
 
 
 def merge_a_into_b(a: dict, b: dict) -> dict:
@@ -82,22 +81,12 @@ def merge_a_into_b(a: dict, b: dict) -> dict:
 
 def substitute_base_vars(cfg: Any, placeholders: dict[str, str], base_cfg: dict) -> Any:
     """mmengine's ``Config.substitute_base_vars``: placeholder strings → the base values they name."""
-    if isinstance(cfg, str) and cfg in placeholders:
-        value = base_cfg
-        for part in placeholders[cfg].split("."):
-            value = value[part]
+    def base_value(value: Any) -> Any:
+        if isinstance(value, str) and value in placeholders:
+            node = base_cfg
+            for part in placeholders[value].split("."):
+                node = node[part]
+            return node
         return value
-    if isinstance(cfg, dict):
-        return type(cfg)({k: substitute_base_vars(v, placeholders, base_cfg) for k, v in cfg.items()})
-    if isinstance(cfg, list):
-        return [substitute_base_vars(v, placeholders, base_cfg) for v in cfg]
-    if isinstance(cfg, tuple):
-        return tuple(substitute_base_vars(v, placeholders, base_cfg) for v in cfg)
-    return cfg
 
-
-def lookup(tree: Any, key: Key) -> Any:
-    node = tree
-    for part in key:
-        node = node[part]
-    return node
+    return map_tree(cfg, base_value, lambda d, recurse: type(d)({k: recurse(v) for k, v in d.items()}))

@@ -28,9 +28,9 @@ from freezefix.config import lazy
 from freezefix.config import old_style
 from freezefix.config.errors import BASE_KEY, DELETE_KEY, ConfigError, NotAnalysable, TimedOut
 from freezefix.config.locate import Key, Location
-from freezefix.config.merge import AttrDict, lookup
+from freezefix.config.merge import AttrDict
 from freezefix.config.new_style import NewStyleReader
-from freezefix.config.plain import to_plain
+from freezefix.config.plain import get_in, to_plain
 from freezefix.config.preprocess import base_path, is_lazy_import
 from freezefix.config.unit import FileUnit
 from freezefix.textio import SourceError, SourceFile, read_source
@@ -103,7 +103,7 @@ class Resolver:
         location = unit.locations.get(key)
         if location is not None and location.how != "computed":
             # Only claim a literal when the literal really is the value mmengine produced there.
-            if not location.matches(lookup(unit.own, key)):
+            if not location.matches(get_in(unit.own, key)):
                 location = location.as_computed()
         return Origin(owner, location)
 

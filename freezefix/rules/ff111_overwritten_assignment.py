@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 from freezefix.analysis import ConfigFile, ConfigView
 from freezefix.config.locate import COMPUTED, CONTAINER, Key, literal_leaves, same_setting
+from freezefix.config.plain import MISSING, get_in
 from freezefix.config.reads import name_reads
 from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
@@ -201,9 +202,5 @@ def _is_placeholder(value: Any) -> bool:
 
 
 def _in_force(values: dict, key: Key, value: Any) -> bool:
-    node: Any = values
-    for part in key:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return same_setting(node, value)
+    node = get_in(values, key)
+    return node is not MISSING and same_setting(node, value)
