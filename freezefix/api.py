@@ -23,7 +23,7 @@ from freezefix.engine.place import Reported, group, withdraw_read_names
 from freezefix.engine.remember import remember
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
-from freezefix.ftypes import Checked, Failed, Finding, Placed, Skipped
+from freezefix.ftypes import Checked, Failed, Finding, FixState, Placed, Skipped
 from freezefix.facts import FactsSource
 from freezefix.probe import Prober
 from freezefix.rules import Options, registry
@@ -194,7 +194,7 @@ class Session:
         if not self.options.wants("FF100"):
             return findings
         unused = registry.rules["FF100"].unused(by_file, set(self.judge.codes))
-        return findings + [Reported(p.finding, p.file, p.line, p.col, [p.file]) for p in unused]
+        return findings + [Reported(p, [p.path]) for p in unused]
 
     def fix(self, dry_run: bool, progress=None, on_written=None) -> RunResult:
         """Check, then plan, prove and write the fixes (see ``freezefix.engine.fix``)."""
@@ -237,10 +237,10 @@ def apply_until_stable(paths: list[Path], options: RunOptions, dry_run: bool = F
         errors.extend(e for e in result.errors if e not in errors)
         verdicts.update(result.verdicts)
         written.extend(p for p in result.written if p not in written)
-        fixed.extend(r for r in result.findings if r.status == "fixed")
+        fixed.extend(r for r in result.findings if r.state is FixState.FIXED)
         if dry_run or not result.written or result.errors:
             break
-    result.findings = fixed + [r for r in result.findings if r.status != "fixed"]
+    result.findings = fixed + [r for r in result.findings if r.state is not FixState.FIXED]
     result.written, result.errors, result.verdicts = written, errors, verdicts
     return result
 

@@ -55,10 +55,11 @@ def _fixed_overlay(config: Path, tmp: Path, options) -> tuple[Path, list[str]]:
     from freezefix.api import fix_paths
     from freezefix.config.resolve import Resolver
     from freezefix.stacks import registered_name
+    from freezefix.ftypes import FixState
     from freezefix.verify.gate import write_overlay
 
     result = fix_paths([config], options, dry_run=True)
-    fixes = [r.finding.fix for r in result.findings if r.finding.fix and r.status == "would-fix"]
+    fixes = [r.finding.fix for r in result.findings if r.finding.fix and r.state is FixState.WOULD_FIX]
     changes = [c for fix in fixes for c in fix.changes]
     touched = sorted({c.key[1] for c in changes if c.key[:1] == ("model",) and len(c.key) > 1}
                      | {c.key[-1] for c in changes if len(c.key) > 2 and c.key[-2] == "custom_keys"})

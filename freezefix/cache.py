@@ -170,7 +170,9 @@ def _normalized(project: str) -> str:
     return re.sub(r"[-_.]+", "_", project).lower()
 
 
-def cache_key(settings: dict[str, Any]) -> str:
+def cache_id(settings: dict[str, Any]) -> str:
+    """What names a results-cache file: freezefix's source, Python and package versions, the stack,
+    the settings that change findings."""
     parts = {
         "schema": _SCHEMA,
         "python": sys.version,

@@ -78,14 +78,14 @@ class Placed:
     """A finding at the place it is written: the file that owns its key, 1-based line and column."""
 
     finding: Finding
-    file: Path
+    path: Path
     line: int
     col: int
 
     @property
     def ident(self) -> tuple:
         """One report per rule and place: findings of several configs with this ident are one."""
-        return (self.finding.code, self.file, self.line, self.col)
+        return (self.finding.code, self.path, self.line, self.col)
 
 
 # What became of one file of a run.  A file is exactly one of these; the report, the results cache

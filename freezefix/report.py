@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from freezefix.engine.result import RunResult
-from freezefix.ftypes import REMOVE
+from freezefix.ftypes import REMOVE, FixState
 from freezefix.textio import display_path
 
 
@@ -23,7 +23,7 @@ def finding_lines(result: RunResult, show_status: bool = False) -> list[str]:
             shown = ", ".join(rel(c) for c in r.configs[:3])
             more = f" and {len(r.configs) - 3} more" if len(r.configs) > 3 else ""
             text += f"  [in {shown}{more}]"
-        if show_status and r.status != "open":
+        if show_status and r.state is not FixState.OPEN:
             text += f"  → {r.status}"
         lines.append(text)
     return lines
@@ -48,11 +48,11 @@ def unjudged_lines(result: RunResult) -> list[str]:
 def summary(result: RunResult, applying: bool, elapsed: float | None = None) -> str:
     n = len(result.findings)
     safe = sum(1 for r in result.findings if r.fix_kind == "safe")
-    unsafe = sum(1 for r in result.findings if r.fix_kind == "unsafe" and r.status == "open")
+    unsafe = sum(1 for r in result.findings if r.fix_kind == "unsafe" and r.state is FixState.OPEN)
     checked = result.configs_checked
     parts = [f"{checked} config{'s' * (checked != 1)} checked", f"{n} finding{'s' * (n != 1)}"]
     if applying:
-        fixed = sum(1 for r in result.findings if r.status in ("fixed", "would-fix"))
+        fixed = sum(1 for r in result.findings if r.state in (FixState.FIXED, FixState.WOULD_FIX))
         verb = "would fix" if result.dry_run else "fixed"
         parts.append(f"{fixed} {verb}")
         files = len(result.plan.texts) if result.dry_run and result.plan else len(result.written)
@@ -155,7 +155,7 @@ def to_json(result: RunResult, command: str, elapsed: float) -> dict:
             "findings": len(result.findings),
             "fixable_safe": sum(1 for r in result.findings if r.fix_kind == "safe"),
             "fixable_unsafe": sum(1 for r in result.findings if r.fix_kind == "unsafe"),
-            "fixed": sum(1 for r in result.findings if r.status == "fixed"),
+            "fixed": sum(1 for r in result.findings if r.state is FixState.FIXED),
             "suppressed": result.suppressed,
             "skipped": len(result.skipped),
             "errors": len(result.errors),

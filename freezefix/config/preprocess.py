@@ -106,11 +106,11 @@ def base_path(spec: str, child: Path, remembered: Callable[[], dict] | None = No
     if "::" not in spec:
         return Path(os.path.normpath(child.parent / spec)), None
     store = remembered() if remembered is not None else {}
-    memo_key = f'["package-base", {spec!r}]'
-    answer = ASKED_THIS_PROCESS.get(spec) or store.get(memo_key)
+    question = f'["package-base", {spec!r}]'
+    answer = ASKED_THIS_PROCESS.get(spec) or store.get(question)
     if not _still_holds(answer):
         answer = ask_mmengine(spec, child)
-        store[memo_key] = answer
+        store[question] = answer
     ASKED_THIS_PROCESS[spec] = answer
     if "error" in answer:
         raise ConfigError(f"cannot find base {spec!r}: {answer['error']}", child)

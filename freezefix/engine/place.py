@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freezefix.config.resolve import Resolver
-from freezefix.ftypes import OPEN, Checked, FileOutcome, Finding, FixStatus, Placed
+from freezefix.ftypes import OPEN, Checked, FileOutcome, Finding, FixState, FixStatus, Placed
 
 
 def place(resolver: Resolver, config: Path, finding: Finding) -> Placed:
@@ -25,15 +25,36 @@ def place(resolver: Resolver, config: Path, finding: Finding) -> Placed:
 
 @dataclass
 class Reported:
-    """A finding at the place it is written, possibly seen through several configs."""
+    """A placed finding as a run reports it: the configs it was found in, and what became of its fix."""
 
-    finding: Finding
-    path: Path
-    line: int
-    col: int
+    placed: Placed
     configs: list[Path] = field(default_factory=list)
     fix_status: FixStatus = OPEN
     suppressed: bool = False
+
+    @property
+    def finding(self) -> Finding:
+        return self.placed.finding
+
+    @property
+    def path(self) -> Path:
+        return self.placed.path
+
+    @property
+    def line(self) -> int:
+        return self.placed.line
+
+    @property
+    def col(self) -> int:
+        return self.placed.col
+
+    @property
+    def ident(self) -> tuple:
+        return self.placed.ident
+
+    @property
+    def state(self) -> FixState:
+        return self.fix_status.state
 
     @property
     def status(self) -> str:
@@ -47,10 +68,6 @@ class Reported:
             return None
         return "safe" if fix.safe else "unsafe"
 
-    @property
-    def ident(self) -> tuple:
-        return (self.finding.code, self.path, self.line, self.col)
-
 
 def group(placed_by_config: dict[Path, tuple[Placed, ...]]) -> list[Reported]:
     """One report per place and rule, whatever the configs that inherit it: a base's trap shows
@@ -58,7 +75,7 @@ def group(placed_by_config: dict[Path, tuple[Placed, ...]]) -> list[Reported]:
     reported: dict[tuple, Reported] = {}
     for config, placed in placed_by_config.items():
         for p in placed:
-            entry = reported.setdefault(p.ident, Reported(p.finding, p.file, p.line, p.col))
+            entry = reported.setdefault(p.ident, Reported(p))
             entry.configs.append(config)
     return list(reported.values())
 
@@ -74,5 +91,5 @@ def withdraw_read_names(placed: dict[Path, tuple[Placed, ...]],
             for file in outcome.files:
                 read_through.setdefault(file, set()).update(outcome.names_read)
     return {config: tuple(p for p in found
-                          if p.finding.unless_read is None or p.finding.unless_read not in read_through.get(p.file, ()))
+                          if p.finding.unless_read is None or p.finding.unless_read not in read_through.get(p.path, ()))
             for config, found in placed.items()}

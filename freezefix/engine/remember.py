@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from freezefix.cache import Entry, ResultsCache, cache_key, environment_digest, inputs_of
+from freezefix.cache import Entry, ResultsCache, cache_id, environment_digest, inputs_of
 from freezefix.config.resolve import Resolver
 from freezefix.plugins import plugin_specs, plugins_named
 from freezefix.ftypes import Checked, FileOutcome
@@ -13,7 +13,7 @@ from freezefix.ftypes import Checked, FileOutcome
 def open_results_cache(cache_dir: Path | None, settings: dict) -> ResultsCache | None:
     """The results cache for a run with ``settings`` (rule selection, freeze policy, prober
     device: whatever changes findings), or None when there is no cache directory."""
-    return None if cache_dir is None else ResultsCache(cache_dir, cache_key(settings))
+    return None if cache_dir is None else ResultsCache(cache_dir, cache_id(settings))
 
 
 def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> None:

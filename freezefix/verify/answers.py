@@ -17,7 +17,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from freezefix.cache import JsonCacheFile, cache_key, package_versions
+from freezefix.cache import JsonCacheFile, cache_id, package_versions
 from freezefix.verify.measured import BuildAnswer
 
 _SCHEMA = 3  # bump when the worker's answers change shape
@@ -37,7 +37,7 @@ class AnswerCache:
     """One JSON file per stack / freezefix version: job key → the worker's answer."""
 
     def __init__(self, cache_dir: Path | None):
-        self.path = cache_dir / f"gate-{cache_key({'gate-schema': _SCHEMA})}.json" if cache_dir else None
+        self.path = cache_dir / f"gate-{cache_id({'gate-schema': _SCHEMA})}.json" if cache_dir else None
         self.file = JsonCacheFile(self.path)
 
     def get(self, key: str | None) -> BuildAnswer | None:
@@ -60,9 +60,9 @@ class AnswerCache:
         self.file.save()
 
 
-def job_key(job: dict, texts: dict[Path, str | None], plugins: list[Path] | None,
-            env: dict[str, str | None]) -> str | None:
-    """The key of one job: ``texts`` holds every file the config reaches as the job sees it (None
+def answer_id(job: dict, texts: dict[Path, str | None], plugins: list[Path] | None,
+              env: dict[str, str | None]) -> str | None:
+    """What one job's answer is kept under (ids, not keys: a key is a dotted path into a config): ``texts`` holds every file the config reaches as the job sees it (None
     for a base looked for and absent), ``plugins`` its local plugin code (None: not pinned down)."""
     device = device_key(job.get("device", "meta"))
     if device is None or plugins is None:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from freezefix.config.resolve import Resolver
 from freezefix.ftypes import Change, Checked, Finding
 from freezefix.plan import Plan
-from freezefix.verify.answers import AnswerCache, job_key
+from freezefix.verify.answers import AnswerCache, answer_id
 from freezefix.verify.measured import BuildAnswer
 from freezefix.verify.verdict import CRASHED, ConfigVerdict, judge_rewrite
 
@@ -128,7 +128,7 @@ class Gate:
                  {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device}]
                 for i, config in enumerate(affected)
             ]
-            keys = {job["id"]: self._job_key(job, plan) for pair in per_config for job in pair}
+            keys = {job["id"]: self._answer_id(job, plan) for pair in per_config for job in pair}
             answers = {i: replace(a, id=i) for i, a in ((i, kept.get(k)) for i, k in keys.items()) if a is not None}
             missing = [[job for job in pair if job["id"] not in answers] for pair in per_config]
             fresh = self._run([pair for pair in missing if pair]) if any(missing) else {}
@@ -171,8 +171,8 @@ class Gate:
             self.started.wait()
             self.started = None
 
-    def _job_key(self, job: dict, plan: Plan) -> str | None:
-        """What the job's answer depends on, as the key it is kept under (None: not kept)."""
+    def _answer_id(self, job: dict, plan: Plan) -> str | None:
+        """What the job's answer depends on, as the id it is kept under (None: not kept)."""
         from freezefix.cache import inputs_of
         from freezefix.textio import SourceError, read_source
 
@@ -191,7 +191,7 @@ class Gate:
                     texts[path] = read_source(path).text
                 except (SourceError, OSError):
                     texts[path] = None
-        return job_key(job, texts, None if inputs.plugins is None else list(inputs.plugins), dict(inputs.env))
+        return answer_id(job, texts, None if inputs.plugins is None else list(inputs.plugins), dict(inputs.env))
 
     def _served(self, plan: Plan) -> dict[Path, list[Change]]:
         served: dict[Path, list[Change]] = {}
