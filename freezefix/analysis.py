@@ -14,7 +14,7 @@ from freezefix.config.locate import Key
 from freezefix.config.plain import get_in
 from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
-from freezefix.facts import MODEL_NOT_BUILT, ClassFacts, FactsSource, ModelFacts
+from freezefix.facts import ClassFacts, FactsSource, ModelFacts
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -86,33 +86,13 @@ class Optimizer:
         return 1.0 if key is None else key_lr_mult(self.custom_keys[key])
 
 
-@dataclass
-class ConfigView:
-    path: Path
+@dataclass(frozen=True)
+class RunSettings:
+    """What the runner of ``stack`` does with a config's top-level settings that decide how a
+    model trains: a freeze in the detector's own code, resuming, DDP's flags."""
+
     values: dict
-    facts_source: FactsSource  # everything the rules may know about the environment: they ask here
-    modules: dict[str, Module] = field(default_factory=dict)
-    optimizer: Optimizer | None = None
-    files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
-    _facts: dict[str, ClassFacts] = field(default_factory=dict)
-    _model: ModelFacts | None = None
-
-    @classmethod
-    def of(cls, path: Path, values: dict, facts_source: FactsSource, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
-        view = cls(path, values, facts_source, files=files)
-        model = values.get("model")
-        if isinstance(model, dict):
-            for name, sub in model.items():
-                # `init_cfg=dict(type='Pretrained', ...)` of the detector is a weight-loading setting
-                if isinstance(sub, dict) and isinstance(sub.get("type"), str) and name not in _NOT_MODULES:
-                    view.modules[name] = Module(name, sub)
-        view.optimizer = _optimizer(values, facts_source.stack)
-        return view
-
-    @property
-    def model_type(self) -> str:
-        model = self.values.get("model")
-        return str(model.get("type")) if isinstance(model, dict) else "model"
+    stack: str
 
     @property
     def hidden_freeze(self) -> str | None:
@@ -132,11 +112,6 @@ class ConfigView:
                 "what trains was not judged (FreezeAuditHook shows it in a training run)")
 
     @property
-    def default_scope(self) -> str | None:
-        scope = self.values.get("default_scope")
-        return scope if isinstance(scope, str) else None
-
-    @property
     def resumes(self) -> str | None:
         """Why a run from this config resumes an optimizer state, if it does."""
         if self.values.get("resume") is True:
@@ -146,6 +121,54 @@ class ConfigView:
         if self.values.get("auto_resume") is True:
             return "auto_resume=True"
         return None
+
+    @property
+    def find_unused_parameters(self) -> Key:
+        """Where DDP's find_unused_parameters is read from (FF109 writes it there, FF114 moves it)."""
+        return find_unused_parameters_key(self.values, self.stack)
+
+    def finds_unused_parameters(self) -> bool:
+        return get_in(self.values, self.find_unused_parameters) is True
+
+    def static_graph(self) -> bool:
+        wrapper = self.values.get("model_wrapper_cfg")
+        return isinstance(wrapper, dict) and wrapper.get("static_graph") is True
+
+
+@dataclass
+class ConfigView:
+    path: Path
+    values: dict
+    facts_source: FactsSource  # everything the rules may know about the environment: they ask here
+    modules: dict[str, Module] = field(default_factory=dict)
+    optimizer: Optimizer | None = None
+    files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
+    settings: RunSettings | None = None  # what the runner does with the config's top-level settings
+    _facts: dict[str, ClassFacts] = field(default_factory=dict)
+    _model: ModelFacts | None = None
+
+    @classmethod
+    def of(cls, path: Path, values: dict, facts_source: FactsSource, files: tuple[ConfigFile, ...] = ()) -> ConfigView:
+        view = cls(path, values, facts_source, files=files)
+        model = values.get("model")
+        if isinstance(model, dict):
+            for name, sub in model.items():
+                # `init_cfg=dict(type='Pretrained', ...)` of the detector is a weight-loading setting
+                if isinstance(sub, dict) and isinstance(sub.get("type"), str) and name not in _NOT_MODULES:
+                    view.modules[name] = Module(name, sub)
+        view.optimizer = _optimizer(values, facts_source.stack)
+        view.settings = RunSettings(values, facts_source.stack)
+        return view
+
+    @property
+    def model_type(self) -> str:
+        model = self.values.get("model")
+        return str(model.get("type")) if isinstance(model, dict) else "model"
+
+    @property
+    def default_scope(self) -> str | None:
+        scope = self.values.get("default_scope")
+        return scope if isinstance(scope, str) else None
 
     def reads(self, name: str) -> bool:
         """Whether a file of the config's chain reads the top-level ``name`` as a variable: then it is
@@ -157,23 +180,10 @@ class ConfigView:
         whole run, whether a name a base binds is read by a config that inherits it."""
         return frozenset().union(*(file.reads.of_bases for file in self.files))
 
-    def whole_model_unjudged(self) -> str | None:
-        """Why the rules that match custom keys against the whole model's parameters said nothing,
-        when they asked for it and the detector could not be built."""
-        if self._model is None or self._model.complete:
-            return None
-        why = next((n for n in self._model.notes if n.startswith(MODEL_NOT_BUILT)), None)
-        why = why[len(MODEL_NOT_BUILT):].strip(" ()") if why else "; ".join(self._model.notes) or "not built"
-        return (f"could not be built ({why}): its custom keys were not matched against its parameters "
-                "(FF106, FF107 not judged)")
-
-    def whole_model_transient(self) -> bool:
-        """Whether the whole model the rules asked for failed for something the environment lacks."""
-        return self._model is not None and self._model.transient
-
-    def optimizer_error(self) -> str | None:
-        """Why the stack cannot build the config's optimizer (the Runner would stop there), if it cannot."""
-        return self.facts_source.optimizer_error(self.values) if self.optimizer is not None else None
+    @property
+    def model_if_asked(self) -> ModelFacts | None:
+        """The whole model's facts, when a rule asked for them."""
+        return self._model
 
     def model_facts(self) -> ModelFacts:
         """Every parameter name of the whole built model (built once, cached like class facts)."""
@@ -192,25 +202,13 @@ class ConfigView:
         model = self.model_facts()
         return model.param_names if model.complete and model.param_names else None
 
-    @property
-    def find_unused_parameters(self) -> Key:
-        """Where DDP's find_unused_parameters is read from (FF109 writes it there, FF114 moves it)."""
-        return find_unused_parameters_key(self.values, self.facts_source.stack)
-
-    def finds_unused_parameters(self) -> bool:
-        return get_in(self.values, self.find_unused_parameters) is True
-
-    def static_graph(self) -> bool:
-        wrapper = self.values.get("model_wrapper_cfg")
-        return isinstance(wrapper, dict) and wrapper.get("static_graph") is True
-
     def checkpointed_trainable(self) -> list[tuple[Module, int]]:
         """Modules that checkpoint activations (``with_cp=True``) and keep trainable parameters after
         ``train()``, with how many: DDP with ``find_unused_parameters=True`` cannot train them (mmdet's
         and mmdet3d's backbones call torch's reentrant checkpoint).  Modules whose class could not be
         built are left out: nothing is claimed about them."""
         found = []
-        for module in self.modules.values() if not self.hidden_freeze else ():
+        for module in self.modules.values() if not self.settings.hidden_freeze else ():
             if module.cfg.get("with_cp") is not True:
                 continue
             observed = self.facts(module).observed

@@ -229,7 +229,7 @@ def _plugins(out: Diagnosis, paths: list[Path], stack_ok: bool) -> None:
     configs: dict[tuple, list[str]] = {}
     for path in discovery.config_candidates:
         try:
-            if path not in discovery.named and looks_like_config(resolver.parsed(path)[1]):
+            if path not in discovery.named and looks_like_config(resolver.sources.parsed(path)[1]):
                 continue  # a script, not a config: check skips it too
             values = resolver.values(path)
         except (ConfigError, NotAnalysable, SourceError) as exc:

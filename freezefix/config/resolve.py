@@ -18,7 +18,6 @@ mmengine's lazy loader parses them; a file that imports non-standard modules wit
 
 from __future__ import annotations
 
-import ast
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,8 @@ from freezefix.config.merge import AttrDict
 from freezefix.config.new_style import NewStyleReader
 from freezefix.config.plain import get_in, to_plain
 from freezefix.config.preprocess import base_path, is_lazy_import
+from freezefix.config.sources import Sources
 from freezefix.config.unit import FileUnit
-from freezefix.textio import SourceError, SourceFile, read_source
 
 # What callers use from here; AttrDict and to_plain are the values resolution hands out.
 __all__ = ["AttrDict", "ConfigError", "FileUnit", "NotAnalysable", "Origin", "Resolver", "to_plain"]
@@ -60,8 +59,7 @@ class Resolver:
 
     def __init__(self, overlay: dict[Path, str] | None = None, remembered: Callable[[], dict] | None = None,
                  registered_name: Callable[[Any], str | None] | None = None):
-        # overlay: path → text to use instead of the file on disk (verification of planned edits)
-        self.overlay = {Path(os.path.abspath(p)): t for p, t in (overlay or {}).items()}
+        self.sources = Sources(overlay)  # the files' texts (or the overlay's) and trees, read once
         # remembered(): a dict kept across runs (keyed by package versions) for what only the
         # installed packages decide, such as where a `pkg::` base is.
         self.remembered = remembered
@@ -71,7 +69,6 @@ class Resolver:
         self.units: dict[Path, FileUnit] = {}
         self.failures: dict[Path, Exception] = {}
         self.new_style = NewStyleReader(registered_name)  # keeps new-style parses, which children start from
-        self._parsed: dict[Path, tuple[SourceFile, ast.Module]] = {}
         # What each file's outcome (unit or failure) was computed from, for the results cache:
         # itself and every base it reached or looked for (a missing one too: creating it changes
         # the outcome), and the environment variables its `{{$VAR:default}}` placeholders read.
@@ -86,6 +83,10 @@ class Resolver:
         """A resolver like this one that reads ``overlay``'s texts instead of those files (planned edits)."""
         return Resolver(overlay, self.remembered, self.registered_name)
 
+    @property
+    def overlay(self) -> dict[Path, str]:
+        return self.sources.overlay
+
     def unit(self, path: Path) -> FileUnit:
         known = self.units.get(path)  # asked many times per config, nearly always by its own key
         return known if known is not None else self.load(Path(os.path.abspath(path)), ())
@@ -96,7 +97,7 @@ class Resolver:
     def origin(self, path: Path, key: Key) -> Origin | None:
         """The file (and place in it) that sets ``key`` in the resolved config of ``path``."""
         path = self.unit(path).source.path
-        owner = self._owner(Path(os.path.abspath(path)), key)
+        owner = owner_of(self.units, Path(os.path.abspath(path)), key)
         if owner is None:
             return None
         unit = self.units[owner]
@@ -121,37 +122,6 @@ class Resolver:
         return list(seen)
 
     # -- loading ------------------------------------------------------------------------------
-    def parsed(self, path: Path) -> tuple[SourceFile, ast.Module]:
-        """The file's text and ``ast``, read and parsed once per run (ConfigError if it cannot be)."""
-        path = Path(os.path.abspath(path))
-        if path not in self._parsed:
-            try:
-                source = self.read(path)
-            except SourceError as exc:
-                raise ConfigError(str(exc), path) from None
-            try:
-                tree = ast.parse(source.text, filename=str(path))
-            except SyntaxError as exc:
-                raise ConfigError(f"syntax error at line {exc.lineno}: {exc.msg}", path) from None
-            self._parsed[path] = (source, tree)
-        return self._parsed[path]
-
-    def digest_read(self, path: Path) -> str | None:
-        """sha256 of the bytes this run parsed ``path`` from; None when it did not parse it."""
-        parsed = self._parsed.get(path)
-        return parsed[0].digest if parsed is not None else None
-
-    def read(self, path: Path) -> SourceFile:
-        if path in self.overlay:
-            original = read_source(path) if path.exists() else None
-            return SourceFile(
-                path,
-                self.overlay[path],
-                original.has_bom if original else False,
-                original.digest if original else "",
-            )
-        return read_source(path)
-
     def load(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
         """``path`` resolved once (its failure too); ``loading``: the files whose bases are being
         resolved, outermost first (``path`` among them is an inheritance cycle)."""
@@ -182,7 +152,7 @@ class Resolver:
                 os.stat(path)
             except OSError as exc:  # missing, or a symlink that loops or dangles
                 raise ConfigError("file not found" if not path.is_symlink() else f"cannot read: {exc.strerror}", path) from None
-        source, original_tree = self.parsed(path)
+        source, original_tree = self.sources.parsed(path)
         if source.has_bom:
             # mmengine reads configs as plain UTF-8, so the BOM reaches ast.parse and fails there.
             raise ConfigError(
@@ -222,7 +192,7 @@ class Resolver:
         try:
             if path not in self.overlay and not path.is_file():
                 raise ConfigError("file not found", path)
-            source, tree = self.parsed(path)
+            source, tree = self.sources.parsed(path)
             unit = self.new_style.read(path, (*loading, path), source, tree, _Bases(self))
         except ConfigError as exc:
             self._failed(path, exc)
@@ -231,30 +201,32 @@ class Resolver:
         self.units[path] = unit
         return unit
 
-    # -- provenance ---------------------------------------------------------------------------
-    def _owner(self, path: Path, key: Key) -> Path | None:
-        unit = self.units.get(path)
-        if unit is None or not key:
-            return None
-        node: Any = unit.own
-        for depth, part in enumerate(key):
-            if not isinstance(node, dict) or part not in node:
-                break  # not set here: it comes from the bases (a `_delete_` above returned already)
-            node = node[part]
-            if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
-                return path
-        # The last base that binds the name here: new-style imports rebind in order (old-style sibling
-        # bases may not share a name at all).
-        for index in reversed(range(len(unit.bases))):
-            base = unit.bases[index]
-            names = unit.base_names[index] if unit.base_names else None
-            if names is not None and key[0] not in names:
-                continue  # `from .x import optim_wrapper` does not bring x's `model`
-            if names is not None and names[key[0]] is None:
-                return None  # renamed with `as`: not followed (never guessed)
-            if key[0] in self.units[base].merged:
-                return self._owner(base, key)
+def owner_of(units: dict[Path, FileUnit], path: Path, key: Key) -> Path | None:
+    """The last file in merge order whose own dict sets ``key`` for ``path``'s resolved config."""
+    unit = units.get(path)
+    if unit is None or not key:
         return None
+    node: Any = unit.own
+    for depth, part in enumerate(key):
+        if not isinstance(node, dict) or part not in node:
+            break  # not set here: it comes from the bases (a `_delete_` above returned already)
+        node = node[part]
+        if depth == len(key) - 1 or not isinstance(node, dict) or node.get(DELETE_KEY):
+            return path
+    # The last base that binds the name here: new-style imports rebind in order (old-style sibling
+    # bases may not share a name at all).
+    for index in reversed(range(len(unit.bases))):
+        base = unit.bases[index]
+        names = unit.base_names[index] if unit.base_names else None
+        if names is not None and key[0] not in names:
+            continue  # `from .x import optim_wrapper` does not bring x's `model`
+        if names is not None and names[key[0]] is None:
+            return None  # renamed with `as`: not followed (never guessed)
+        if key[0] in units[base].merged:
+            return owner_of(units, base, key)
+    return None
+
+
 
 
 class _Bases:
@@ -270,7 +242,7 @@ class _Bases:
         return path, scope
 
     def exists(self, path: Path) -> bool:
-        return path in self.resolver.overlay or path.exists()
+        return self.resolver.sources.exists(path)
 
     def old_style(self, path: Path, loading: tuple[Path, ...]) -> FileUnit:
         return self._with_deps(path, loading, lambda: self.resolver.load(path, loading))

@@ -16,7 +16,7 @@ from freezefix.cache import Entry
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
 from freezefix.engine.workers import share_out, worker_count
-from freezefix.facts import FactsSource
+from freezefix.facts import MODEL_NOT_BUILT, FactsSource, ModelFacts
 from freezefix.plugins import PluginImporter
 from freezefix.ftypes import Checked, FileOutcome, Finding
 from freezefix.rules import Options, Rule, registry
@@ -46,19 +46,30 @@ def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str
             unjudged.append((facts.type_name, "; ".join([facts.import_error, *notes])))
         elif facts.unbuildable is not None:
             unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *notes])))
-    if view.hidden_freeze:
-        unjudged.append((view.model_type, view.hidden_freeze))
-    whole = view.whole_model_unjudged()
+    if view.settings.hidden_freeze:
+        unjudged.append((view.model_type, view.settings.hidden_freeze))
+    whole = _whole_model_unjudged(view.model_if_asked)
     # A detector that fails for a module already named here, or for what a finding's fix repairs
     # (FF103's frozen_stages past the range), needs no note of its own.
     if whole and not unjudged and not any(f.fix and f.fix.repairs for f in findings):
         unjudged.append((f"{view.model_type} (whole model)", whole))
-    optimizer_error = view.optimizer_error()
+    optimizer_error = view.facts_source.optimizer_error(view.values) if view.optimizer is not None else None
     if optimizer_error:
         unjudged.append((f"optimizer ({view.optimizer.type_name})",
                          f"cannot be built: {optimizer_error}; the Runner stops there too, and what it gives "
                          "each parameter (FF113) was not judged"))
     return unjudged
+
+
+def _whole_model_unjudged(model: ModelFacts | None) -> str | None:
+    """Why the rules that match custom keys against the whole model's parameters said nothing,
+    when they asked for it and the detector could not be built."""
+    if model is None or model.complete:
+        return None
+    why = next((n for n in model.notes if n.startswith(MODEL_NOT_BUILT)), None)
+    why = why[len(MODEL_NOT_BUILT):].strip(" ()") if why else "; ".join(model.notes) or "not built"
+    return (f"could not be built ({why}): its custom keys were not matched against its parameters "
+            "(FF106, FF107 not judged)")
 
 
 def selected_rules(wants: Callable[[str], bool]) -> list[Rule]:
@@ -100,7 +111,7 @@ class Judge:
         # one that did not build may build once a plugin registers what it names or a package it
         # needs is installed: such outcomes are kept only while the environment stays as it is.
         lasting = not any(facts.transient for facts in view.probed().values()) \
-            and not (unjudged and plugin_notes) and not view.whole_model_transient()
+            and not (unjudged and plugin_notes) and not (view.model_if_asked is not None and view.model_if_asked.transient)
         return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
                        files=tuple(file.path for file in view.files), names_read=view.names_read_of_bases())
 

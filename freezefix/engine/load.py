@@ -21,7 +21,7 @@ def load(resolver: Resolver, path: Path, named: bool) -> Skipped | Failed | Frag
     script, a test) is skipped; one named on the command line is always treated as a config."""
     try:
         if not named:
-            why = looks_like_config(resolver.parsed(path)[1])
+            why = looks_like_config(resolver.sources.parsed(path)[1])
             if why:
                 return Skipped(why)
         resolver.unit(path)

@@ -45,6 +45,6 @@ def entry_for(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, 
     def digests(paths: list[Path]) -> tuple[tuple[str, str | None], ...]:
         # The digest of the bytes that were resolved, not of the file now: an edit since then
         # must invalidate the entry on the next run.
-        return tuple((str(p), resolver.digest_read(p) or cache.digest(str(p))) for p in paths)
+        return tuple((str(p), resolver.sources.digest_read(p) or cache.digest(str(p))) for p in paths)
 
     return Entry(named, digests(list(inputs.files)), digests(list(plugins)), inputs.env, outcome, environment)

@@ -112,7 +112,7 @@ def run_rules(view: ConfigView, rules: list[Rule], options: Options) -> tuple[li
 
 def resume_hazard(view: ConfigView) -> str | None:
     """Fixes that change which params require grad change mmengine's param groups."""
-    reason = view.resumes
+    reason = view.settings.resumes
     if reason:
         return (
             f"the config resumes a run ({reason}): a checkpoint saved before the fix holds optimizer "

@@ -65,7 +65,7 @@ class PartialFreezeZeroLr(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.hidden_freeze:
+        if view.settings.hidden_freeze:
             return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)
@@ -101,10 +101,11 @@ class PartialFreezeZeroLr(Rule):
                 + f" ({facts.type_name})"
             )
             changes = [Change((*module.key, "frozen_stages"), full)]
-            if after.constructed_trainable_params > after.trainable_params and not view.finds_unused_parameters():
+            if (after.constructed_trainable_params > after.trainable_params
+                    and not view.settings.finds_unused_parameters()):
                 # The class freezes only in train(): without this, DDP would wait for gradients
                 # that never come (FF109), so the fix carries it.
-                changes.append(Change(view.find_unused_parameters, True))
+                changes.append(Change(view.settings.find_unused_parameters, True))
                 message += "; it freezes only in train(), so find_unused_parameters=True comes with it"
             fix = Fix(
                 tuple(changes),

@@ -52,7 +52,7 @@ class BnStatsDrift(Rule):
                        line=3, col=78, message="20 of its 20 BatchNorm layers stay in training mode")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.hidden_freeze:
+        if view.settings.hidden_freeze:
             return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)

@@ -68,9 +68,9 @@ class DdpUnusedParams(Rule):
                        line=3, col=14, message="6,281 params are trainable when DDP wraps the model")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.hidden_freeze:
+        if view.settings.hidden_freeze:
             return  # what trains is decided in code no module build shows
-        if view.finds_unused_parameters() or view.static_graph():
+        if view.settings.finds_unused_parameters() or view.settings.static_graph():
             return
         for module in view.candidates():
             observed = view.facts(module).observed
@@ -84,8 +84,8 @@ class DdpUnusedParams(Rule):
                        "distributed training stops with 'Expected to have finished reduction'")
             checkpointed = view.checkpointed_trainable()
             if not checkpointed:
-                yield self.finding(message, module.key, Fix((Change(view.find_unused_parameters, True),), safe=True),
-                                   module.name)
+                fix = Fix((Change(view.settings.find_unused_parameters, True),), safe=True)
+                yield self.finding(message, module.key, fix, module.name)
                 continue
             fix, why = _static_graph_fix(view, [m for m, _ in checkpointed])
             yield self.finding(message + why, module.key, fix, module.name)

@@ -59,7 +59,7 @@ class CheckpointingWithUnusedParams(Rule):
                        line=4, col=94, message="keeps 25,508 trainable params")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if not view.finds_unused_parameters():
+        if not view.settings.finds_unused_parameters():
             return
         instead = ("replace find_unused_parameters by model_wrapper_cfg = dict(type='MMDistributedDataParallel', "
                    "broadcast_buffers=False, static_graph=True) if every iteration uses the same parameters, "

@@ -159,7 +159,7 @@ class IgnoredSetting(Rule):
             return
         fix = None
         if "find_unused_parameters" not in wrapper:
-            fix = Fix((Change(view.find_unused_parameters, True),), safe=True)
+            fix = Fix((Change(view.settings.find_unused_parameters, True),), safe=True)
         said = ("does not set it" if "find_unused_parameters" not in wrapper
                 else f"sets it to {wrapper['find_unused_parameters']!r}")
         yield self.finding(
