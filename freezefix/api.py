@@ -20,7 +20,7 @@ from freezefix.engine.fan_out import check_runs
 from freezefix.engine.judge import Judge, RunChecked, selected_rules
 from freezefix.engine.load import Loaded, load
 from freezefix.engine.place import Reported, group, withdraw_read_names
-from freezefix.engine.remember import remember
+from freezefix.engine.remember import open_results_cache, remember
 from freezefix.engine.result import RunOptions, RunResult
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.ftypes import Checked, Failed, Finding, FixState, Placed, Skipped
@@ -84,7 +84,7 @@ class Session:
             # reads): without a stack, "no findings" would be a lie, so each config is an error.
             result.errors.extend((path, f"cannot check: {unusable}") for path in self.discovery.config_candidates)
             return result
-        cache = self._open_cache()
+        cache = open_results_cache(self.options)
         outcomes = result.outcomes
         fresh: list[Path] = []  # files whose outcome is computed this run (not read from the cache)
         for path in self.discovery.files:
@@ -105,19 +105,7 @@ class Session:
         self._load_and_judge(fresh, cache, progress)
         result.configs_checked = sum(1 for outcome in outcomes.values() if isinstance(outcome, Checked))
         result.files_resolved.extend(self.resolver.resolved)
-        placed: dict[Path, tuple[Placed, ...]] = {}
-        crashes: list[tuple[Path, str]] = []  # listed after the files that did not load, as always
-        for path, outcome in outcomes.items():
-            if isinstance(outcome, Skipped):
-                result.skipped.append((path, outcome.reason))
-            elif isinstance(outcome, Failed):
-                result.errors.append((path, outcome.message))
-            elif isinstance(outcome, Checked):
-                crashes.extend((path, f"{code} crashed: {why}") for code, why in outcome.crashes)
-                for what in outcome.unjudged:
-                    result.unjudged.setdefault(what, []).append(path)
-                placed[path] = outcome.findings
-        result.errors.extend(crashes)
+        placed = _tally(result)
         # Everything the rules found, shown or not: a rewrite may leave these behind (the gate).
         self.found.clear()
         self.found.update({config: [p.finding for p in found] for config, found in placed.items()})
@@ -166,15 +154,6 @@ class Session:
 
         return take
 
-    def _open_cache(self):
-        if not self.options.results_cache:
-            return None
-        from freezefix.engine.remember import open_results_cache
-
-        settings = {"select": self.options.select, "ignore": self.options.ignore, "freeze": self.options.freeze,
-                    "prober-device": self.options.prober_device}
-        return open_results_cache(self.options.cache_dir, settings)
-
     def _suppress(self, findings: list[Reported], cache=None) -> list[Reported]:
         """Mark findings silenced by `# freezefix: ignore[...]`; report suppressions that silence nothing."""
         from freezefix.suppress import silence, suppressions
@@ -216,6 +195,25 @@ class Session:
         finally:
             gate.close()
             self.facts_source.save()  # what the gate probed on the rewritten configs too
+
+
+def _tally(result: RunResult) -> dict[Path, tuple[Placed, ...]]:
+    """Sort each file's outcome into the result (skipped, errors, what was not judged); the findings
+    of each checked config, as placed."""
+    placed: dict[Path, tuple[Placed, ...]] = {}
+    crashes: list[tuple[Path, str]] = []  # listed after the files that did not load, as always
+    for path, outcome in result.outcomes.items():
+        if isinstance(outcome, Skipped):
+            result.skipped.append((path, outcome.reason))
+        elif isinstance(outcome, Failed):
+            result.errors.append((path, outcome.message))
+        elif isinstance(outcome, Checked):
+            crashes.extend((path, f"{code} crashed: {why}") for code, why in outcome.crashes)
+            for what in outcome.unjudged:
+                result.unjudged.setdefault(what, []).append(path)
+            placed[path] = outcome.findings
+    result.errors.extend(crashes)
+    return placed
 
 
 MAX_PASSES = 4

@@ -19,11 +19,10 @@ from typing import Any, Iterable
 
 from freezefix.config.graph import BaseGraph
 from freezefix.config.locate import Key, Location
-from freezefix.config.plain import differing_keys
+from freezefix.config.plain import differing_keys, has_in
 from freezefix.config.resolve import ConfigError, NotAnalysable, Resolver
 from freezefix.rewrite import AppendAssignment, FileEdit, InsertEntry, RemoveEntry, ReplaceValue, RewriteError, apply_edits
 from freezefix.ftypes import REMOVE, Change
-
 
 
 @dataclass
@@ -84,7 +83,7 @@ class Planner:
             if origin is None or parent is None or parent.path != origin.path or not parent.editable:
                 return f"cannot remove {'.'.join(key)}: it is not written as a literal entry"
             return Placement(origin.path, "remove", parent.location, (key[-1],), None)
-        if _has(values, key):
+        if has_in(values, key):
             origin = self.resolver.origin(config, key)
             if origin is None or not origin.editable:
                 how = origin.how if origin else "not attributable"
@@ -198,7 +197,6 @@ class Planner:
         return plan
 
 
-
 def _render(resolver: Resolver, placements: Iterable[Placement]) -> tuple[dict[Path, tuple[str, str]], dict[Path, str]]:
     """Each file's placements rendered as its new text: path → (old, new); path → why it could not be."""
     per_file: dict[Path, list[Placement]] = defaultdict(list)
@@ -281,15 +279,6 @@ def file_edits(group: list[Placement], inherited: set[str] = frozenset()) -> lis
         edits.append(InsertEntry(location, name, value) if kind == "insert"
                      else AppendAssignment(name, value, merge=name in inherited and isinstance(value, dict)))
     return edits
-
-
-def _has(values: Any, key: Key) -> bool:
-    node = values
-    for part in key:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _deepest_prefix(values: Any, key: Key) -> int:

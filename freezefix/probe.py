@@ -3,7 +3,8 @@
 :class:`Prober` is the :class:`freezefix.facts.FactsSource` of a run: every question a rule may ask
 (what a class freezes, the whole model's parameter names, the lr the stack's optimizer constructor
 gives, how a schedule runs, ...) is a typed method, answered once per (question, package versions)
-and kept in the probe cache.  How classes are built to answer is :mod:`freezefix.class_probe`.
+and kept in the probe cache (:class:`KeptAnswers`: what is kept, shared with forked workers, and
+what an answer depends on while one config is judged).  How classes are built to answer is :mod:`freezefix.class_probe`.
 
 Each question has its key, written by the ``*_question`` functions here: the cache keeps answers
 under it, and a table of recorded answers (``freezefix.testing.RecordedFacts``) looks them up by it.
@@ -85,27 +86,14 @@ class FactsFile(JsonCacheFile):
         return self.cache_dir / f"probe-{tag}.json"
 
 
-class Prober:
-    """Answers the rules' questions by building the installed stack's classes; thread-unsafe, one
-    per process.  ``record``: keep every answer given (:attr:`answered`), for a table of recorded facts."""
+class KeptAnswers:
+    """The answers a run gave, kept in the probe cache and shared with forked workers, and what they
+    depend on while one config is judged (its plugins, its environment)."""
 
-    def __init__(self, cache_dir: Path | None = None, device: str = "meta", record: bool = False):
-        self.device = device
-        self.memory: dict[str, ClassFacts] = {}
+    def __init__(self, cache_dir: Path | None, record: bool):
         self.file = FactsFile(cache_dir)
-        self.kept_modules = KeptModules()
         self.answered: dict[str, Any] | None = {} if record else None  # question → answer, when recording
-        self.classes_built = 0  # classes probed this process (each costs builds): tests count them
         self._config = _Judging()
-
-    # -- which stack answers ------------------------------------------------------------------------
-    @property
-    def stack(self) -> str:
-        return stack_name()
-
-    @property
-    def lr_schedule(self) -> str:
-        return current().lr_schedule
 
     # -- one config at a time --------------------------------------------------------------------
     @contextlib.contextmanager
@@ -118,6 +106,77 @@ class Prober:
             yield
         finally:
             self._config = _Judging()
+
+    # -- what is kept, and shared with forked workers -------------------------------------------------
+    @property
+    def kept(self) -> dict[str, Any]:
+        """Every answer kept (the probe cache): the resolver keeps what only the installed packages
+        decide there too (where a ``pkg::`` base is)."""
+        return self.file.entries
+
+    def known(self) -> set[str]:
+        """What is kept now: a forked worker sends back what it learnt since (:meth:`learnt_since`)."""
+        return set(self.file.entries)
+
+    def learnt_since(self, known: set[str]) -> dict[str, Any]:
+        return {k: v for k, v in self.file.entries.items() if k not in known}
+
+    def learn(self, answers: dict[str, Any]) -> None:
+        self.file.entries.update(answers)
+
+    def save(self) -> None:
+        self.file.save()
+
+    def _remembered(self, question: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``'s JSON-able answer to ``question``, once per question and package versions."""
+        disk = self.file.entries
+        if question not in disk:
+            self._config.prepare()
+            disk[question] = compute()
+        if self.answered is not None:
+            self.answered[question] = disk[question]
+        return disk[question]
+
+    def _kept(self, question: str, decode: Callable[[Any], Any]) -> Any:
+        """The kept answer to ``question``, decoded (None: none, or one written by another freezefix),
+        for any environment or for the one of the config being judged."""
+        disk = self.file.entries
+        for key in (question, self._config.in_environment(question)):
+            if key is not None and key in disk:
+                answer = decode(disk[key])
+                if answer is not None:
+                    if self.answered is not None:
+                        self.answered[question] = disk[key]
+                    return answer
+        return None
+
+    def _keep(self, question: str, answer: Any, for_environment: bool = False) -> None:
+        key = self._config.in_environment(question) if for_environment else question
+        if key is not None:
+            self.file.entries[key] = answer
+        if self.answered is not None:
+            self.answered[question] = answer
+
+
+class Prober(KeptAnswers):
+    """Answers the rules' questions by building the installed stack's classes; thread-unsafe, one
+    per process.  ``record``: keep every answer given (:attr:`answered`), for a table of recorded facts."""
+
+    def __init__(self, cache_dir: Path | None = None, device: str = "meta", record: bool = False):
+        super().__init__(cache_dir, record)
+        self.device = device
+        self.memory: dict[str, ClassFacts] = {}
+        self.kept_modules = KeptModules()
+        self.classes_built = 0  # classes probed this process (each costs builds): tests count them
+
+    # -- which stack answers ------------------------------------------------------------------------
+    @property
+    def stack(self) -> str:
+        return stack_name()
+
+    @property
+    def lr_schedule(self) -> str:
+        return current().lr_schedule
 
     # -- the questions ---------------------------------------------------------------------------
     def facts(self, module_cfg: dict, scope_hint: str | None = None, scan: bool = True) -> ClassFacts:
@@ -208,56 +267,6 @@ class Prober:
     def ddp_accepts_static_graph(self) -> bool:
         """Whether the installed torch's DistributedDataParallel takes ``static_graph``."""
         return self._remembered(DDP_STATIC_GRAPH_QUESTION, _ddp_accepts_static_graph)
-
-    # -- what is kept, and shared with forked workers -------------------------------------------------
-    @property
-    def kept(self) -> dict[str, Any]:
-        """Every answer kept (the probe cache): the resolver keeps what only the installed packages
-        decide there too (where a ``pkg::`` base is)."""
-        return self.file.entries
-
-    def known(self) -> set[str]:
-        """What is kept now: a forked worker sends back what it learnt since (:meth:`learnt_since`)."""
-        return set(self.file.entries)
-
-    def learnt_since(self, known: set[str]) -> dict[str, Any]:
-        return {k: v for k, v in self.file.entries.items() if k not in known}
-
-    def learn(self, answers: dict[str, Any]) -> None:
-        self.file.entries.update(answers)
-
-    def save(self) -> None:
-        self.file.save()
-
-    def _remembered(self, question: str, compute: Callable[[], Any]) -> Any:
-        """``compute()``'s JSON-able answer to ``question``, once per question and package versions."""
-        disk = self.file.entries
-        if question not in disk:
-            self._config.prepare()
-            disk[question] = compute()
-        if self.answered is not None:
-            self.answered[question] = disk[question]
-        return disk[question]
-
-    def _kept(self, question: str, decode: Callable[[Any], Any]) -> Any:
-        """The kept answer to ``question``, decoded (None: none, or one written by another freezefix),
-        for any environment or for the one of the config being judged."""
-        disk = self.file.entries
-        for key in (question, self._config.in_environment(question)):
-            if key is not None and key in disk:
-                answer = decode(disk[key])
-                if answer is not None:
-                    if self.answered is not None:
-                        self.answered[question] = disk[key]
-                    return answer
-        return None
-
-    def _keep(self, question: str, answer: Any, for_environment: bool = False) -> None:
-        key = self._config.in_environment(question) if for_environment else question
-        if key is not None:
-            self.file.entries[key] = answer
-        if self.answered is not None:
-            self.answered[question] = answer
 
 
 class _Judging:

@@ -227,8 +227,6 @@ def owner_of(units: dict[Path, FileUnit], path: Path, key: Key) -> Path | None:
     return None
 
 
-
-
 class _Bases:
     """What a reader asks of the resolver while it reads ``loading[-1]`` (``freezefix.config.unit.Bases``):
     the resolver records every base it located or loaded as that file's dependency."""

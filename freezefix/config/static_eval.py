@@ -15,7 +15,7 @@ import ast
 import builtins
 import operator
 import sys
-from typing import Any
+from typing import Any, Callable
 
 # Builtins a config may call or name: pure constructors and arithmetic helpers.  Any other builtin
 # (print, open, __import__ …) sends the module to exec, where it behaves as Python says.
@@ -46,7 +46,6 @@ _COMPARE = {
 }
 _INDEX = ast.Index if sys.version_info < (3, 9) else None  # type: ignore[attr-defined]
 _CONVERSIONS = {-1: lambda v: v, ord("s"): str, ord("r"): repr, ord("a"): ascii}
-
 
 
 class Unsupported(Exception):
@@ -169,21 +168,9 @@ class _Evaluator:
         if isinstance(node, ast.UnaryOp):
             return _UNARY[type(node.op)](self.eval(node.operand))
         if isinstance(node, ast.BoolOp):
-            value = None
-            for operand in node.values:
-                value = self.eval(operand)
-                if bool(value) is isinstance(node.op, ast.Or):
-                    return value  # short-circuit, as `and` / `or` do
-            return value
+            return _bool_op(node, self.eval)
         if isinstance(node, ast.Compare):
-            left, result = self.eval(node.left), True
-            for op, comparator in zip(node.ops, node.comparators):
-                right = self.eval(comparator)
-                result = _COMPARE[type(op)](left, right)
-                if not result:
-                    return result  # a chain stops at its first false link and gives that result
-                left = right
-            return result
+            return _compare(node, self.eval)
         if isinstance(node, ast.IfExp):
             return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
         if isinstance(node, ast.Subscript):
@@ -229,6 +216,26 @@ class _Evaluator:
                     raise TypeError(f"{_called(func)} got multiple values for keyword argument '{keyword.arg}'")
                 kwargs[keyword.arg] = self.eval(keyword.value)
         return func(*args, **kwargs)
+
+
+def _bool_op(node: ast.BoolOp, evaluate: Callable[[ast.expr], Any]) -> Any:
+    value = None
+    for operand in node.values:
+        value = evaluate(operand)
+        if bool(value) is isinstance(node.op, ast.Or):
+            return value  # short-circuit, as `and` / `or` do
+    return value
+
+
+def _compare(node: ast.Compare, evaluate: Callable[[ast.expr], Any]) -> Any:
+    left, result = evaluate(node.left), True
+    for op, comparator in zip(node.ops, node.comparators):
+        right = evaluate(comparator)
+        result = _COMPARE[type(op)](left, right)
+        if not result:
+            return result  # a chain stops at its first false link and gives that result
+        left = right
+    return result
 
 
 def _called(func: Any) -> str:

@@ -7,13 +7,18 @@ from pathlib import Path
 from freezefix.cache import Entry, ResultsCache, cache_id, environment_digest, inputs_of
 from freezefix.config.resolve import Resolver
 from freezefix.plugins import plugin_specs, plugins_named
+from freezefix.engine.result import RunOptions
 from freezefix.ftypes import Checked, FileOutcome
 
 
-def open_results_cache(cache_dir: Path | None, settings: dict) -> ResultsCache | None:
-    """The results cache for a run with ``settings`` (rule selection, freeze policy, prober
-    device: whatever changes findings), or None when there is no cache directory."""
-    return None if cache_dir is None else ResultsCache(cache_dir, cache_id(settings))
+def open_results_cache(options: RunOptions) -> ResultsCache | None:
+    """The results cache of a run, kept apart for each setting that changes findings (rule
+    selection, freeze policy, prober device); None when the run keeps none."""
+    if not options.results_cache or options.cache_dir is None:
+        return None
+    settings = {"select": options.select, "ignore": options.ignore, "freeze": options.freeze,
+                "prober-device": options.prober_device}
+    return ResultsCache(options.cache_dir, cache_id(settings))
 
 
 def remember(cache: ResultsCache, resolver: Resolver, path: Path, named: bool, outcome: FileOutcome) -> None:

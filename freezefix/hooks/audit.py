@@ -150,10 +150,6 @@ class FreezeAudit:
                     self._failed("the optimizer step", exc)
         return guarded
 
-
-
-
-
     # -- optimizer steps: judged before any weight changes --------------------------------------
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -172,13 +168,6 @@ class FreezeAudit:
             self._state.measure_state(optimizer)
         self._steps += 1
 
-
-
-
-
-    # -- end of the window ---------------------------------------------------------------------
-
-
     def _raise_if_strict(self) -> None:
         if not self.strict or not self._problems:
             return
@@ -188,10 +177,11 @@ class FreezeAudit:
         except Exception as exc:  # noqa: BLE001 - strict still stops the run when reporting fails
             problems.append(Problem("", "", None, f"(the report could not be written: {type(exc).__name__}: {exc})",
                                     self._iteration))
-        first = problems[0]
-        raise FreezeAuditError(
-            f"FreezeAuditHook(strict=True) stopped training before the optimizer changed any weight: "
+        raise FreezeAuditError(_why_stopped(problems))
+
+
+def _why_stopped(problems: list[Problem]) -> str:
+    first = problems[0]
+    return (f"FreezeAuditHook(strict=True) stopped training before the optimizer changed any weight: "
             f"{first.code} {first.name}: {first.message}"
             + (f" (and {len(problems) - 1} more: see the freeze audit above)" if len(problems) > 1 else ""))
-
-

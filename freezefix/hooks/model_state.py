@@ -10,7 +10,6 @@ from torch import nn
 WHOLE_MODEL = "(model)"  # parameters registered on the model itself, outside any child
 
 
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's model inside DataParallel / DistributedDataParallel (torch's, mmengine's, mmcv's)."""
     while isinstance(getattr(model, "module", None), nn.Module) and "DataParallel" in type(model).__name__:
