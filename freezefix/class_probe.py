@@ -191,7 +191,8 @@ def optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, nam
                        optimizer_values: dict, device: str, built: Any = None) -> dict[str, list] | None:
     """The module alone as ``name`` of a holder model, after ``train()`` (``built``: already built
     with these arguments on ``device``, or built here), and the stack's optimizer constructor run on
-    it: trainable parameter name → [lr, weight_decay].  None when the module or optimizer cannot be built."""
+    it: trainable parameter name → [lr, weight_decay, elements].  None when the module or optimizer
+    cannot be built."""
     import torch
 
     try:
@@ -210,5 +211,5 @@ def optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, nam
     except Exception:  # noqa: BLE001 - nothing can be said about this module's groups
         return None
     names = {id(p): n for n, p in holder.named_parameters() if p.requires_grad}
-    return {names[id(p)]: [group.get("lr"), group.get("weight_decay")]
+    return {names[id(p)]: [group.get("lr"), group.get("weight_decay"), p.numel()]
             for group in optimizer.param_groups for p in group["params"] if id(p) in names}

@@ -155,7 +155,8 @@ class FactsSource(Protocol):
 
     def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
                            optimizer_values: dict) -> dict[str, list] | None:
-        """``[lr, weight_decay]`` per trainable parameter of one module, from the stack's optimizer constructor."""
+        """``[lr, weight_decay, elements]`` per trainable parameter of one module after ``train()``,
+        from the stack's optimizer constructor."""
 
     def optimizer_error(self, values: dict) -> str | None:
         """Why the installed stack's optimizer constructor cannot build the config's optimizer, if it cannot."""

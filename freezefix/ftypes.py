@@ -55,6 +55,10 @@ class Fix:
     # past the range, FF104's rejected argument).  The write gate accepts that they were not built
     # before the rewrite; every other module a fix edits must build both before and after it.
     repairs: tuple[str, ...] = ()
+    # Modules the fix means to stop training (FF117: a zero-lr key a longer key shadows).  The write
+    # gate proves it with the real optimizer: after the rewrite every parameter under them is frozen
+    # or at lr 0, and no parameter of another module changes its lr or weight decay.
+    stops_training: tuple[str, ...] = ()
 
 
 @dataclass

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Iterator
 
-from freezefix.analysis import ConfigView
+from freezefix.analysis import ConfigView, Module
+from freezefix.facts import ClassFacts
 from freezefix.ftypes import REMOVE, Change, Finding, Fix, Key
 
 __all__ = ["REMOVE", "Change", "Finding", "Fix", "Invalid", "Options", "Rule", "Valid", "registry", "run_rules"]
@@ -119,6 +120,31 @@ def resume_hazard(view: ConfigView) -> str | None:
             "state for different param groups and cannot be loaded after it"
         )
     return None
+
+
+def full_freeze_changes(view: ConfigView, module: Module, facts: ClassFacts, full: int) -> tuple[list[Change], str]:
+    """The changes that set ``module``'s ``frozen_stages`` to its class's full-freeze value ``full``,
+    and what the finding should add about them."""
+    after = facts.stages[full]
+    changes = [Change((*module.key, "frozen_stages"), full)]
+    if after.constructed_trainable_params > after.trainable_params and not view.settings.finds_unused_parameters():
+        # The class freezes only in train(): without this, DDP would wait for gradients that never
+        # come (FF109), so the fix carries it.
+        changes.append(Change(view.settings.find_unused_parameters, True))
+        return changes, "; it freezes only in train(), so find_unused_parameters=True comes with it"
+    return changes, ""
+
+
+def full_freeze_hazards(view: ConfigView, facts: ClassFacts, full: int) -> list[str]:
+    """Why raising a module to its full freeze changes more than which parameters compute gradients."""
+    after, now = facts.stages[full], facts.observed
+    reasons = []
+    if now is not None and after.bn_training != now.bn_training:
+        reasons.append(f"it also puts {now.bn_training - after.bn_training} BatchNorm layers "
+                       "in eval mode (norm_eval is not True)")
+    if resume_hazard(view):
+        reasons.append(resume_hazard(view))
+    return reasons
 
 
 def add_zero_lr_key(view: ConfigView, module_name: str) -> Change:

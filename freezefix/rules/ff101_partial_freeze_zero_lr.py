@@ -27,7 +27,9 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView, stage_summary
-from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, fmt_count, registry, resume_hazard
+from freezefix.rules.base import (
+    Finding, Fix, Invalid, Options, Rule, Valid, fmt_count, full_freeze_changes, full_freeze_hazards, registry,
+)
 
 _SEED = """\
 model = dict(
@@ -83,33 +85,16 @@ class PartialFreezeZeroLr(Rule):
             if after.trainable_params >= facts.observed.trainable_params:
                 continue
             key = view.covering_key(module)
-            reasons = []
-            if after.bn_training != facts.observed.bn_training:
-                reasons.append(
-                    f"it also puts {facts.observed.bn_training - after.bn_training} BatchNorm layers "
-                    "in eval mode (norm_eval is not True)"
-                )
-            if resume_hazard(view):
-                reasons.append(resume_hazard(view))
+            reasons = full_freeze_hazards(view, facts, full)
             shown = "not set" if current is None else f"={current}"
+            changes, note = full_freeze_changes(view, module, facts, full)
             message = (
                 f"{module.name}: lr_mult=0.0{f' (custom key {key!r})' if key else ''} but "
                 f"frozen_stages{shown} leaves {fmt_count(facts.observed.trainable_params)} params "
                 f"({stage_summary(facts.observed.trainable_names)}) trainable: they compute gradients "
                 f"that lr 0 discards; frozen_stages={full} freezes "
                 + ("everything" if after.trainable_params == 0 else f"all but {fmt_count(after.trainable_params)}")
-                + f" ({facts.type_name})"
+                + f" ({facts.type_name})" + note
             )
-            changes = [Change((*module.key, "frozen_stages"), full)]
-            if (after.constructed_trainable_params > after.trainable_params
-                    and not view.settings.finds_unused_parameters()):
-                # The class freezes only in train(): without this, DDP would wait for gradients
-                # that never come (FF109), so the fix carries it.
-                changes.append(Change(view.settings.find_unused_parameters, True))
-                message += "; it freezes only in train(), so find_unused_parameters=True comes with it"
-            fix = Fix(
-                tuple(changes),
-                safe=not reasons,
-                why_unsafe="; ".join(reasons) or None,
-            )
+            fix = Fix(tuple(changes), safe=not reasons, why_unsafe="; ".join(reasons) or None)
             yield self.finding(message, (*module.key, "frozen_stages"), fix, module.name)

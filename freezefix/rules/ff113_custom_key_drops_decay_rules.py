@@ -99,7 +99,7 @@ class CustomKeyDropsDecayRules(Rule):
                     continue
                 key = optimizer.match(name)
                 setting = optimizer.custom_keys[key] if isinstance(optimizer.custom_keys[key], dict) else {}
-                (lr, wd), (rule_lr, rule_wd) = got[name], ruled[name]
+                (lr, wd), (rule_lr, rule_wd) = got[name][:2], ruled[name][:2]
                 meant_lr = rule_lr * float(setting.get("lr_mult", 1.0))
                 if not _same(lr, meant_lr):
                     dropped[key].append((name, "lr", lr, meant_lr))

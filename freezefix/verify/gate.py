@@ -145,9 +145,11 @@ class Gate:
             findings = self.per_config.get(config, [])
             accepted = {_what(f) for f in self.found_before.get(config, findings)}
             accepted |= {a for f in findings if f.fix for a in f.fix.announces}
-            repairs = {m for f in findings if f.fix and set(f.fix.changes) & set(changes) for m in f.fix.repairs}
+            fixes = [f.fix for f in findings if f.fix and set(f.fix.changes) & set(changes)]
             verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
-                                             after_findings.get(config, []), accepted, self.device, repairs)
+                                             after_findings.get(config, []), accepted, self.device,
+                                             repairs={m for fix in fixes for m in fix.repairs},
+                                             stops={m for fix in fixes for m in fix.stops_training})
         return verdicts
 
     def _run(self, per_config: list[list[dict]]) -> dict:

@@ -25,6 +25,8 @@ class ModuleMeasure:
     bn_training: int  # BatchNorm layers still in training mode after train()
     # lr → elements, over the params trainable at construction: repr(lr), or NOT_IN_OPTIMIZER
     lr: dict[str, int] = field(default_factory=dict)
+    # weight decay → elements, over the same params the optimizer holds: repr(weight_decay)
+    decay: dict[str, int] = field(default_factory=dict)
     # lr → elements, over params frozen at construction that the optimizer holds anyway (mmcv 1.x)
     frozen_in_optimizer: dict[str, int] = field(default_factory=dict)
     children: dict[str, ModuleMeasure] = field(default_factory=dict)

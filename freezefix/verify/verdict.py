@@ -28,11 +28,13 @@ class ConfigVerdict:
 
 def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, after: BuildAnswer,
                   new_findings: list[tuple[str, str]], accepted: set[tuple[str, str]], device: str,
-                  repairs: set[str] | frozenset[str] = frozenset()) -> ConfigVerdict:
+                  repairs: set[str] | frozenset[str] = frozenset(),
+                  stops: set[str] | frozenset[str] = frozenset()) -> ConfigVerdict:
     """The verdict on one config's rewrite: the worker's answers on the config ``before`` and
     ``after`` it, the changes the plan made, the rules' findings on the rewritten config (a
     finding not ``accepted`` — reported before the rewrite, or announced by its fix — fails it).
-    ``repairs``: modules the fixes make buildable (they may fail before the rewrite)."""
+    ``repairs``: modules the fixes make buildable (they may fail before the rewrite); ``stops``:
+    modules the fixes mean to stop training."""
     verdict = ConfigVerdict(config, ok=True, level=after.level, device=after.device or device)
     verdict.notes = list(after.notes)
     problems = verdict.problems
@@ -56,6 +58,8 @@ def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, afte
                                f"the rewritten one at {after.level} level")
     for change in changes:
         problems.extend(_postcondition(change, after.modules))
+    if stops:
+        problems.extend(stopped_training(stops, before, after))
     for code, where in new_findings:
         if where.startswith(CRASHED):
             problems.append(f"{code} {where}")
@@ -102,6 +106,30 @@ def unbuilt(changes: list[Change], before: BuildAnswer, after: BuildAnswer,
                 continue
             problems.append(f"{name} could not be built {when} the rewrite ({why_not_built(name, answer)}): "
                             "nothing about it is verified")
+    return problems
+
+
+def stopped_training(stops: set[str] | frozenset[str], before: BuildAnswer, after: BuildAnswer) -> list[str]:
+    """What is wrong with a rewrite meant to stop the modules ``stops`` from training, on the real model
+    and the stack's own optimizer: a parameter under them that still trains at a non-zero lr, or a
+    parameter of another module whose lr or weight decay the rewrite changed."""
+    if after.optimizer_error or before.optimizer_error:
+        return [f"the optimizer could not be built ({after.optimizer_error or before.optimizer_error}): "
+                "nothing the fix stops is verified"]
+    problems = []
+    for name in sorted(stops):
+        stats = after.modules.get(name)
+        if stats is None:
+            problems.append(f"{name} could not be built after the rewrite: nothing the fix stops is verified")
+            continue
+        live = stats.trainable_train - stats.trainable_zero_lr
+        if live:
+            problems.append(f"{name}: {live:,} params still train at a non-zero lr after the rewrite")
+    for name in sorted(set(before.modules) - set(stops)):
+        was, now = before.modules[name], after.modules.get(name)
+        if now is not None and (was.lr, was.decay) != (now.lr, now.decay):
+            problems.append(f"{name}: the rewrite changes its lrs or weight decays ({was.lr} / {was.decay} → "
+                            f"{now.lr} / {now.decay}), though the fix is only for {', '.join(sorted(stops))}")
     return problems
 
 

@@ -38,9 +38,9 @@ def jsonable(value: Any) -> Any:
 
 
 def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
-                  ) -> tuple[dict[str, float], float | None, str | None]:
-    """name → lr from the stack's own optimizer constructor; ``log`` (when given) receives what the
-    constructor logs, as the training log writes it."""
+                  ) -> tuple[dict[str, tuple[float, float | None]], float | None, str | None]:
+    """name → (lr, weight decay) from the stack's own optimizer constructor; ``log`` (when given)
+    receives what the constructor logs, as the training log writes it."""
     from freezefix.stacks import current
 
     stack = current()
@@ -58,19 +58,25 @@ def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
     by_id = {}
     for group in optimizer.param_groups:
         for param in group["params"]:
-            by_id[id(param)] = float(group["lr"])
+            decay = group.get("weight_decay")
+            by_id[id(param)] = (float(group["lr"]), None if decay is None else float(decay))
     return {n: by_id[id(p)] for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
 
 
-def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: dict[str, float],
+def _module_stats(module: Any, prefix: str, constructed: dict[str, bool],
+                  settings: dict[str, tuple[float, float | None]],
                   children: dict[str, ModuleMeasure] | None = None) -> ModuleMeasure:
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
+    lrs = {n: lr for n, (lr, _) in settings.items()}
     bns = [m for m in module.modules() if is_batchnorm(m)]
     lr_numel: Counter = Counter()  # over the params that trained when the optimizer was built
+    decay_numel: Counter = Counter()
     frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:
         if constructed.get(name):
             lr_numel[NOT_IN_OPTIMIZER if name not in lrs else repr(lrs[name])] += param.numel()
+            if name in settings:
+                decay_numel[repr(settings[name][1])] += param.numel()
         elif name in lrs:
             frozen_in_optimizer[repr(lrs[name])] += param.numel()
     return ModuleMeasure(
@@ -82,6 +88,7 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool], lrs: d
         bn_total=len(bns),
         bn_training=sum(1 for m in bns if m.training),
         lr=dict(lr_numel),
+        decay=dict(decay_numel),
         frozen_in_optimizer=dict(frozen_in_optimizer),
         children=children or {},
     )
@@ -132,7 +139,8 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     constructed = {n: p.requires_grad for n, p in model.named_parameters()}
     # The Runner builds the optimizer after construction and before train(): do the same.
     log: list[str] | None = [] if optimizer_log else None
-    lrs, base_lr, optim_note = _lr_of_params(model, values, log)
+    settings, base_lr, optim_note = _lr_of_params(model, values, log)
+    lrs = {n: lr for n, (lr, _) in settings.items()}
     if optim_note:
         result.notes.append(optim_note)
         if optim_note.startswith(OPTIMIZER_NOT_BUILT):
@@ -140,9 +148,9 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     model.train()
     modules = {}
     for name, child in model.named_children():
-        stages = {sub: _module_stats(grandchild, f"{name}.{sub}", constructed, lrs)
+        stages = {sub: _module_stats(grandchild, f"{name}.{sub}", constructed, settings)
                   for sub, grandchild in child.named_children() if any(True for _ in grandchild.parameters())}
-        modules[name] = _module_stats(child, name, constructed, lrs, stages)
+        modules[name] = _module_stats(child, name, constructed, settings, stages)
     return replace(
         result, modules=modules, base_lr=base_lr, optimizer_log=log if not optim_note else None,
         # Over model.parameters(): a parameter shared by two modules counts once, as PEFT counts.
