@@ -3,7 +3,8 @@
 What
     A custom key names a module but matches parameters of more than one top-level module
     (``'backbone'`` reaches ``img_backbone.*`` and ``pts_backbone.*``), or it is shadowed: every
-    parameter it matches is taken by a longer key first, so it applies to nothing.
+    parameter it matches is taken by a longer key first, so it applies to nothing.  A key that asks
+    no lr of its own, shadowed only by keys at lr 0, is not reported: at lr 0 its weight decay is moot.
 
 Why
     Matching is a substring test, longest key first, first match wins.  ``'backbone': dict(lr_mult=0)``
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from freezefix.analysis import ConfigView
+from freezefix.analysis import ConfigView, key_lr_mult
 from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
@@ -45,6 +46,8 @@ class OverbroadCustomKey(Rule):
     VALID = [
         Valid(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0)}")),
         Valid(_CFG.format(keys="{'norm': dict(decay_mult=0.0)}")),  # broad on purpose: not a module name
+        # shadowed, but only by a key at lr 0, under which its decay is moot
+        Valid(_CFG.format(keys="{'img_backbone': dict(lr_mult=0.0), 'bn': dict(decay_mult=0.0)}")),
     ]
     INVALID = [
         Invalid(_CFG.format(keys="{'backbone': dict(lr_mult=0.0)}"),
@@ -80,8 +83,20 @@ class OverbroadCustomKey(Rule):
                 )
             if key not in winners:
                 longer = sorted({view.optimizer.match(n) for n in matched} - {None}, key=len, reverse=True)
+                if _moot_under_zero_lr(view, key, longer):
+                    continue
                 yield self.finding(
                     f"custom key {key!r} is shadowed: every parameter it matches is taken first by "
                     f"{', '.join(repr(k) for k in longer)}, so its settings apply to nothing",
                     (*root, key),
                 )
+
+
+def _moot_under_zero_lr(view: ConfigView, key: str, longer: list[str]) -> bool:
+    """Whether shadowing ``key`` changes nothing: every key that takes its parameters gives them lr 0,
+    and ``key`` asks no lr of its own (Swin's ``'norm': dict(decay_mult=0.)`` under a frozen
+    ``'backbone': dict(lr_mult=0.)``).  At lr 0 neither SGD nor Adam(W) moves a parameter, so its
+    weight decay is moot."""
+    settings = view.optimizer.custom_keys
+    asked = settings[key].get("lr_mult") if isinstance(settings[key], dict) else None
+    return asked in (None, 0) and all(key_lr_mult(settings[k]) == 0.0 for k in longer)
