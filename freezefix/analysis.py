@@ -15,6 +15,7 @@ from freezefix.config.plain import get_in
 from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
 from freezefix.facts import ClassFacts, FactsSource, ModelFacts
+from freezefix.paramwise import Optimizer, key_lr_mult, optimizer_of
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -52,38 +53,6 @@ class Module:
     @property
     def type_name(self) -> str:
         return str(self.cfg.get("type"))
-
-
-@dataclass
-class Optimizer:
-    """Where param-wise settings live: ``optim_wrapper=`` (mmengine) or ``optimizer=`` (mmcv 1.x)."""
-
-    era: str  # 'mmengine' | 'mmcv1'
-    root: Key
-    custom_keys: dict[str, dict]
-    type_name: str = "optimizer"  # the torch optimizer it names: 'AdamW'
-    # Every rule asks about every parameter of every module: match once per name.
-    _matches: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
-    _ordered: list[str] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def custom_keys_key(self) -> Key:
-        return (*self.root, "paramwise_cfg", "custom_keys")
-
-    def ordered_keys(self) -> list[str]:
-        # mmengine and mmcv 1.x: longest key first, ties alphabetical; first substring match wins.
-        return sorted(sorted(self.custom_keys), key=len, reverse=True)
-
-    def match(self, param_name: str) -> str | None:
-        if param_name not in self._matches:
-            if self._ordered is None:
-                self._ordered = self.ordered_keys()
-            self._matches[param_name] = next((k for k in self._ordered if k in param_name), None)
-        return self._matches[param_name]
-
-    def lr_mult(self, param_name: str) -> float:
-        key = self.match(param_name)
-        return 1.0 if key is None else key_lr_mult(self.custom_keys[key])
 
 
 @dataclass(frozen=True)
@@ -156,7 +125,7 @@ class ConfigView:
                 # `init_cfg=dict(type='Pretrained', ...)` of the detector is a weight-loading setting
                 if isinstance(sub, dict) and isinstance(sub.get("type"), str) and name not in _NOT_MODULES:
                     view.modules[name] = Module(name, sub)
-        view.optimizer = _optimizer(values, facts_source.stack)
+        view.optimizer = optimizer_of(values, facts_source.stack)
         view.settings = RunSettings(values, facts_source.stack)
         return view
 
@@ -285,11 +254,6 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
-def key_lr_mult(setting: Any) -> float:
-    """The lr_mult a custom key's setting gives (1.0 unless it says)."""
-    return float(setting.get("lr_mult", 1.0)) if isinstance(setting, dict) else 1.0
-
-
 @lru_cache(maxsize=4096)  # a process checking many repositories keeps the last ones
 def _count_lr_mults(names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> Counter:
     """lr_mult → how many of ``names`` get it under custom keys with these lr_mults."""
@@ -316,33 +280,6 @@ def find_unused_parameters_key(values: dict, stack: str) -> Key:
     if stack == "mmengine" and isinstance(values.get("model_wrapper_cfg"), dict):
         return ("model_wrapper_cfg", "find_unused_parameters")
     return ("find_unused_parameters",)
-
-
-def optimizer_roots(values: dict, stack: str) -> tuple[Key, Key]:
-    """(the optimizer setting ``stack``'s runner reads, the one it ignores): mmengine's Runner
-    builds ``optim_wrapper`` and never looks at a top-level ``optimizer``; mmcv 1.x's the reverse.
-    Only a config that has both is judged by the stack; one that has either is read as written."""
-    read: Key = ("optim_wrapper",)
-    ignored: Key = ("optimizer",)
-    if stack == "mmcv1":
-        read, ignored = ignored, read
-    if isinstance(values.get(read[0]), dict) or not isinstance(values.get(ignored[0]), dict):
-        return read, ignored
-    # A config of the other era (it has only the other setting): judged as the era it was written for.
-    return ignored, read
-
-
-def _optimizer(values: dict, stack: str) -> Optimizer | None:
-    root = optimizer_roots(values, stack)[0]
-    holder = values.get(root[0])
-    if not isinstance(holder, dict):
-        return None
-    era = "mmengine" if root == ("optim_wrapper",) else "mmcv1"
-    paramwise = holder.get("paramwise_cfg")
-    keys = paramwise.get("custom_keys") if isinstance(paramwise, dict) else None
-    optimizer = holder.get("optimizer") if era == "mmengine" else holder
-    named = optimizer.get("type") if isinstance(optimizer, dict) else None
-    return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {}, str(named) if named else "optimizer")
 
 
 def stage_summary(names: list[str], prefix: str = "") -> str:

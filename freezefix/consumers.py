@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from freezefix.analysis import optimizer_roots
+from freezefix.paramwise import optimizer_roots
 from freezefix.building import describe_error
 from freezefix.classes import UNREADABLE, declared_parameter, find_class
 from freezefix.config.locate import same_setting

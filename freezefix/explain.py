@@ -95,14 +95,14 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
     for name, stats in answer.modules.items():
         if not stats.params:
             continue  # a data preprocessor, a voxelizer: nothing to freeze
-        row = _row(name, stats, view, out.base_lr)
+        row = _row(name, stats, out.base_lr)
         module = view.modules.get(name)
         if module is not None and "frozen_stages" in module.cfg:
             facts = view.facts(module, scan=True)
             row["frozen_stages"] = module.cfg.get("frozen_stages")
             row["full_freeze"] = facts.full_freeze
         row["findings"] = findings_by_module.get(name, [])
-        row["stages"] = [_row(f"{name}.{sub}", s, view, out.base_lr) for sub, s in stats.children.items()]
+        row["stages"] = [_row(f"{name}.{sub}", s, out.base_lr) for sub, s in stats.children.items()]
         out.modules.append(row)
     if _audit_would_help(out, view.values):
         out.audit_hook_hint = AUDIT_HOOK_HINT
@@ -120,16 +120,17 @@ def _audit_would_help(out: Explanation, values: dict) -> bool:
     return frozen or bool(out.findings) or out.level != "model"
 
 
-def _row(name: str, stats: ModuleMeasure, view: ConfigView, base_lr: float | None) -> dict:
-    key = view.optimizer.match(f"{name}.") if view.optimizer else None
-    def groups(histogram: dict[str, int]) -> list[dict]:
+def _row(name: str, stats: ModuleMeasure, base_lr: float | None) -> dict:
+    def groups(histogram: dict[str, int], keys: dict[str, dict[str, int]]) -> list[dict]:
         out = []
         for lr, numel in sorted(histogram.items()):
             if lr == NOT_IN_OPTIMIZER:
                 out.append({"lr": None, "params": numel})
             else:
                 value = float(lr)
-                out.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel})
+                # the custom keys that set this lr, and for how many of its params
+                out.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel,
+                            "custom_keys": dict(sorted(keys.get(lr, {}).items(), key=lambda kv: -kv[1]))})
         return out
 
     return {
@@ -138,8 +139,7 @@ def _row(name: str, stats: ModuleMeasure, view: ConfigView, base_lr: float | Non
         "bn_training": stats.bn_training, "bn_total": stats.bn_total,
         # lr: the params that trained when the optimizer was built; frozen_in_optimizer: params that
         # were frozen then but which the constructor put in the optimizer anyway (mmcv 1.x does).
-        "lr": groups(stats.lr), "frozen_in_optimizer": groups(stats.frozen_in_optimizer),
-        "custom_key": key,
+        "lr": groups(stats.lr, stats.lr_keys), "frozen_in_optimizer": groups(stats.frozen_in_optimizer, {}),
     }
 
 
@@ -197,11 +197,11 @@ def _cells(row: dict, bold: bool) -> list[str]:
                 parts.append(f"not in optimizer: {item['params']:,}")
             else:
                 mult = f" (×{item['lr_mult']:g})" if item.get("lr_mult") is not None else ""
-                parts.append(f"{item['lr']:g}{mult}: {item['params']:,}")
+                keys = f" ← {', '.join(repr(k) for k in item['custom_keys'])}" if item["custom_keys"] and bold else ""
+                parts.append(f"{item['lr']:g}{mult}: {item['params']:,}{keys}")
         for item in row.get("frozen_in_optimizer", []):
             parts.append(f"frozen: {item['lr']:g}: {item['params']:,}")
-        key = f" ← {row['custom_key']!r}" if row.get("custom_key") and bold else ""
-        return "; ".join(parts) + key
+        return "; ".join(parts)
 
     name = row["module"] if bold else "  " + row["module"].split(".", 1)[1]
     frozen = ""

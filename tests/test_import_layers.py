@@ -89,7 +89,7 @@ def test_the_graph_sees_imports_inside_functions():
 LAYERS = [
     # shared types and plain helpers that know nothing of configs, models or rules
     ["freezefix.ftypes", "freezefix.facts", "freezefix.textio", "freezefix.settings", "freezefix.suppress",
-     "freezefix.discover",
+     "freezefix.discover", "freezefix.paramwise",
      "freezefix.config.plain", "freezefix.config.errors", "freezefix.config.static_eval", "freezefix.stacks.common",
      "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report",
      "freezefix.hooks.training_state"],

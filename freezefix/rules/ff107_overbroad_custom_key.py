@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from freezefix.analysis import ConfigView, key_lr_mult
+from freezefix.analysis import ConfigView
+from freezefix.paramwise import key_lr_mult
 from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\

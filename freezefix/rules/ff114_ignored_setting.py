@@ -32,7 +32,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from freezefix.analysis import ConfigView, optimizer_roots
+from freezefix.analysis import ConfigView
+from freezefix.paramwise import optimizer_roots
 from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 # Top-level settings of one era that the other era's runner never reads, with where it reads instead.

@@ -20,7 +20,7 @@ from pathlib import Path
 from freezefix.cache import JsonCacheFile, cache_id, package_versions
 from freezefix.verify.measured import BuildAnswer
 
-_SCHEMA = 4  # bump when the worker's answers change shape
+_SCHEMA = 5  # bump when the worker's answers change shape
 
 
 def device_key(device: str) -> str | None:

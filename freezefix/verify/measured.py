@@ -27,6 +27,9 @@ class ModuleMeasure:
     lr: dict[str, int] = field(default_factory=dict)
     # weight decay → elements, over the same params the optimizer holds: repr(weight_decay)
     decay: dict[str, int] = field(default_factory=dict)
+    # lr → the custom key that set it → elements, over the same params (the key the constructor's own
+    # rule picks, credited only where the lr is the one that key gives)
+    lr_keys: dict[str, dict[str, int]] = field(default_factory=dict)
     # lr → elements, over params frozen at construction that the optimizer holds anyway (mmcv 1.x)
     frozen_in_optimizer: dict[str, int] = field(default_factory=dict)
     children: dict[str, ModuleMeasure] = field(default_factory=dict)

@@ -18,6 +18,7 @@ and which frozen parameters that optimizer holds anyway (mmcv 1.x keeps them at 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -26,9 +27,10 @@ import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from freezefix.building import is_batchnorm
+from freezefix.paramwise import Optimizer, key_lr_mult, optimizer_of
 from freezefix.verify.measured import NOT_IN_OPTIMIZER, OPTIMIZER_NOT_BUILT, BuildAnswer, ModuleMeasure
 
 
@@ -38,9 +40,9 @@ def jsonable(value: Any) -> Any:
 
 
 def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
-                  ) -> tuple[dict[str, tuple[float, float | None]], float | None, str | None]:
-    """name → (lr, weight decay) from the stack's own optimizer constructor; ``log`` (when given)
-    receives what the constructor logs, as the training log writes it."""
+                  ) -> tuple[dict[str, tuple[float, float | None, str | None]], float | None, str | None]:
+    """name → (lr, weight decay, the custom key that set the lr) from the stack's own optimizer
+    constructor; ``log`` (when given) receives what the constructor logs, as the training log writes it."""
     from freezefix.stacks import current
 
     stack = current()
@@ -60,23 +62,42 @@ def _lr_of_params(model: Any, values: dict, log: list[str] | None = None
         for param in group["params"]:
             decay = group.get("weight_decay")
             by_id[id(param)] = (float(group["lr"]), None if decay is None else float(decay))
-    return {n: by_id[id(p)] for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
+    credit = _key_credit(optimizer_of(values, stack.name), base_lr)
+    return {n: (*by_id[id(p)], credit(n, by_id[id(p)][0]))
+            for n, p in model.named_parameters() if id(p) in by_id}, base_lr, None
+
+
+def _key_credit(optimizer: Optimizer | None, base_lr: float | None) -> Callable[[str, float], str | None]:
+    """(param name, the lr the constructor gave it) → the custom key that set that lr, or None.  The
+    constructor does not say which key it used: the key is the one its own rule picks (longest
+    first, first substring match), credited only when the lr is the one that key gives."""
+    def credit(name: str, lr: float) -> str | None:
+        key = optimizer.match(name) if optimizer is not None and optimizer.custom_keys else None
+        if key is None or base_lr is None:
+            return None
+        return key if math.isclose(lr, base_lr * key_lr_mult(optimizer.custom_keys[key]), rel_tol=1e-9) else None
+
+    return credit
 
 
 def _module_stats(module: Any, prefix: str, constructed: dict[str, bool],
-                  settings: dict[str, tuple[float, float | None]],
+                  settings: dict[str, tuple[float, float | None, str | None]],
                   children: dict[str, ModuleMeasure] | None = None) -> ModuleMeasure:
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
-    lrs = {n: lr for n, (lr, _) in settings.items()}
+    lrs = {n: setting[0] for n, setting in settings.items()}
     bns = [m for m in module.modules() if is_batchnorm(m)]
     lr_numel: Counter = Counter()  # over the params that trained when the optimizer was built
     decay_numel: Counter = Counter()
+    keyed_numel: dict[str, Counter] = {}  # lr → the custom key that set it → elements
     frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:
         if constructed.get(name):
             lr_numel[NOT_IN_OPTIMIZER if name not in lrs else repr(lrs[name])] += param.numel()
             if name in settings:
-                decay_numel[repr(settings[name][1])] += param.numel()
+                lr, decay, key = settings[name]
+                decay_numel[repr(decay)] += param.numel()
+                if key is not None:
+                    keyed_numel.setdefault(repr(lr), Counter())[key] += param.numel()
         elif name in lrs:
             frozen_in_optimizer[repr(lrs[name])] += param.numel()
     return ModuleMeasure(
@@ -89,6 +110,7 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool],
         bn_training=sum(1 for m in bns if m.training),
         lr=dict(lr_numel),
         decay=dict(decay_numel),
+        lr_keys={lr: dict(keys) for lr, keys in keyed_numel.items()},
         frozen_in_optimizer=dict(frozen_in_optimizer),
         children=children or {},
     )
@@ -140,7 +162,7 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     # The Runner builds the optimizer after construction and before train(): do the same.
     log: list[str] | None = [] if optimizer_log else None
     settings, base_lr, optim_note = _lr_of_params(model, values, log)
-    lrs = {n: lr for n, (lr, _) in settings.items()}
+    lrs = {n: setting[0] for n, setting in settings.items()}
     if optim_note:
         result.notes.append(optim_note)
         if optim_note.startswith(OPTIMIZER_NOT_BUILT):
