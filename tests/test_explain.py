@@ -58,9 +58,10 @@ def test_explain_seed_shows_layer4_training_at_lr_zero(cli):
     assert backbone["frozen_stages"] == 3 and backbone["full_freeze"] == 4 and backbone["findings"] == ["FF101"]
     layer4 = next(s for s in backbone["stages"] if s["module"] == "img_backbone.layer4")
     assert layer4["trainable_after_train"] == 14_942_208
-    assert {"lr": 0.0, "lr_mult": 0.0, "params": 14_942_208} in layer4["lr"]
+    assert {"lr": 0.0, "lr_mult": 0.0, "params": 14_942_208, "custom_keys": {"img_backbone": 14_942_208}} in layer4["lr"]
     text = cli("explain", str(config))
     assert "img_backbone" in text.stdout and "3 (4)" in text.stdout and "FF101" in text.stdout
+    assert "← " in text.stdout and "'img_backbone'" in text.stdout  # the table may wrap the cell
     # Something is meant frozen, so the run-time audit is pointed at, once.
     assert data["audit_hook_hint"] and "custom_hooks = [dict(type='FreezeAuditHook')]" in data["audit_hook_hint"]
     assert " ".join(text.stdout.split()).count("dict(type='FreezeAuditHook')") == 1
