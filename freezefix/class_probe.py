@@ -184,7 +184,22 @@ def freeze_state(module: Any) -> FreezeState:
         bn_total=len(bns),
         trainable_names=[n for n, _ in trainable],
         constructed_trainable_params=constructed,
+        frozen_children_bn_training=frozen_children_bn_training(module),
     )
+
+
+def frozen_children_bn_training(module: Any) -> dict[str, int]:
+    """Direct child → BatchNorm layers in it that update their running statistics (training mode,
+    ``track_running_stats``) although every parameter of the child is frozen."""
+    found = {}
+    for name, child in module.named_children():
+        params = list(child.parameters())
+        if not params or any(p.requires_grad for p in params):
+            continue
+        drifting = sum(1 for m in child.modules() if is_batchnorm(m) and m.training and getattr(m, "track_running_stats", True))
+        if drifting:
+            found[name] = drifting
+    return found
 
 
 def optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, name: str,

@@ -31,6 +31,9 @@ class FreezeState:
     trainable_names: list[str] = field(default_factory=list)
     # Before train(): what DDP and the optimizer see, since the Runner builds both first.
     constructed_trainable_params: int = 0
+    # Direct child → its BatchNorm layers still updating running statistics after train() though
+    # the child's parameters are all frozen (mmdet's MobileNetV2 freezes its stem without eval()).
+    frozen_children_bn_training: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from freezefix.class_probe import KeptModules, clean_kwargs, module_key, optimiz
 from freezefix.facts import ClassFacts, ModelFacts, facts_from_json
 from freezefix.stacks import current, stack_name
 
-_SCHEMA = 5  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 6  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def class_question(module_cfg: dict, scope_hint: str | None, scan: bool, device: str) -> str:

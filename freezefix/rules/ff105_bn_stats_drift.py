@@ -2,7 +2,10 @@
 
 What
     A module meant to be frozen (all its parameters get lr 0, or none requires grad) still has
-    BatchNorm layers in training mode after ``train()``.
+    BatchNorm layers in training mode after ``train()``; or a part of a module that its class froze
+    (every parameter of the child frozen) keeps its BatchNorm in training mode while ``norm_eval``
+    is off: mmdet's ``MobileNetV2`` freezes ``conv1`` for any ``frozen_stages >= 0`` but puts only
+    ``layer1..N`` in eval mode.
 
 Why
     A BatchNorm layer in training mode updates its running mean and variance on every batch, even
@@ -15,14 +18,16 @@ Example
 
 Fix safety
     Unsafe: it changes the numerics of training.  Where the class has no ``norm_eval`` the finding
-    is reported without a fix.
+    is reported without a fix; so is a frozen part of a module that still trains, since
+    ``norm_eval=True`` would also stop the trainable stages' statistics.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from freezefix.analysis import ConfigView
+from freezefix.analysis import ConfigView, Module
+from freezefix.facts import ClassFacts
 from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
@@ -33,6 +38,13 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.01),
     paramwise_cfg=dict(custom_keys={{'backbone': dict(lr_mult=0.0)}}),
+)
+"""
+
+_STEM = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.MobileNetV2', widen_factor=0.25, frozen_stages={fs}, norm_eval={ne}),
 )
 """
 
@@ -47,9 +59,16 @@ class BnStatsDrift(Rule):
     VALID = [
         Valid(_CFG.format(fs=-1, ne=True)),
         Valid(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
+        Valid(_CFG.format(fs=1, ne=False).replace("'backbone': dict(lr_mult=0.0)", "'neck': dict(lr_mult=0.0)")),
+        Valid(_STEM.format(fs=1, ne=True)),
+        Valid(_STEM.format(fs=-1, ne=False)),  # nothing frozen
     ]
-    INVALID = [Invalid(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True,
-                       line=3, col=78, message="20 of its 20 BatchNorm layers stay in training mode")]
+    INVALID = [
+        Invalid(_CFG.format(fs=-1, ne=False), fixed=_CFG.format(fs=-1, ne=True), unsafe_fixes=True,
+                line=3, col=78, message="20 of its 20 BatchNorm layers stay in training mode"),
+        Invalid(_STEM.format(fs=1, ne=False), line=3, col=78,
+                message="backbone: conv1 is frozen (frozen_stages=1), but its 1 BatchNorm layer stays in training mode"),
+    ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.settings.hidden_freeze:
@@ -61,6 +80,7 @@ class BnStatsDrift(Rule):
                 continue
             fully_frozen = observed.trainable_params == 0 and facts.total_params > 0
             if not (fully_frozen or (facts.param_names and view.zero_lr(module))):
+                yield from self._frozen_parts(view, module, facts)
                 continue
             why = "fully frozen" if fully_frozen else "given lr_mult=0.0"
             message = (
@@ -85,4 +105,17 @@ class BnStatsDrift(Rule):
                 key if "norm_eval" in module.cfg else module.key,
                 Fix((Change(key, True),), safe=False, why_unsafe="it changes BatchNorm numerics in training"),
                 module.name,
+            )
+
+    def _frozen_parts(self, view: ConfigView, module: Module, facts: ClassFacts) -> Iterator[Finding]:
+        """The parts of a module that still trains which its class froze but left in training mode."""
+        for child, count in facts.observed.frozen_children_bn_training.items():
+            how = f"frozen_stages={module.cfg['frozen_stages']}" if "frozen_stages" in module.cfg else "by its class"
+            layers = f"its {count} BatchNorm layer stays" if count == 1 else f"its {count} BatchNorm layers stay"
+            yield self.finding(
+                f"{module.name}: {child} is frozen ({how}), but {layers} in training mode after train(), "
+                f"updating running statistics ({facts.type_name} does not put {child} in eval mode); norm_eval=True "
+                "stops it, but also stops the statistics of the stages that train",
+                (*module.key, "frozen_stages") if "frozen_stages" in module.cfg else module.key,
+                module=module.name,
             )
