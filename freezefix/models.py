@@ -46,6 +46,10 @@ def default_scope_of(values: dict) -> str:
         package = model_type.__module__.split(".")[0]
     elif isinstance(model_type, str) and "." in model_type:
         package = model_type.split(".")[0]
+    elif isinstance(model_type, str):
+        # An mmcv-1.x era config names its detector bare: the first scope that registers it is the
+        # one its code expects to build in (nuImages' CascadeRCNN is mmdet's, not mmdet3d's).
+        package = next((s for s in current().sibling_scopes if s in available and available[s].get(model_type)), None)
     else:
         package = None
     if package in available:
@@ -54,23 +58,45 @@ def default_scope_of(values: dict) -> str:
 
 
 def scope_types(cfg: Any, scope: str, substitutions: dict[str, str]) -> Any:
-    """Copy of ``cfg`` with unscoped types the default scope lacks rewritten to a sibling scope."""
-    available = registries()
-    default = available.get(scope)
+    """Copy of ``cfg`` with unscoped types the default scope lacks rewritten to a sibling scope: model
+    classes, and the task utils (``DeltaXYWHBBoxCoder``, ``MaxIoUAssigner``) nested in heads, which
+    mmdet3d 1.x builds from its own task-util registry."""
+    models, task_utils = registries(), current().task_util_registries()
+
+    def holders(of: str) -> list[Any]:
+        return [r for r in (models.get(of), task_utils.get(of)) if r is not None]
 
     def scoped(node: dict, recurse: Callable[[Any], Any]) -> dict:
         out = {k: recurse(v) for k, v in node.items() if k not in WEIGHT_ARGS}
         type_name = node.get("type")
-        if isinstance(type_name, str) and "." not in type_name and default is not None and "_scope_" not in node:
-            if default.get(type_name) is None:
+        if isinstance(type_name, str) and "." not in type_name and scope in models and "_scope_" not in node:
+            if all(r.get(type_name) is None for r in holders(scope)):
                 for sibling in current().sibling_scopes:
-                    registry = available.get(sibling)
-                    if sibling != scope and registry is not None and type_name in registry.module_dict:
+                    if sibling != scope and any(type_name in r.module_dict for r in holders(sibling)):
                         out["type"] = substitutions[type_name] = f"{sibling}.{type_name}"
+                        if sibling in task_utils and type_name in task_utils[sibling].module_dict:
+                            # A task util builds its own defaults (MaxIoUAssigner's BboxOverlaps2D)
+                            # in the default scope: build it in the scope that has them, and keep
+                            # what it nests from the config's scope (BboxOverlapsNearest3D) there.
+                            out = pin_types(dict(out, _scope_=sibling), scope, holders)
                         break
         return out
 
     return map_tree(cfg, on_dict=scoped)
+
+
+def pin_types(node: dict, scope: str, holders: Callable[[str], list[Any]]) -> dict:
+    """``node`` with the unscoped types nested in it that ``scope`` registers written as ``scope.X``:
+    built under another ``_scope_``, they would be looked up there."""
+    def pinned(inner: dict, recurse: Callable[[Any], Any]) -> dict:
+        out = {k: recurse(v) for k, v in inner.items()}
+        type_name = inner.get("type")
+        if (inner is not node and isinstance(type_name, str) and "." not in type_name
+                and any(r.get(type_name) is not None for r in holders(scope))):
+            out["type"] = f"{scope}.{type_name}"
+        return out
+
+    return map_tree(node, on_dict=pinned)
 
 
 def build(values: dict, config_path: Path, device: str = "meta", modules: list[str] | None = None,

@@ -57,6 +57,10 @@ class Stack(Protocol):
     def registries(self) -> dict[str, Any]:
         """scope → the registry its model classes are in, with the model modules imported."""
 
+    def task_util_registries(self) -> dict[str, Any]:
+        """scope → the registry of its task utils (box coders, assigners, samplers), which detectors
+        build themselves from nested configs; empty where unscoped types are never rewritten."""
+
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         """Build one module config (``type`` may be the class itself) as that scope's code would."""
 

@@ -21,15 +21,15 @@ def installed_version(*names: str) -> str | None:
 
 
 def import_registries(scopes: tuple[str, ...], registry_module: str,
-                      errors: dict[str, str] | None = None) -> dict[str, Any]:
-    """scope → its ``MODELS`` registry (``registry_module`` formatted with the scope), with the scope's
-    model classes registered; a package that is absent or broken simply does not count (``errors``,
-    when given, gets why: scope → 'ImportError: …')."""
+                      errors: dict[str, str] | None = None, name: str = "MODELS") -> dict[str, Any]:
+    """scope → its ``MODELS`` registry (or the one called ``name``) in ``registry_module`` formatted
+    with the scope, with the scope's model classes registered; a package that is absent or broken
+    simply does not count (``errors``, when given, gets why: scope → 'ImportError: …')."""
     registries = {}
     for scope in scopes:
         try:
             importlib.import_module(f"{scope}.models")
-            registries[scope] = importlib.import_module(registry_module.format(scope=scope)).MODELS
+            registries[scope] = getattr(importlib.import_module(registry_module.format(scope=scope)), name)
         except Exception as exc:  # noqa: BLE001
             if errors is not None:
                 errors[scope] = f"{type(exc).__name__}: {exc}"

@@ -50,6 +50,9 @@ class Mmcv1Stack:
     def registries(self) -> dict[str, Any]:
         return import_registries(self.sibling_scopes, self.registry_module)
 
+    def task_util_registries(self) -> dict[str, Any]:
+        return {}  # mmcv 1.x's build helpers find an unscoped type wherever it is registered
+
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         # Nested types are built by the class's own module through its package's build helpers.
         return registry.build(cfg)

@@ -47,6 +47,9 @@ class MmengineStack:
     def registries(self) -> dict[str, Any]:
         return import_registries(self.sibling_scopes, self.registry_module)
 
+    def task_util_registries(self) -> dict[str, Any]:
+        return import_registries(self.sibling_scopes, self.registry_module, name="TASK_UTILS")
+
     def build_module(self, registry: Any, cfg: dict, scope: str) -> Any:
         from mmengine.registry import DefaultScope
 
