@@ -5,8 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from freezefix.config.plain import get_in
 from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
 from freezefix.facts import ClassFacts, FactsSource, ModelFacts
-from freezefix.paramwise import Optimizer, key_lr_mult, optimizer_of
+from freezefix.paramwise import Optimizer, optimizer_of
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -64,21 +63,18 @@ class RunSettings:
     stack: str
 
     @property
-    def hidden_freeze(self) -> str | None:
-        """Why what trains cannot be judged from the modules built alone, if it cannot: a detector that
-        freezes in its own code (UniAD-style ``freeze_img_backbone=True``, ``freeze_bn=True``) or a
-        hook in ``custom_hooks`` that freezes or unfreezes.  The rules that judge what trains then say
-        nothing rather than guess."""
+    def freeze_flags(self) -> list[str]:
+        """The detector's own freeze arguments that are on (UniAD-style ``freeze_img_backbone=True``,
+        ``freeze_bn=True``): its code freezes, which modules built alone do not show."""
         model = self.values.get("model")
-        flags = [f"{k}={v!r}" for k, v in (model.items() if isinstance(model, dict) else ())
-                 if _FREEZE_FLAG.search(k) and k != "frozen_stages" and v not in (None, False, 0, -1, "", [], {})]
-        hooks = [str(h.get("type")) for h in (self.values.get("custom_hooks") or []) if isinstance(h, dict)
-                 and "freeze" in str(h.get("type")).lower() and "FreezeAuditHook" not in str(h.get("type"))]
-        if not (flags or hooks):
-            return None
-        what = ", ".join([*flags, *(f"custom hook {h}" for h in hooks)])
-        return (f"it freezes in its own code ({what}), which freezefix does not see on modules built alone; "
-                "what trains was not judged (FreezeAuditHook shows it in a training run)")
+        return [f"{k}={v!r}" for k, v in (model.items() if isinstance(model, dict) else ())
+                if _FREEZE_FLAG.search(k) and k != "frozen_stages" and v not in (None, False, 0, -1, "", [], {})]
+
+    @property
+    def freeze_hooks(self) -> list[str]:
+        """Hooks in ``custom_hooks`` that freeze or unfreeze during training: no build shows what they do."""
+        return [str(h.get("type")) for h in (self.values.get("custom_hooks") or []) if isinstance(h, dict)
+                and "freeze" in str(h.get("type")).lower() and "FreezeAuditHook" not in str(h.get("type"))]
 
     @property
     def resumes(self) -> str | None:
@@ -144,11 +140,6 @@ class ConfigView:
         not a setting on its own, and what it does is decided where it is read."""
         return any(name in file.reads for file in self.files)
 
-    def names_read_of_bases(self) -> frozenset[str]:
-        """Every top-level name a file of the config's chain reads from a base: what decides, over a
-        whole run, whether a name a base binds is read by a config that inherits it."""
-        return frozenset().union(*(file.reads.of_bases for file in self.files))
-
     @property
     def model_if_asked(self) -> ModelFacts | None:
         """The whole model's facts, when a rule asked for them."""
@@ -159,6 +150,25 @@ class ConfigView:
         if self._model is None:
             self._model = self.facts_source.model(self.values, self.path)
         return self._model
+
+    def hidden_freeze(self) -> str | None:
+        """Why what trains cannot be judged, if it cannot: a hook that freezes during training, or a
+        detector that freezes in its own code when the whole detector could not be built to observe
+        it.  A detector whose flags freeze is otherwise judged on the whole model (build,
+        init_weights() where it freezes there, train()), and the rules that judge what trains then
+        read :meth:`facts` from it; where they cannot, they say nothing rather than guess."""
+        flags, hooks = self.settings.freeze_flags, self.settings.freeze_hooks
+        if not (flags or hooks):
+            return None
+        what = ", ".join([*flags, *(f"custom hook {h}" for h in hooks)])
+        why = f"it freezes in its own code ({what}), which freezefix does not see on modules built alone"
+        if hooks:
+            return why + "; what trains was not judged (FreezeAuditHook shows it in a training run)"
+        if self.model_facts().modules:
+            return None
+        built = "; ".join(self.model_facts().notes) or "the detector could not be built"
+        return (f"{why}, nor on the whole detector ({built}); what trains was not judged "
+                "(FreezeAuditHook shows it in a training run)")
 
     def keyed_param_names(self) -> list[str] | None:
         """Every parameter name of the built model, when custom keys exist to match against it.
@@ -171,20 +181,6 @@ class ConfigView:
         model = self.model_facts()
         return model.param_names if model.complete and model.param_names else None
 
-    def checkpointed_trainable(self) -> list[tuple[Module, int]]:
-        """Modules that checkpoint activations (``with_cp=True``) and keep trainable parameters after
-        ``train()``, with how many: DDP with ``find_unused_parameters=True`` cannot train them (mmdet's
-        and mmdet3d's backbones call torch's reentrant checkpoint).  Modules whose class could not be
-        built are left out: nothing is claimed about them."""
-        found = []
-        for module in self.modules.values() if not self.settings.hidden_freeze else ():
-            if module.cfg.get("with_cp") is not True:
-                continue
-            observed = self.facts(module).observed
-            if observed is not None and observed.trainable_params > 0:
-                found.append((module, observed.trainable_params))
-        return found
-
     def candidates(self) -> list[Module]:
         """Modules whose freeze settings can be inconsistent, the only ones worth building.
 
@@ -196,6 +192,8 @@ class ConfigView:
         zero_keys = [k for k, v in (self.optimizer.custom_keys.items() if self.optimizer else ())
                      if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
         unanchored = [k for k in zero_keys if not any(k.startswith(n) or k in f"{n}." for n in self.modules)]
+        # A detector that freezes in its own code may freeze any of its modules.
+        flagged = self.settings.freeze_flags and not self.hidden_freeze()
         chosen = []
         for module in self.modules.values():
             prefix = f"{module.name}."
@@ -203,6 +201,7 @@ class ConfigView:
                 "frozen_stages" in module.cfg
                 or "norm_eval" in module.cfg
                 or unanchored
+                or flagged
                 or any(k in prefix or k.startswith(prefix) or k == module.name for k in zero_keys)
             ):
                 chosen.append(module)
@@ -210,10 +209,15 @@ class ConfigView:
 
     def facts(self, module: Module, scan: bool = False) -> ClassFacts:
         """What building the module's class tells; ``scan`` adds every frozen_stages value
-        (needed for the full-freeze value, which costs one build per value)."""
+        (needed for the full-freeze value, which costs one build per value).  Where the detector
+        freezes in its own code, what the module trains (``observed``) is read off the whole model."""
         cached = self._facts.get(module.name)
         if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
             cached = self._facts[module.name] = self.facts_source.facts(module.cfg, self.default_scope, scan=scan)
+        if cached.observed is not None and self.settings.freeze_flags and not self.settings.freeze_hooks:
+            whole = self.model_facts().modules.get(module.name)
+            if whole is not None:
+                return replace(cached, observed=whole)
         return cached
 
     def probed(self) -> dict[str, ClassFacts]:
@@ -231,12 +235,7 @@ class ConfigView:
             names = self.param_names(module)
         if not names:  # class not built: the keys that cover the whole module decide
             return Counter({self.optimizer.lr_mult(f"{module.name}."): 1})
-        if not self.optimizer.custom_keys:
-            return Counter({1.0: len(names)})
-        # Every rule asks this of the same modules, and the configs of a repository share their
-        # backbones and custom keys: counted once per (parameter names, the keys' lr_mults).
-        mults = tuple((k, key_lr_mult(v)) for k, v in self.optimizer.custom_keys.items())
-        return Counter(_count_lr_mults(tuple(names), mults))  # a copy: callers may change theirs
+        return self.optimizer.count_lr_mults(names)
 
     def zero_lr(self, module: Module, names: list[str] | None = None) -> bool:
         mults = self.lr_mults(module, names)
@@ -254,15 +253,14 @@ class ConfigView:
         return module.cfg.get("frozen_stages")
 
 
-@lru_cache(maxsize=4096)  # a process checking many repositories keeps the last ones
-def _count_lr_mults(names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> Counter:
-    """lr_mult → how many of ``names`` get it under custom keys with these lr_mults."""
-    matcher = Optimizer("", (), {key: {"lr_mult": mult} for key, mult in mults})
-    return Counter(matcher.lr_mult(n) for n in names)
-
-
 _NOT_MODULES = ("init_cfg",)
 _FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
+
+
+def names_read_of_bases(files: tuple[ConfigFile, ...]) -> frozenset[str]:
+    """Every top-level name a file of a config's chain reads from a base: what decides, over a
+    whole run, whether a name a base binds is read by a config that inherits it."""
+    return frozenset().union(*(file.reads.of_bases for file in files))
 
 
 def config_files(resolver: Resolver, path: Path) -> tuple[ConfigFile, ...]:

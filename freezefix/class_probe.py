@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from collections import OrderedDict
+from functools import lru_cache
 from typing import Any, Callable
 
 from freezefix.building import WEIGHT_ARGS, describe_error, is_batchnorm, on_first_device
@@ -175,8 +177,15 @@ def freeze_state(module: Any) -> FreezeState:
     see that: the Runner builds both first)."""
     constructed = sum(p.numel() for p in module.parameters() if p.requires_grad)
     module.train()
+    return settled_state(module, constructed)
+
+
+def settled_state(module: Any, constructed: int) -> FreezeState:
+    """What trains in ``module`` as it is now (after ``train()``), ``constructed`` elements having
+    required grad when DDP and the optimizer were built."""
     trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
     bns = [m for m in module.modules() if is_batchnorm(m)]
+    not_tracking = [m for m in bns if m.training and not getattr(m, "track_running_stats", True)]
     return FreezeState(
         trainable_params=sum(p.numel() for _, p in trainable),
         trainable_tensors=len(trainable),
@@ -185,7 +194,61 @@ def freeze_state(module: Any) -> FreezeState:
         trainable_names=[n for n, _ in trainable],
         constructed_trainable_params=constructed,
         frozen_children_bn_training=frozen_children_bn_training(module),
+        bn_not_tracking=len(not_tracking),
+        bn_batch_stats=sum(1 for m in not_tracking if getattr(m, "running_mean", None) is not None),
     )
+
+
+def observe_whole_model(model: Any) -> tuple[dict[str, FreezeState], str | None]:
+    """Each top-level module of a built detector after the runner's steps, the detector's own code
+    included: construction, ``init_weights()`` where a plugin's class of the model has its own (it may
+    freeze there; mmcv 1.x's train script calls it before DDP and the optimizer are built, mmengine's
+    Runner after), then
+    ``train()``.  Empty, with why, when ``init_weights()`` fails: nothing is then observed."""
+    before_wrap = current().init_weights_before_wrap
+    freezes_there = has_plugin_init_weights(model)
+    if freezes_there and before_wrap and (failed := run_init_weights(model)):
+        return {}, failed
+    constructed = {name: sum(p.numel() for p in child.parameters() if p.requires_grad)
+                   for name, child in model.named_children()}
+    if freezes_there and not before_wrap and (failed := run_init_weights(model)):
+        return {}, failed
+    model.train()
+    return {name: settled_state(child, constructed[name]) for name, child in model.named_children()
+            if any(True for _ in child.parameters())}, None
+
+
+def has_plugin_init_weights(model: Any) -> bool:
+    """Whether some class of the model has an ``init_weights`` from outside the OpenMMLab packages."""
+    return any(_freezes_in_init_weights(cls) for cls in {type(m) for m in model.modules()})
+
+
+def run_init_weights(model: Any) -> str | None:
+    """Run the model's ``init_weights()``; why it failed, if it did."""
+    logging.disable(logging.INFO)  # mmengine logs every parameter's initialisation
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.init_weights()
+    except Exception as exc:  # noqa: BLE001 - said, and nothing observed
+        return f"init_weights() failed ({describe_error(exc)}): what the model freezes there was not observed"
+    finally:
+        logging.disable(logging.NOTSET)
+    return None
+
+
+# Packages whose init_weights() only initialises; a plugin's may freeze (BEV repos do).
+_INITIALISES_ONLY = ("torch", "mmengine", "mmcv", "mmdet", "mmdet3d", "mmpretrain", "mmcls", "mmseg")
+
+
+@lru_cache(maxsize=None)
+def _freezes_in_init_weights(cls: type) -> bool:
+    """Whether ``cls`` has an ``init_weights`` of its own or a base's from outside the OpenMMLab
+    packages: what it does (it may freeze) is only seen by running it."""
+    for klass in cls.__mro__:
+        if "init_weights" in klass.__dict__:
+            return klass.__module__.split(".")[0] not in _INITIALISES_ONLY
+    return False
 
 
 def frozen_children_bn_training(module: Any) -> dict[str, int]:

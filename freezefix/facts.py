@@ -34,15 +34,31 @@ class FreezeState:
     # Direct child → its BatchNorm layers still updating running statistics after train() though
     # the child's parameters are all frozen (mmdet's MobileNetV2 freezes its stem without eval()).
     frozen_children_bn_training: dict[str, int] = field(default_factory=dict)
+    # BatchNorm layers in training mode with track_running_stats=False: they update no statistics.
+    bn_not_tracking: int = 0
+    # Those of them that keep running statistics all the same: they normalise with batch statistics
+    # in training and with the stored ones at test.
+    bn_batch_stats: int = 0
 
 
 @dataclass
 class ModelFacts:
-    """Every parameter name of a whole model (for custom_keys matching)."""
+    """Every parameter name of a whole model (for custom_keys matching), and what each of its
+    top-level modules trains once the runner's steps ran on the whole detector (its own code
+    included: a ``freeze_img_backbone`` flag, an ``eval()`` in ``__init__``, a freeze in ``train()``)."""
 
     param_names: list[str] = field(default_factory=list)
     complete: bool = False  # the detector itself was built (not only some of its modules)
     notes: list[str] = field(default_factory=list)
+    # top-level module → its state after build, init_weights() where the detector freezes there,
+    # and train(); empty when the detector was not built, or its init_weights() failed
+    modules: dict[str, FreezeState] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelFacts:
+        data = dict(data)
+        modules = {name: FreezeState(**state) for name, state in data.pop("modules", {}).items()}
+        return cls(**data, modules=modules)
 
     @property
     def transient(self) -> bool:

@@ -4,7 +4,9 @@ Kept free of config loading so the verification worker can credit each lr to its
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from freezefix.ftypes import Key
@@ -41,6 +43,15 @@ class Optimizer:
         key = self.match(param_name)
         return 1.0 if key is None else key_lr_mult(self.custom_keys[key])
 
+    def count_lr_mults(self, names: list[str]) -> Counter:
+        """lr_mult → how many of ``names`` get it."""
+        if not self.custom_keys:
+            return Counter({1.0: len(names)})
+        # Every rule asks this of the same modules, and the configs of a repository share their
+        # backbones and custom keys: counted once per (parameter names, the keys' lr_mults).
+        mults = tuple((k, key_lr_mult(v)) for k, v in self.custom_keys.items())
+        return Counter(_count_lr_mults(tuple(names), mults))  # a copy: callers may change theirs
+
 
 def key_lr_mult(setting: Any) -> float:
     """The lr_mult a custom key's setting gives (1.0 unless it says)."""
@@ -73,3 +84,10 @@ def optimizer_of(values: dict, stack: str) -> Optimizer | None:
     optimizer = holder.get("optimizer") if era == "mmengine" else holder
     named = optimizer.get("type") if isinstance(optimizer, dict) else None
     return Optimizer(era, root, dict(keys) if isinstance(keys, dict) else {}, str(named) if named else "optimizer")
+
+
+@lru_cache(maxsize=4096)  # a process checking many repositories keeps the last ones
+def _count_lr_mults(names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> Counter:
+    """lr_mult → how many of ``names`` get it under custom keys with these lr_mults."""
+    matcher = Optimizer("", (), {key: {"lr_mult": mult} for key, mult in mults})
+    return Counter(matcher.lr_mult(n) for n in names)

@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from freezefix.cache import JsonCacheFile, environment_key, freezefix_source_digest, package_versions
-from freezefix.class_probe import KeptModules, clean_kwargs, module_key, optimizer_settings, probe_class
+from freezefix.class_probe import (
+    KeptModules, clean_kwargs, module_key, observe_whole_model, optimizer_settings, probe_class,
+)
 from freezefix.facts import ClassFacts, ModelFacts, facts_from_json
 from freezefix.stacks import current, stack_name
 
-_SCHEMA = 6  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 7  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def class_question(module_cfg: dict, scope_hint: str | None, scan: bool, device: str) -> str:
@@ -216,6 +218,14 @@ class Prober(KeptAnswers):
         if built.model is not None:
             facts.param_names = [n for n, _ in built.model.named_parameters()]
             facts.complete = built.level == "model"
+            if facts.complete:
+                facts.modules, note = observe_whole_model(built.model)
+                if note and built.device == "meta":
+                    # A plugin's init_weights() cannot run on meta tensors: observe a CPU build.
+                    on_cpu = build(values, config_path, device="cpu")
+                    if on_cpu.model is not None and on_cpu.level == "model":
+                        facts.modules, note = observe_whole_model(on_cpu.model)
+                facts.notes.extend([note] if note else [])
         elif built.error:
             facts.notes.append(built.error)
         # A failure that installing something may undo is kept for this environment only.
@@ -301,8 +311,8 @@ class _Judging:
 
 def _model_facts(data: Any) -> ModelFacts | None:
     try:
-        return ModelFacts(**data)
-    except TypeError:
+        return ModelFacts.from_json(data)
+    except (TypeError, AttributeError):
         return None
 
 

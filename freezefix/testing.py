@@ -64,7 +64,7 @@ class RecordedFacts:
         return facts
 
     def model(self, values: dict, config_path: Path) -> ModelFacts:
-        return ModelFacts(**self._answer(model_question(values, self.device)))
+        return ModelFacts.from_json(self._answer(model_question(values, self.device)))
 
     def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
                            optimizer_values: dict) -> dict[str, list] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from freezefix.api import RunOptions, check_paths
+from freezefix.stacks import stack_name
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +59,57 @@ def test_what_was_not_judged_is_said_again_when_the_result_comes_from_the_cache(
     cached = check_paths([config], options)
     assert [what for what, _ in fresh.unjudged] == ["BEVDetector"]
     assert cached.unjudged == fresh.unjudged
+
+
+# A plugin package whose detectors freeze the camera backbone in their own code, in the places
+# BEV repos do (tests/fixtures/hidden_freeze): judged on the whole detector, era-exact.
+JUDGED = {
+    "linear_probe.py": {"FF105"},  # eval() in __init__ only: the runner's train() undoes it
+    "linear_probe_norm_eval.py": set(),
+    "linear_probe_slow_backbone.py": {"FF102"},  # the flag makes the key's lr_mult dead
+    "no_running_stats.py": {"FF118"},  # track_running_stats=False in training mode
+    "late_freeze.py": {"FF109"},  # requires_grad=False in train(), after DDP
+    "late_freeze_ddp_ready.py": set(),
+    # mmengine's Runner calls init_weights() after DDP and the optimizer are built
+    "init_weights_freeze.py": {"FF105", "FF109"},
+}
+
+
+def judged_freezes(result, configs_dir) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {p.name: set() for p in configs_dir.glob("*.py")}
+    for reported in result.findings:
+        for config in reported.configs:
+            found[config.name].add(reported.finding.code)
+    return found
+
+
+@pytest.mark.skipif(stack_name() != "mmengine",
+                    reason="mmengine-era configs of the plugin repo")
+def test_freezes_in_a_plugin_detectors_code_are_judged_on_the_whole_detector(copy_fixture):
+    root = copy_fixture("hidden_freeze")
+    result = check_paths([root / "configs"], RunOptions(cache_dir=None))
+    assert not result.errors, result.errors
+    assert dict(result.unjudged) == {}
+    assert judged_freezes(result, root / "configs") == JUDGED
+    messages = {r.finding.code: r.finding.message for r in result.findings}
+    assert "img_backbone is fully frozen (by the detector's own code: freeze_img_backbone=True)" in messages["FF102"]
+    assert "normalise with each batch's statistics in training and with the stored ones at test" in messages["FF118"]
+    assert "frozen afterwards by the detector's own code" in messages["FF109"]
+
+
+@pytest.mark.skipif(stack_name() != "mmengine",
+                    reason="mmengine-era configs of the plugin repo")
+def test_the_fixes_of_judged_freezes_are_proved_on_the_whole_detector_and_leave_only_the_code_finding(copy_fixture):
+    from freezefix.api import Session
+
+    root = copy_fixture("hidden_freeze")
+    base = (root / "configs" / "_base_" / "bev_r18.py").read_bytes()
+    result = Session([root / "configs"], RunOptions(cache_dir=None, unsafe_fixes=True)).fix(dry_run=False)
+    assert not result.errors, result.errors
+    assert sorted(p.name for p, v in result.verdicts.items() if v.ok) == [
+        "init_weights_freeze.py", "late_freeze.py", "linear_probe.py", "linear_probe_slow_backbone.py"]
+    # the plugin's init_weights() cannot run on meta tensors: that one is proved on the CPU
+    assert {p.name: v.device for p, v in result.verdicts.items()}["init_weights_freeze.py"] == "cpu"
+    assert (root / "configs" / "_base_" / "bev_r18.py").read_bytes() == base  # shared: children edited
+    after = check_paths([root / "configs"], RunOptions(cache_dir=None))
+    assert judged_freezes(after, root / "configs") == {name: codes & {"FF118"} for name, codes in JUDGED.items()}

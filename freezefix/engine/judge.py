@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from freezefix.analysis import ConfigView, config_files
+from freezefix.analysis import ConfigView, config_files, names_read_of_bases
 from freezefix.cache import Entry
 from freezefix.config.resolve import Resolver
 from freezefix.engine.place import place
@@ -46,8 +46,8 @@ def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str
             unjudged.append((facts.type_name, "; ".join([facts.import_error, *notes])))
         elif facts.unbuildable is not None:
             unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *notes])))
-    if view.settings.hidden_freeze:
-        unjudged.append((view.model_type, view.settings.hidden_freeze))
+    if view.hidden_freeze():
+        unjudged.append((view.model_type, view.hidden_freeze()))
     whole = _whole_model_unjudged(view.model_if_asked)
     # A detector that fails for a module already named here, or for what a finding's fix repairs
     # (FF103's frozen_stages past the range), needs no note of its own.
@@ -113,7 +113,7 @@ class Judge:
         lasting = not any(facts.transient for facts in view.probed().values()) \
             and not (unjudged and plugin_notes) and not (view.model_if_asked is not None and view.model_if_asked.transient)
         return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
-                       files=tuple(file.path for file in view.files), names_read=view.names_read_of_bases())
+                       files=tuple(file.path for file in view.files), names_read=names_read_of_bases(view.files))
 
     def judge_all(self, resolver: Resolver, paths: list[Path], jobs: int | None = None) -> dict[Path, Checked]:
         """Every config of ``paths``: in this process, or in forked workers (``jobs``; by default

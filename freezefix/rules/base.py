@@ -147,6 +147,29 @@ def full_freeze_hazards(view: ConfigView, facts: ClassFacts, full: int) -> list[
     return reasons
 
 
+def checkpointed_trainable(view: ConfigView) -> list[tuple[Module, int]]:
+    """Modules that checkpoint activations (``with_cp=True``) and keep trainable parameters after
+    ``train()``, with how many: DDP with ``find_unused_parameters=True`` cannot train them (mmdet's
+    and mmdet3d's backbones call torch's reentrant checkpoint).  Modules whose class could not be
+    built are left out: nothing is claimed about them."""
+    found = []
+    for module in view.modules.values() if not view.hidden_freeze() else ():
+        if module.cfg.get("with_cp") is not True:
+            continue
+        observed = view.facts(module).observed
+        if observed is not None and observed.trainable_params > 0:
+            found.append((module, observed.trainable_params))
+    return found
+
+
+def frozen_by(view: ConfigView, module: Module) -> str:
+    """What freezes the module, as a finding says it: the detector's own flags where what it trains
+    was read off the whole model, else its frozen_stages."""
+    if view.settings.freeze_flags and view.model_if_asked and module.name in view.model_if_asked.modules:
+        return f"by the detector's own code: {', '.join(view.settings.freeze_flags)}"
+    return f"frozen_stages={view.frozen_stages(module)}"
+
+
 def add_zero_lr_key(view: ConfigView, module_name: str) -> Change:
     """The change that gives ``module_name`` its own ``custom_keys`` entry with lr_mult 0.0."""
     root = view.optimizer.root if view.optimizer else ("optim_wrapper",)

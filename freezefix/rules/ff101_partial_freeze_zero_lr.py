@@ -67,7 +67,7 @@ class PartialFreezeZeroLr(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.settings.hidden_freeze:
+        if view.hidden_freeze():
             return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, frozen_by, registry
 
 _CFG = """\
 model = dict(
@@ -65,7 +65,7 @@ class DeadLrMult(Rule):
             where = (*view.optimizer.custom_keys_key, key, "lr_mult")
             others = _trainable_modules_matching(view, key, exclude=module)
             message = (
-                f"{module.name} is fully frozen (frozen_stages={view.frozen_stages(module)}), so "
+                f"{module.name} is fully frozen ({frozen_by(view, module)}), so "
                 f"lr_mult={mult} from custom key {key!r} has no effect"
             )
             if others:

@@ -71,12 +71,14 @@ class BnStatsDrift(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.settings.hidden_freeze:
+        if view.hidden_freeze():
             return  # what trains is decided in code no module build shows
         for module in view.candidates():
             facts = view.facts(module)
             observed = facts.observed
-            if observed is None or not observed.bn_training:
+            # layers with track_running_stats=False update nothing (FF118 judges them)
+            drifting = observed.bn_training - observed.bn_not_tracking if observed is not None else 0
+            if not drifting:
                 continue
             fully_frozen = observed.trainable_params == 0 and facts.total_params > 0
             if not (fully_frozen or (facts.param_names and view.zero_lr(module))):
@@ -84,7 +86,7 @@ class BnStatsDrift(Rule):
                 continue
             why = "fully frozen" if fully_frozen else "given lr_mult=0.0"
             message = (
-                f"{module.name} is {why}, but {observed.bn_training} of its {observed.bn_total} "
+                f"{module.name} is {why}, but {drifting} of its {observed.bn_total} "
                 "BatchNorm layers stay in training mode and keep updating their running statistics"
             )
             key = (*module.key, "norm_eval")

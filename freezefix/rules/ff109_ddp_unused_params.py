@@ -29,7 +29,9 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView, Module
-from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, fmt_count, registry
+from freezefix.rules.base import (
+    Change, Finding, Fix, Invalid, Options, Rule, Valid, checkpointed_trainable, fmt_count, frozen_by, registry,
+)
 
 _CFG = """\
 model = dict(
@@ -68,7 +70,7 @@ class DdpUnusedParams(Rule):
                        line=3, col=14, message="6,281 params are trainable when DDP wraps the model")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.settings.hidden_freeze:
+        if view.hidden_freeze():
             return  # what trains is decided in code no module build shows
         if view.settings.finds_unused_parameters() or view.settings.static_graph():
             return
@@ -80,9 +82,9 @@ class DdpUnusedParams(Rule):
             if late <= 0:
                 continue
             message = (f"{module.name}: {fmt_count(late)} params are trainable when DDP wraps the model but "
-                       f"frozen by {view.facts(module).type_name}.train(); without find_unused_parameters=True "
+                       f"frozen {_when(view, module)}; without find_unused_parameters=True "
                        "distributed training stops with 'Expected to have finished reduction'")
-            checkpointed = view.checkpointed_trainable()
+            checkpointed = checkpointed_trainable(view)
             if not checkpointed:
                 fix = Fix((Change(view.settings.find_unused_parameters, True),), safe=True)
                 yield self.finding(message, module.key, fix, module.name)
@@ -108,3 +110,9 @@ def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix
                                                  "static_graph": True})
     why = "static_graph assumes every iteration uses the same parameters (a forward that skips modules breaks it)"
     return Fix((change,), safe=False, why_unsafe=why), said + "; DDP's static_graph=True handles both"
+
+
+def _when(view: ConfigView, module: Module) -> str:
+    if frozen_by(view, module).startswith("by the detector"):
+        return f"afterwards {frozen_by(view, module)} (in its train() or init_weights())"
+    return f"by {view.facts(module).type_name}.train()"

@@ -59,7 +59,7 @@ class IncompleteFreeze(Rule):
     ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.settings.hidden_freeze:
+        if view.hidden_freeze():
             return  # what trains is decided in code no module build shows
         if options.freeze:
             for name in options.freeze:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, fmt_count, registry
+from freezefix.rules.base import Finding, Invalid, Options, Rule, Valid, checkpointed_trainable, fmt_count, registry
 
 _CFG = """\
 model = dict(
@@ -65,7 +65,7 @@ class CheckpointingWithUnusedParams(Rule):
                    "broadcast_buffers=False, static_graph=True) if every iteration uses the same parameters, "
                    "or set with_cp=False" if view.facts_source.stack == "mmengine" else
                    "mmcv 1.x train scripts cannot pass static_graph to DDP: set with_cp=False, or freeze the module")
-        for module, trainable in view.checkpointed_trainable():
+        for module, trainable in checkpointed_trainable(view):
             yield self.finding(
                 f"{module.name} checkpoints its activations (with_cp=True) and keeps {fmt_count(trainable)} "
                 f"trainable params, while DDP runs with find_unused_parameters=True: distributed training stops "

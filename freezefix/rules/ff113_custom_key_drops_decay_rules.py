@@ -69,7 +69,7 @@ class CustomKeyDropsDecayRules(Rule):
                        message="takes 40 params out of norm_decay_mult=0.0")]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
-        if view.settings.hidden_freeze:
+        if view.hidden_freeze():
             return  # what trains is decided in code no module build shows
         optimizer = view.optimizer
         if optimizer is None or not optimizer.custom_keys:

@@ -93,7 +93,7 @@ class ShadowedZeroLr(Rule):
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         optimizer = view.optimizer
-        if view.settings.hidden_freeze or optimizer is None:
+        if view.hidden_freeze() or optimizer is None:
             return  # what trains is decided in code no module build shows
         zeros = [k for k, v in optimizer.custom_keys.items() if isinstance(v, dict) and key_lr_mult(v) == 0.0]
         if not zeros:

@@ -45,6 +45,9 @@ class Stack(Protocol):
     rewrites_unscoped_types: bool
     # Where a scope's MODELS registry lives ('{scope}.registry', '{scope}.models.builder').
     registry_module: str
+    # Whether the model's init_weights() runs before DDP and the optimizer are built (mmcv 1.x's
+    # train scripts call it right after building the model) or after (mmengine's Runner.train).
+    init_weights_before_wrap: bool
     # The setting the stack's runner schedules lrs from: 'param_scheduler' (mmengine) or 'lr_config'.
     lr_schedule: str
     # Why the stack's optimizer constructor logs no per-parameter lines; None when it does, and

@@ -39,6 +39,7 @@ class Mmcv1Stack:
     sibling_scopes = ("mmdet3d", "mmdet", "mmcls", "mmseg")
     rewrites_unscoped_types = False
     registry_module = "{scope}.models.builder"
+    init_weights_before_wrap = True
     lr_schedule = "lr_config"
     no_optimizer_log = ("mmcv 1.x's optimizer constructor (mmcv.runner.DefaultOptimizerConstructor) logs no "
                         "per-parameter lines, so a training log of this stack has none to compare with; "

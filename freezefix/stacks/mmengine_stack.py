@@ -38,6 +38,7 @@ class MmengineStack:
     sibling_scopes = ("mmdet3d", "mmdet", "mmpretrain", "mmseg")
     rewrites_unscoped_types = True
     registry_module = "{scope}.registry"
+    init_weights_before_wrap = False
     lr_schedule = "param_scheduler"
     no_optimizer_log = None  # DefaultOptimWrapperConstructor logs `paramwise_options -- name:key=value`
 

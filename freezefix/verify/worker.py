@@ -150,7 +150,9 @@ def run_job(job: dict, cache: dict[str, BuildAnswer]) -> BuildAnswer:
 
 
 def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> BuildAnswer:
+    from freezefix.class_probe import has_plugin_init_weights, run_init_weights
     from freezefix.models import build
+    from freezefix.stacks import current
 
     built = build(values, origin, device=device)
     result = BuildAnswer(None, level=built.level, device=built.device, substitutions=dict(built.substitutions),
@@ -158,10 +160,20 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     if built.model is None:
         return replace(result, error=built.error or "the model could not be built")
     model = built.model
+    # A plugin's init_weights() may freeze: run it where the stack's runner does (mmcv 1.x's train
+    # script before DDP and the optimizer are built, mmengine's Runner after), on the CPU if need be.
+    runs_init = has_plugin_init_weights(model)
+    if runs_init and built.device == "meta":
+        return _build_and_measure(values, origin, "cpu", optimizer_log)
+    before_wrap = current().init_weights_before_wrap
+    if runs_init and before_wrap and (failed := run_init_weights(model)):
+        return replace(result, error=failed)
     constructed = {n: p.requires_grad for n, p in model.named_parameters()}
     # The Runner builds the optimizer after construction and before train(): do the same.
     log: list[str] | None = [] if optimizer_log else None
     settings, base_lr, optim_note = _lr_of_params(model, values, log)
+    if runs_init and not before_wrap and (failed := run_init_weights(model)):
+        return replace(result, error=failed)
     lrs = {n: setting[0] for n, setting in settings.items()}
     if optim_note:
         result.notes.append(optim_note)
