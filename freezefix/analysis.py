@@ -76,6 +76,20 @@ class RunSettings:
         return [str(h.get("type")) for h in (self.values.get("custom_hooks") or []) if isinstance(h, dict)
                 and "freeze" in str(h.get("type")).lower() and "FreezeAuditHook" not in str(h.get("type"))]
 
+    def unseen_freeze(self, whole: ModelFacts | None) -> str | None:
+        """Why what trains cannot be judged, if it cannot: a hook that freezes during training, or a
+        detector that freezes in its own code and was not observed on the whole (``whole``: the
+        detector as built, build, init_weights() where it freezes there, train()).  The rules that
+        judge what trains then say nothing rather than guess."""
+        flags, hooks = self.freeze_flags, self.freeze_hooks
+        if not (flags or hooks) or (whole is not None and whole.modules):
+            return None
+        what = ", ".join([*flags, *(f"custom hook {h}" for h in hooks)])
+        why = f"it freezes in its own code ({what}), which freezefix does not see on modules built alone"
+        if whole is not None:
+            why += f", nor on the whole detector ({'; '.join(whole.notes) or 'the detector could not be built'})"
+        return why + "; what trains was not judged (FreezeAuditHook shows it in a training run)"
+
     @property
     def resumes(self) -> str | None:
         """Why a run from this config resumes an optimizer state, if it does."""
@@ -152,23 +166,10 @@ class ConfigView:
         return self._model
 
     def hidden_freeze(self) -> str | None:
-        """Why what trains cannot be judged, if it cannot: a hook that freezes during training, or a
-        detector that freezes in its own code when the whole detector could not be built to observe
-        it.  A detector whose flags freeze is otherwise judged on the whole model (build,
-        init_weights() where it freezes there, train()), and the rules that judge what trains then
-        read :meth:`facts` from it; where they cannot, they say nothing rather than guess."""
-        flags, hooks = self.settings.freeze_flags, self.settings.freeze_hooks
-        if not (flags or hooks):
-            return None
-        what = ", ".join([*flags, *(f"custom hook {h}" for h in hooks)])
-        why = f"it freezes in its own code ({what}), which freezefix does not see on modules built alone"
-        if hooks:
-            return why + "; what trains was not judged (FreezeAuditHook shows it in a training run)"
-        if self.model_facts().modules:
-            return None
-        built = "; ".join(self.model_facts().notes) or "the detector could not be built"
-        return (f"{why}, nor on the whole detector ({built}); what trains was not judged "
-                "(FreezeAuditHook shows it in a training run)")
+        """Why what trains cannot be judged, if it cannot (see RunSettings.unseen_freeze); a detector
+        whose flags freeze is otherwise judged on the whole model, where :meth:`facts` reads it."""
+        observable = self.settings.freeze_flags and not self.settings.freeze_hooks
+        return self.settings.unseen_freeze(self.model_facts() if observable else None)
 
     def keyed_param_names(self) -> list[str] | None:
         """Every parameter name of the built model, when custom keys exist to match against it.
@@ -209,16 +210,23 @@ class ConfigView:
 
     def facts(self, module: Module, scan: bool = False) -> ClassFacts:
         """What building the module's class tells; ``scan`` adds every frozen_stages value
-        (needed for the full-freeze value, which costs one build per value).  Where the detector
-        freezes in its own code, what the module trains (``observed``) is read off the whole model."""
+        (needed for the full-freeze value, which costs one build per value).  What the module trains
+        (``observed``) is read off the whole detector where it is built (see _observes_whole_model)."""
         cached = self._facts.get(module.name)
         if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
             cached = self._facts[module.name] = self.facts_source.facts(module.cfg, self.default_scope, scan=scan)
-        if cached.observed is not None and self.settings.freeze_flags and not self.settings.freeze_hooks:
+        if cached.observed is not None and self._observes_whole_model():
             whole = self.model_facts().modules.get(module.name)
             if whole is not None:
                 return replace(cached, observed=whole)
         return cached
+
+    def _observes_whole_model(self) -> bool:
+        """Whether what modules train is read off the whole detector: where its own code freezes, and
+        wherever it is built anyway (custom keys are matched against its parameters)."""
+        if self.settings.freeze_hooks:
+            return False
+        return bool(self.settings.freeze_flags or (self.optimizer and self.optimizer.custom_keys))
 
     def probed(self) -> dict[str, ClassFacts]:
         """What the rules learnt about each module they asked about, by module name."""

@@ -126,6 +126,9 @@ def check_example(directory: Path, code: str, example: Valid | Invalid, facts_so
     ``facts_source``: where the rule's facts come from (None: the installed stack)."""
     path = directory / "example.py"
     path.write_text(example.source)
+    for relative, text in example.beside:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_text(text)
     fixing = isinstance(example, Invalid) and example.fixed is not None
     # Each rule is tested alone: its fixed example shows its own fix, not its neighbours'.
     options = RunOptions(select=(code,), freeze=example.freeze, unsafe_fixes=example.unsafe_fixes, verify=verify)

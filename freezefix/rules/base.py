@@ -31,6 +31,9 @@ class Valid:
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
     stacks: tuple[str, ...] = ALL_STACKS  # the stacks it holds on (what a stack's runner reads differs)
+    # Files written beside the config, as (relative path, text): the plugin package its plugin_dir
+    # names, for a shape only a detector's own code makes.
+    beside: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Invalid:
     freeze: tuple[str, ...] = ()
     unsafe_fixes: bool = False
     stacks: tuple[str, ...] = ALL_STACKS
+    beside: tuple[tuple[str, str], ...] = ()  # as Valid's
 
 
 @dataclass

@@ -23,6 +23,13 @@ def _config_block(source: str) -> str:
     return f"```python\n{source.rstrip()}\n```"
 
 
+def _beside(example: Valid | Invalid) -> list[str]:
+    parts = []
+    for relative, text in example.beside:
+        parts += ["", f"with `{relative}` beside it:", "", _config_block(text)]
+    return parts
+
+
 def _on_stacks(example: Valid | Invalid) -> list[str]:
     if example.stacks == ALL_STACKS:
         return []
@@ -35,10 +42,10 @@ def rule_page(rule: Rule) -> str:
         parts += [f"## {heading}", "", body, ""]
     parts += ["## Configs it accepts", ""]
     for example in rule.VALID:
-        parts += [_config_block(example.source), *_on_stacks(example), ""]
+        parts += [_config_block(example.source), *_beside(example), *_on_stacks(example), ""]
     parts += ["## Configs it reports", ""]
     for example in rule.INVALID:
-        parts += [_config_block(example.source), *_on_stacks(example)]
+        parts += [_config_block(example.source), *_beside(example), *_on_stacks(example)]
         parts += ["", f"Reported at line {example.line}, column {example.col}: \"… {example.message} …\""]
         policy = [f"`--freeze {','.join(example.freeze)}`" if example.freeze else "",
                   "`--unsafe-fixes`" if example.unsafe_fixes else ""]

@@ -39,6 +39,39 @@ model = dict(
 )
 """
 
+# A plugin detector whose freeze flag "freezes" BatchNorm statistics by switching tracking off.
+_PLUGIN = ("ff118_plugin/__init__.py", """\
+import torch.nn as nn
+from mmdet3d.models.detectors import MVXTwoStageDetector
+
+try:  # mmdet3d >= 1.1
+    from mmdet3d.registry import MODELS
+except ImportError:  # mmdet3d 1.0 on mmcv-full 1.x
+    from mmdet.models import DETECTORS as MODELS
+
+
+@MODELS.register_module(force=True)
+class StatsFrozenDetector(MVXTwoStageDetector):
+    def __init__(self, freeze_img_backbone=False, **kwargs):
+        super().__init__(**kwargs)
+        if freeze_img_backbone:
+            for param in self.img_backbone.parameters():
+                param.requires_grad = False
+            for layer in self.img_backbone.modules():
+                if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                    layer.track_running_stats = False
+""")
+
+_PLUGIN_CFG = """\
+plugin = True
+plugin_dir = 'ff118_plugin/'
+model = dict(
+    type='StatsFrozenDetector',
+    freeze_img_backbone={flag},
+    img_backbone=dict(type='mmdet.ResNet', depth=18, norm_eval={norm_eval}),
+)
+"""
+
 
 @registry.add
 class FrozenBnBatchStatistics(Rule):
@@ -51,10 +84,14 @@ class FrozenBnBatchStatistics(Rule):
         # built without running statistics: batch statistics in training and at test alike
         Valid(_CFG.format(fs=4, tracking=", track_running_stats=False")),
         Valid(_CFG.format(fs=-1, tracking=", track_running_stats=False")),
+        Valid(_PLUGIN_CFG.format(flag=False, norm_eval=False), beside=(_PLUGIN,)),
+        Valid(_PLUGIN_CFG.format(flag=True, norm_eval=True), beside=(_PLUGIN,)),  # in eval mode: stored stats
     ]
-    # The shape needs code that changes the layers after they are built (a detector's freeze flag):
-    # its INVALID cases are the plugin fixtures of tests/fixtures/hidden_freeze, on both stacks.
-    INVALID: list[Invalid] = []
+    INVALID = [
+        Invalid(_PLUGIN_CFG.format(flag=True, norm_eval=False), beside=(_PLUGIN,), line=6, col=18,
+                message="img_backbone is fully frozen, but 20 of its 20 BatchNorm layers stay in training mode "
+                        "with track_running_stats=False"),
+    ]
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         if view.hidden_freeze():
