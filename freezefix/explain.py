@@ -121,16 +121,16 @@ def _audit_would_help(out: Explanation, values: dict) -> bool:
 
 
 def _row(name: str, stats: ModuleMeasure, base_lr: float | None) -> dict:
-    def groups(histogram: dict[str, int], keys: dict[str, dict[str, int]]) -> list[dict]:
+    def groups(histogram: dict[str, int], keys: dict[str, dict[str, int]] | None = None) -> list[dict]:
         out = []
         for lr, numel in sorted(histogram.items()):
             if lr == NOT_IN_OPTIMIZER:
                 out.append({"lr": None, "params": numel})
-            else:
-                value = float(lr)
-                # the custom keys that set this lr, and for how many of its params
-                out.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel,
-                            "custom_keys": dict(sorted(keys.get(lr, {}).items(), key=lambda kv: -kv[1]))})
+                continue
+            value = float(lr)
+            out.append({"lr": value, "lr_mult": value / base_lr if base_lr else None, "params": numel})
+            if keys is not None:  # the custom keys that set this lr, and for how many of its params
+                out[-1]["custom_keys"] = dict(sorted(keys.get(lr, {}).items(), key=lambda kv: -kv[1]))
         return out
 
     return {
@@ -139,7 +139,7 @@ def _row(name: str, stats: ModuleMeasure, base_lr: float | None) -> dict:
         "bn_training": stats.bn_training, "bn_total": stats.bn_total,
         # lr: the params that trained when the optimizer was built; frozen_in_optimizer: params that
         # were frozen then but which the constructor put in the optimizer anyway (mmcv 1.x does).
-        "lr": groups(stats.lr, stats.lr_keys), "frozen_in_optimizer": groups(stats.frozen_in_optimizer, {}),
+        "lr": groups(stats.lr, stats.lr_keys), "frozen_in_optimizer": groups(stats.frozen_in_optimizer),
     }
 
 
@@ -197,7 +197,7 @@ def _cells(row: dict, bold: bool) -> list[str]:
                 parts.append(f"not in optimizer: {item['params']:,}")
             else:
                 mult = f" (×{item['lr_mult']:g})" if item.get("lr_mult") is not None else ""
-                keys = f" ← {', '.join(repr(k) for k in item['custom_keys'])}" if item["custom_keys"] and bold else ""
+                keys = f" ← {', '.join(repr(k) for k in item['custom_keys'])}" if item.get("custom_keys") and bold else ""
                 parts.append(f"{item['lr']:g}{mult}: {item['params']:,}{keys}")
         for item in row.get("frozen_in_optimizer", []):
             parts.append(f"frozen: {item['lr']:g}: {item['params']:,}")
