@@ -13,7 +13,7 @@ from freezefix.config.locate import Key
 from freezefix.config.plain import get_in
 from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
-from freezefix.facts import ClassFacts, FactsSource, ModelFacts
+from freezefix.facts import ClassFacts, FactsSource, ModelFacts, detector_freeze_flags
 from freezefix.paramwise import Optimizer, optimizer_of
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
@@ -66,9 +66,7 @@ class RunSettings:
     def freeze_flags(self) -> list[str]:
         """The detector's own freeze arguments that are on (UniAD-style ``freeze_img_backbone=True``,
         ``freeze_bn=True``): its code freezes, which modules built alone do not show."""
-        model = self.values.get("model")
-        return [f"{k}={v!r}" for k, v in (model.items() if isinstance(model, dict) else ())
-                if _FREEZE_FLAG.search(k) and k != "frozen_stages" and v not in (None, False, 0, -1, "", [], {})]
+        return detector_freeze_flags(self.values.get("model"))
 
     @property
     def freeze_hooks(self) -> list[str]:
@@ -210,23 +208,16 @@ class ConfigView:
 
     def facts(self, module: Module, scan: bool = False) -> ClassFacts:
         """What building the module's class tells; ``scan`` adds every frozen_stages value
-        (needed for the full-freeze value, which costs one build per value).  What the module trains
-        (``observed``) is read off the whole detector where it is built (see _observes_whole_model)."""
+        (needed for the full-freeze value, which costs one build per value).  Where the detector
+        freezes in its own code, what the module trains (``observed``) is read off the whole model."""
         cached = self._facts.get(module.name)
         if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
             cached = self._facts[module.name] = self.facts_source.facts(module.cfg, self.default_scope, scan=scan)
-        if cached.observed is not None and self._observes_whole_model():
+        if cached.observed is not None and self.settings.freeze_flags and not self.settings.freeze_hooks:
             whole = self.model_facts().modules.get(module.name)
-            if whole is not None:
-                return replace(cached, observed=whole)
+            if whole is not None and whole is not cached.observed:
+                cached = self._facts[module.name] = replace(cached, observed=whole)
         return cached
-
-    def _observes_whole_model(self) -> bool:
-        """Whether what modules train is read off the whole detector: where its own code freezes, and
-        wherever it is built anyway (custom keys are matched against its parameters)."""
-        if self.settings.freeze_hooks:
-            return False
-        return bool(self.settings.freeze_flags or (self.optimizer and self.optimizer.custom_keys))
 
     def probed(self) -> dict[str, ClassFacts]:
         """What the rules learnt about each module they asked about, by module name."""
@@ -262,7 +253,6 @@ class ConfigView:
 
 
 _NOT_MODULES = ("init_cfg",)
-_FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
 
 
 def names_read_of_bases(files: tuple[ConfigFile, ...]) -> frozenset[str]:
@@ -298,6 +288,4 @@ def stage_summary(names: list[str], prefix: str = "") -> str:
 
 
 def _natural(text: str) -> tuple:
-    import re
-
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))

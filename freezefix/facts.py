@@ -226,3 +226,13 @@ def facts_from_json(data: dict) -> ClassFacts | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return facts
+
+
+_FREEZE_FLAG = re.compile(r"(^|_)(freeze|frozen)(_|$)", re.IGNORECASE)
+
+
+def detector_freeze_flags(model: Any) -> list[str]:
+    """The detector's own freeze arguments that are on (UniAD-style ``freeze_img_backbone=True``,
+    ``freeze_bn=True``), as ``name=value``: its code freezes, which modules built alone do not show."""
+    return [f"{k}={v!r}" for k, v in (model.items() if isinstance(model, dict) else ())
+            if _FREEZE_FLAG.search(k) and k != "frozen_stages" and v not in (None, False, 0, -1, "", [], {})]

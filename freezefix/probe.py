@@ -25,10 +25,10 @@ from freezefix.cache import JsonCacheFile, environment_key, freezefix_source_dig
 from freezefix.class_probe import (
     KeptModules, clean_kwargs, module_key, observe_whole_model, optimizer_settings, probe_class,
 )
-from freezefix.facts import ClassFacts, ModelFacts, facts_from_json
+from freezefix.facts import ClassFacts, ModelFacts, detector_freeze_flags, facts_from_json
 from freezefix.stacks import current, stack_name
 
-_SCHEMA = 7  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 8  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def class_question(module_cfg: dict, scope_hint: str | None, scan: bool, device: str) -> str:
@@ -218,7 +218,7 @@ class Prober(KeptAnswers):
         if built.model is not None:
             facts.param_names = [n for n, _ in built.model.named_parameters()]
             facts.complete = built.level == "model"
-            if facts.complete:
+            if facts.complete and detector_freeze_flags(values.get("model")):  # what its own code freezes
                 facts.modules, note = observe_whole_model(built.model)
                 if note and built.device == "meta":
                     # A plugin's init_weights() cannot run on meta tensors: observe a CPU build.
