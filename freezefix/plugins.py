@@ -56,7 +56,7 @@ class PluginImport:
     name: str  # as the config writes it
     module: str | None = None  # the dotted module imported; None when the plugin_dir was not found
     root: Path | None = None  # plugin_dir: the repository root put on sys.path to import it
-    error: str | None = None  # 'not importable: ImportError: …' | 'not found above …'
+    error: str | None = None  # 'not importable: ImportError: …' | 'not found in the config's directory …'
 
     @property
     def note(self) -> str:
@@ -84,7 +84,8 @@ def plugin_imports(values: dict, config_path: Path) -> list[PluginImport]:
         rel, root = located
         entry = PluginImport("plugin_dir", values["plugin_dir"], root=root)
         if root is None:
-            entry.error = f"not found above {config_path}"
+            # Said the same for every config that names it: one note, however the run is split.
+            entry.error = "not found in the config's directory or any directory above it"
         else:
             entry.module = ".".join(rel.parts)
             if str(root) not in sys.path:

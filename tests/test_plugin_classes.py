@@ -78,3 +78,17 @@ def test_a_plugin_that_does_not_import_is_named_once_with_its_error(tmp_path, cl
     text = " ".join(out.stderr.split())
     assert "note: 1 thing freezefix could not judge (no rule reported on them):" in text
     assert text.count("FfBrokenPluginVoV (2 configs)") == 1
+
+
+def test_a_missing_plugin_dir_is_one_note_for_every_config_that_names_it(tmp_path):
+    """Its wording names no config: the configs of a run, split between workers and cached, share it."""
+    configs = _repo(tmp_path, "ffplug_absent", "FfAbsentPluginVoV")
+    (configs / "deeper").mkdir()
+    (configs / "deeper" / "c.py").write_text((configs / "a.py").read_text())
+    for package_file in (tmp_path / "ffplug_absent").iterdir():
+        package_file.unlink()
+    (tmp_path / "ffplug_absent").rmdir()
+    result = check_paths([configs], RunOptions(select=("FF101",), cache_dir=None))
+    [((what, why), named)] = list(result.unjudged.items())
+    assert what == "FfAbsentPluginVoV" and len(named) == 3
+    assert "plugin_dir 'ffplug_absent/' not found in the config's directory or any directory above it" in why
