@@ -12,7 +12,8 @@ On the same files, in one run, each measurement in a fresh process:
   (b) the naive loop a user writes: `mmengine.Config.fromfile` on every file;
   (c) the floor: read + `ast.parse` of every file;
   (d) `libcst.parse_module` of every file (why freezefix reads with ast and edits with libcst);
-for copies of the configs shipped in the installed mmdet + mmdet3d wheels and for a generated repo.
+for copies of the configs shipped in the installed mmdet + mmdet3d wheels and for a generated repo
+(a fifth of its configs name plugins that do not import here, a tenth a local plugin package).
 Prints seconds, files/second, peak memory (max RSS), files executed, and the ratios (b)/(a) and
 (a)/(c) for each state against its targets (cold: >= 3x faster than (b); cached states: >= 30x
 faster than (b) and within 5x of (c)); asserts that every state reports the same findings.
@@ -120,12 +121,17 @@ def generate(out: Path, configs: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# Per state: (at least this many times faster than the naive loop, at most this many times the floor).
-TARGETS = {"cold": (3.0, None), "probe-warm": (30.0, 5.0), "unchanged": (30.0, 5.0), "one-edit": (30.0, 5.0)}
+# Per state: (at least this many times faster than the naive loop, at most this many times the floor,
+# at most this many seconds).
+TARGETS = {"cold": (3.0, None, None), "probe-warm": (30.0, 5.0, None), "unchanged": (30.0, 5.0, None),
+           "one-edit": (30.0, 5.0, None)}
+# A generated repo whose plugins partly do not import, as BEV repos on a machine without their
+# compiled ops: a pre-commit run on an unchanged tree must stay warm all the same.
+PLUGIN_REPO_TARGETS = {**TARGETS, "probe-warm": (15.0, None, None), "unchanged": (100.0, 5.0, 1.0)}
 MAIN_JOB_TARGETS = {"cold": 15.0, "warm": 5.0}  # seconds, README command 1's main job
 
 
-def table(title: str, roots: list[Path], edit: Path, tmp: Path, skip_cold: bool) -> dict:
+def table(title: str, roots: list[Path], edit: Path, tmp: Path, skip_cold: bool, targets: dict = TARGETS) -> dict:
     cache = tmp / ("cache-" + title.split()[0])
     runs = {}
     if not skip_cold:
@@ -154,10 +160,12 @@ def table(title: str, roots: list[Path], edit: Path, tmp: Path, skip_cold: bool)
           f"{'(b)/(a)':>8s} {'(a)/(c)':>8s}")
     for state, row in runs.items():
         faster, floor_x = naive["wall"] / row["wall"], row["wall"] / floor["wall"]
-        naive_target, floor_target = TARGETS[state]
+        naive_target, floor_target, seconds = targets[state]
         verdicts = [f">={naive_target:g}x naive: {'met' if faster >= naive_target else 'NOT met'}"]
         if floor_target is not None:
             verdicts.append(f"<={floor_target:g}x floor: {'met' if floor_x <= floor_target else 'NOT met'}")
+        if seconds is not None:
+            verdicts.append(f"<={seconds:g} s: {'met' if row['wall'] <= seconds else 'NOT met'}")
         print(f"{'(a) check, ' + state:38s} {row['wall']:7.2f} {n / row['wall']:8.0f} {row['rss_mb']:10.0f} "
               f"{row['executed']:8d} {faster:7.1f}x {floor_x:7.1f}x  {'; '.join(verdicts)}")
     for name, row in (("(b) naive Config.fromfile loop", naive), ("(c) ast.parse floor", floor),
@@ -232,8 +240,9 @@ def main() -> None:
         if args.generated:
             repo = tmp / "generated"
             generate(repo, args.generated)
-            memory.append(table(f"generated repo ({args.generated} configs)", [repo / "configs"],
-                                repo / "configs/group_000/_group.py", tmp, args.skip_cold))
+            memory.append(table(f"generated repo ({args.generated} configs, a fifth of them naming plugins that "
+                                "do not import)", [repo / "configs"],
+                                repo / "configs/group_000/_group.py", tmp, args.skip_cold, PLUGIN_REPO_TARGETS))
         print("\nmemory (max RSS, MB) by repo size:")
         for row in memory:
             print(f"  {row['files']:6d} files: " + ", ".join(f"{k} {v:.0f}" for k, v in row["rss"].items()))

@@ -10,6 +10,12 @@ eras appear (mmengine ``optim_wrapper=`` and mmcv 1.x ``optimizer=``), values ar
 ``dict(...)`` calls, ``{...}`` literals and module-level variables, with comments in Chinese, some
 files with CRLF line endings (no BOM: mmengine cannot load a config that starts with one).
 
+Plugins, as BEV repos name them, one group in ten each: a ``custom_imports`` module that does not
+import here (a compiled op missing), a ``plugin_dir`` that is not there, and a local plugin package
+(``projects/local_plugin/``, found from the repository root) that registers ``LocalResNet``, a ResNet.
+The first two groups' backbones cannot be built: nothing is planted there (freezefix says it could not
+judge them); the local plugin's group is planted like the others.
+
 Planted, in leaves only (their bases are shared with clean leaves, so fixes must go into the leaf):
 - FF101: ``custom_keys={'backbone': dict(lr_mult=0.0)}`` over a ResNet with frozen_stages below 4;
 - FF103: ``frozen_stages=5`` on a ResNet (past its range).
@@ -68,7 +74,36 @@ _base_ = ['../_base_/models/retinanet_r{depth}.py', '../_base_/schedules/{era}.p
 
 # 组 {group}: 共享的实验设置
 work_dir = './work_dirs/group_{group}'
+{plugin}"""
+
+# What a group's base adds to name its plugin: (text, whether the backbone can be built here).
+PLUGINS = {
+    "missing-import": ("custom_imports = dict(imports=['bev_ops.sparse_backbone'], allow_failed_imports=False)\n"
+                       "model = dict(backbone=dict(type='SparseBEVResNet'))  # 需要编译的算子\n", False),
+    "missing-dir": ("plugin = True\nplugin_dir = 'projects/mmdet3d_plugin/'\n"
+                    "model = dict(backbone=dict(type='VoVNetCP'))\n", False),
+    "local": ("plugin = True\nplugin_dir = 'projects/local_plugin/'\n"
+              "model = dict(backbone=dict(type='LocalResNet'))\n", True),
+}
+
+LOCAL_PLUGIN = """\
+# 本地插件: 注册一个 ResNet 变体
+from mmdet.models.backbones import ResNet
+
+try:  # mmdet 3.x
+    from mmdet.registry import MODELS
+except ImportError:  # mmdet 2.x
+    from mmdet.models.builder import BACKBONES as MODELS
+
+
+@MODELS.register_module()
+class LocalResNet(ResNet):
+    pass
 """
+
+
+def plugin_of(group: int) -> str | None:
+    return {3: "missing-import", 6: "missing-dir", 9: "local"}.get(group % 10)
 
 
 def leaf(group: int, index: int, era: str, kind: str, via_variable: bool, base: str) -> str:
@@ -117,19 +152,22 @@ def generate(out: Path, configs: int, seed: int) -> dict:
         era = "mmengine" if group % 2 == 0 else "mmcv1"
         depth = 18 if group % 3 else 50
         group_dir = out / "configs" / f"group_{group:03d}"
-        write(group_dir / "_group.py", GROUP.format(depth=depth, era=era, group=group))
+        plugin = plugin_of(group)
+        text, judged = PLUGINS[plugin] if plugin else ("", True)
+        write(group_dir / "_group.py", GROUP.format(depth=depth, era=era, group=group, plugin=text))
         write(group_dir / "_intermediate.py", "_base_ = './_group.py'\n\n# 中间层: 更长的 _base_ 链\nseed = 0\n")
         for index in range(per_group):
             if made >= configs:
                 break
             roll = random.random()
             kind = "ff101" if roll < 0.15 else "ff103" if roll < 0.22 else "frozen-ok" if roll < 0.40 else "finetune"
-            planted["FF101"] += kind == "ff101"
-            planted["FF103"] += kind == "ff103"
+            planted["FF101"] += kind == "ff101" and judged
+            planted["FF103"] += kind == "ff103" and judged
             parent = "./_intermediate.py" if index % 3 == 0 else "./_group.py"
             text = leaf(group, index, era, kind, via_variable=index % 4 == 1, base=parent)
             write(group_dir / f"exp_{index:03d}.py", text, crlf=index % 10 == 7)
             made += 1
+    write(out / "projects" / "local_plugin" / "__init__.py", LOCAL_PLUGIN)
     return {"configs": made, "files": made + 2 * groups + 4, "planted": planted,
             "planted_total": sum(planted.values())}
 
