@@ -54,8 +54,8 @@ class BnStatsDrift(Rule):
     __doc__ = __doc__
     code = "FF105"
     name = "bn-stats-drift"
-    summary = "a module meant frozen still updates BatchNorm statistics"
-    fix_summary = "`norm_eval=True` where the class has it (unsafe)"
+    summary = "a module meant frozen, or a part of one its class froze, still updates BatchNorm statistics"
+    fix_summary = "`norm_eval=True` where the class has it (unsafe); a frozen part of a module that trains: reported"
     VALID = [
         Valid(_CFG.format(fs=-1, ne=True)),
         Valid(_CFG.format(fs=4, ne=False)),  # ResNet puts the BatchNorm of frozen stages in eval
