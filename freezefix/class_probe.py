@@ -20,12 +20,14 @@ import logging
 import warnings
 from collections import OrderedDict
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from freezefix.building import WEIGHT_ARGS, describe_error, is_batchnorm, on_first_device
 from freezefix.classes import declared_parameter, find_class, registries
 from freezefix.facts import MAX_PROBED_STAGES, ClassFacts, FreezeState
 from freezefix.stacks import current
+
+T = TypeVar("T")
 
 FREEZE_ARGS = ("frozen_stages", "norm_eval")
 
@@ -200,30 +202,39 @@ def settled_state(module: Any, constructed: int) -> FreezeState:
 
 
 def observe_whole_model(model: Any) -> tuple[dict[str, FreezeState], str | None]:
-    """Each top-level module of a built detector after the runner's steps, the detector's own code
-    included: construction, ``init_weights()`` where a plugin's class of the model has its own (it may
-    freeze there; mmcv 1.x's train script calls it before DDP and the optimizer are built, mmengine's
-    Runner after), then
-    ``train()``.  Empty, with why, when ``init_weights()`` fails: nothing is then observed."""
-    before_wrap = current().init_weights_before_wrap
-    freezes_there = has_plugin_init_weights(model)
-    if freezes_there and before_wrap and (failed := run_init_weights(model)):
-        return {}, failed
-    constructed = {name: sum(p.numel() for p in child.parameters() if p.requires_grad)
-                   for name, child in model.named_children()}
-    if freezes_there and not before_wrap and (failed := run_init_weights(model)):
+    """Each top-level module of a built detector after the runner's steps (:func:`as_the_runner`),
+    then ``train()``.  Empty, with why, when ``init_weights()`` fails: nothing is then observed."""
+    constructed, failed = as_the_runner(model, lambda: {
+        name: sum(p.numel() for p in child.parameters() if p.requires_grad) for name, child in model.named_children()})
+    if failed:
         return {}, failed
     model.train()
     return {name: settled_state(child, constructed[name]) for name, child in model.named_children()
             if any(True for _ in child.parameters())}, None
 
 
+def as_the_runner(model: Any, at_wrap: Callable[[], T]) -> tuple[T | None, str | None]:
+    """The runner's steps before ``train()``, the detector's own code included: ``init_weights()``
+    where a plugin's class of the model has its own (it may freeze there), run where the stack's runner
+    runs it — mmcv 1.x's train scripts before DDP and the optimizer are built, mmengine's Runner after
+    — and ``at_wrap`` where they are built.  What ``at_wrap`` gave, or why ``init_weights()`` failed."""
+    runs_init = has_plugin_init_weights(model)
+    before_wrap = current().init_weights_before_wrap
+    if runs_init and before_wrap and (failed := _run_init_weights(model)):
+        return None, failed
+    wrapped = at_wrap()
+    if runs_init and not before_wrap and (failed := _run_init_weights(model)):
+        return None, failed
+    return wrapped, None
+
+
 def has_plugin_init_weights(model: Any) -> bool:
-    """Whether some class of the model has an ``init_weights`` from outside the OpenMMLab packages."""
-    return any(_freezes_in_init_weights(cls) for cls in {type(m) for m in model.modules()})
+    """Whether some class of the model has an ``init_weights`` from outside the OpenMMLab packages
+    (it cannot run on meta tensors: such a model is observed on the CPU)."""
+    return any(_own_init_weights(cls) for cls in {type(m) for m in model.modules()})
 
 
-def run_init_weights(model: Any) -> str | None:
+def _run_init_weights(model: Any) -> str | None:
     """Run the model's ``init_weights()``; why it failed, if it did."""
     logging.disable(logging.INFO)  # mmengine logs every parameter's initialisation
     try:
@@ -242,7 +253,7 @@ _INITIALISES_ONLY = ("torch", "mmengine", "mmcv", "mmdet", "mmdet3d", "mmpretrai
 
 
 @lru_cache(maxsize=None)
-def _freezes_in_init_weights(cls: type) -> bool:
+def _own_init_weights(cls: type) -> bool:
     """Whether ``cls`` has an ``init_weights`` of its own or a base's from outside the OpenMMLab
     packages: what it does (it may freeze) is only seen by running it."""
     for klass in cls.__mro__:
@@ -259,7 +270,8 @@ def frozen_children_bn_training(module: Any) -> dict[str, int]:
         params = list(child.parameters())
         if not params or any(p.requires_grad for p in params):
             continue
-        drifting = sum(1 for m in child.modules() if is_batchnorm(m) and m.training and getattr(m, "track_running_stats", True))
+        drifting = sum(1 for m in child.modules()
+                       if is_batchnorm(m) and m.training and getattr(m, "track_running_stats", True))
         if drifting:
             found[name] = drifting
     return found

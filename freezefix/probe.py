@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 
 from freezefix.cache import JsonCacheFile, environment_key, freezefix_source_digest, package_versions
 from freezefix.class_probe import (
-    KeptModules, clean_kwargs, module_key, observe_whole_model, optimizer_settings, probe_class,
+    KeptModules, clean_kwargs, has_plugin_init_weights, module_key, observe_whole_model, optimizer_settings,
+    probe_class,
 )
 from freezefix.facts import ClassFacts, ModelFacts, detector_freeze_flags, facts_from_json
 from freezefix.stacks import current, stack_name
@@ -219,12 +220,11 @@ class Prober(KeptAnswers):
             facts.param_names = [n for n, _ in built.model.named_parameters()]
             facts.complete = built.level == "model"
             if facts.complete and detector_freeze_flags(values.get("model")):  # what its own code freezes
-                facts.modules, note = observe_whole_model(built.model)
-                if note and built.device == "meta":
-                    # A plugin's init_weights() cannot run on meta tensors: observe a CPU build.
+                model = built.model
+                if has_plugin_init_weights(model) and built.device == "meta":
                     on_cpu = build(values, config_path, device="cpu")
-                    if on_cpu.model is not None and on_cpu.level == "model":
-                        facts.modules, note = observe_whole_model(on_cpu.model)
+                    model = on_cpu.model if on_cpu.model is not None and on_cpu.level == "model" else model
+                facts.modules, note = observe_whole_model(model)
                 facts.notes.extend([note] if note else [])
         elif built.error:
             facts.notes.append(built.error)

@@ -84,28 +84,30 @@ def _module_stats(module: Any, prefix: str, constructed: dict[str, bool],
                   settings: dict[str, tuple[float, float | None, str | None]],
                   children: dict[str, ModuleMeasure] | None = None) -> ModuleMeasure:
     params = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
-    lrs = {n: setting[0] for n, setting in settings.items()}
     bns = [m for m in module.modules() if is_batchnorm(m)]
     lr_numel: Counter = Counter()  # over the params that trained when the optimizer was built
     decay_numel: Counter = Counter()
     keyed_numel: dict[str, Counter] = {}  # lr → the custom key that set it → elements
     frozen_in_optimizer: Counter = Counter()  # frozen then, in the optimizer anyway (mmcv 1.x)
     for name, param in params:
-        if constructed.get(name):
-            lr_numel[NOT_IN_OPTIMIZER if name not in lrs else repr(lrs[name])] += param.numel()
-            if name in settings:
-                lr, decay, key = settings[name]
-                decay_numel[repr(decay)] += param.numel()
-                if key is not None:
-                    keyed_numel.setdefault(repr(lr), Counter())[key] += param.numel()
-        elif name in lrs:
-            frozen_in_optimizer[repr(lrs[name])] += param.numel()
+        setting = settings.get(name)
+        if constructed.get(name) and setting is None:
+            lr_numel[NOT_IN_OPTIMIZER] += param.numel()
+        elif constructed.get(name):
+            lr, decay, key = setting
+            lr_numel[repr(lr)] += param.numel()
+            decay_numel[repr(decay)] += param.numel()
+            if key is not None:
+                keyed_numel.setdefault(repr(lr), Counter())[key] += param.numel()
+        elif setting is not None:
+            frozen_in_optimizer[repr(setting[0])] += param.numel()
     return ModuleMeasure(
         class_name=type(module).__name__,
         params=sum(p.numel() for _, p in params),
         trainable_constructed=sum(p.numel() for n, p in params if constructed.get(n)),
         trainable_train=sum(p.numel() for _, p in params if p.requires_grad),
-        trainable_zero_lr=sum(p.numel() for n, p in params if p.requires_grad and lrs.get(n) == 0.0),
+        trainable_zero_lr=sum(p.numel() for n, p in params
+                              if p.requires_grad and n in settings and settings[n][0] == 0.0),
         bn_total=len(bns),
         bn_training=sum(1 for m in bns if m.training),
         lr=dict(lr_numel),
@@ -150,9 +152,8 @@ def run_job(job: dict, cache: dict[str, BuildAnswer]) -> BuildAnswer:
 
 
 def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> BuildAnswer:
-    from freezefix.class_probe import has_plugin_init_weights, run_init_weights
+    from freezefix.class_probe import as_the_runner, has_plugin_init_weights
     from freezefix.models import build
-    from freezefix.stacks import current
 
     built = build(values, origin, device=device)
     result = BuildAnswer(None, level=built.level, device=built.device, substitutions=dict(built.substitutions),
@@ -160,20 +161,19 @@ def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: b
     if built.model is None:
         return replace(result, error=built.error or "the model could not be built")
     model = built.model
-    # A plugin's init_weights() may freeze: run it where the stack's runner does (mmcv 1.x's train
-    # script before DDP and the optimizer are built, mmengine's Runner after), on the CPU if need be.
-    runs_init = has_plugin_init_weights(model)
-    if runs_init and built.device == "meta":
+    if has_plugin_init_weights(model) and built.device == "meta":
         return _build_and_measure(values, origin, "cpu", optimizer_log)
-    before_wrap = current().init_weights_before_wrap
-    if runs_init and before_wrap and (failed := run_init_weights(model)):
-        return replace(result, error=failed)
-    constructed = {n: p.requires_grad for n, p in model.named_parameters()}
-    # The Runner builds the optimizer after construction and before train(): do the same.
+
     log: list[str] | None = [] if optimizer_log else None
-    settings, base_lr, optim_note = _lr_of_params(model, values, log)
-    if runs_init and not before_wrap and (failed := run_init_weights(model)):
+
+    def at_wrap() -> tuple[dict[str, bool], tuple]:
+        # The Runner builds DDP and the optimizer after construction and before train(): so here.
+        return {n: p.requires_grad for n, p in model.named_parameters()}, _lr_of_params(model, values, log)
+
+    wrapped, failed = as_the_runner(model, at_wrap)
+    if failed:
         return replace(result, error=failed)
+    constructed, (settings, base_lr, optim_note) = wrapped
     lrs = {n: setting[0] for n, setting in settings.items()}
     if optim_note:
         result.notes.append(optim_note)
