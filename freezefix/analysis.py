@@ -121,6 +121,9 @@ class ConfigView:
     optimizer: Optimizer | None = None
     files: tuple[ConfigFile, ...] = ()  # the config and the bases it reaches by relative path
     settings: RunSettings | None = None  # what the runner does with the config's top-level settings
+    # What a rule could not judge beyond the classes it probed (a plugin's own weight loader), what → why.
+    not_judged: dict[str, str] = field(default_factory=dict)
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # local checkpoints read: path → their keys
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
     _model: ModelFacts | None = None
 

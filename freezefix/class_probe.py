@@ -100,6 +100,7 @@ def probe_class(type_name: str, scope_hint: str | None, kwargs: dict, scan: bool
         facts.error = f"{type(exc).__name__}: {exc}"
         _blame(facts, cls, kwargs, build, describe_error(exc))
         return facts
+    facts.class_inits = pretrained_inits(module)
     facts.observed = freeze_state(module)
     facts.total_params = sum(p.numel() for p in module.parameters())
     facts.param_names = [n for n, _ in module.named_parameters()]
@@ -165,6 +166,33 @@ def _scan(facts: ClassFacts, kwargs: dict, build: Callable[[dict], Any]) -> None
     fewest = min(s.trainable_params for s in facts.stages.values())
     if len(facts.stages) > 1 and not facts.freezes_nothing_ever:
         facts.full_freeze = min(k for k, s in facts.stages.items() if s.trainable_params == fewest)
+
+
+def pretrained_inits(module: Any) -> list[list]:
+    """The ``Pretrained`` init_cfgs the module's class sets for itself or for a part of itself, the
+    config's own left out of the build: ``[part, checkpoint, prefix]``, part '' for the module."""
+    found = []
+    for part, sub in module.named_modules():
+        init_cfg = getattr(sub, "init_cfg", None)
+        for entry in init_cfg if isinstance(init_cfg, list) else [init_cfg]:
+            if isinstance(entry, dict) and entry.get("type") == "Pretrained" and isinstance(entry.get("checkpoint"), str):
+                prefix = entry.get("prefix")
+                found.append([part, entry["checkpoint"], prefix if isinstance(prefix, str) else None])
+    return found
+
+
+def state_shapes(type_name: str, scope_hint: str | None, kwargs: dict, device: str, built: Any = None
+                 ) -> list[list] | None:
+    """Every tensor a checkpoint may load into the module (its state dict), as ``[name, shape]`` in
+    the module's order; None when it cannot be built.  ``built``: already built on ``device``."""
+    try:
+        module = built
+        if module is None:
+            cls, scope = find_class(type_name, scope_hint)
+            module = on_first_device(lambda: build_module(cls, scope, kwargs), device)[0]
+        return [[name, list(tensor.shape)] for name, tensor in module.state_dict().items()]
+    except Exception:  # noqa: BLE001 - nothing can be said about its tensors
+        return None
 
 
 def build_module(cls: Any, scope: str, kwargs: dict) -> Any:

@@ -9,6 +9,7 @@ from typing import Any
 from freezefix.analysis import ConfigView
 from freezefix.api import RunOptions, check_paths
 from freezefix.config.resolve import Resolver
+from freezefix.frozen_weights import weights_summary
 from freezefix.ftypes import Checked
 from freezefix.probe import Prober
 from freezefix.stacks import current, registered_name
@@ -101,9 +102,17 @@ def explain(config: Path, options: RunOptions, optimizer_log: bool = False) -> E
             facts = view.facts(module, scan=True)
             row["frozen_stages"] = module.cfg.get("frozen_stages")
             row["full_freeze"] = facts.full_freeze
+        if module is not None:
+            row["weights_from"] = weights_summary(view, module)
         row["findings"] = findings_by_module.get(name, [])
         row["stages"] = [_row(f"{name}.{sub}", s, out.base_lr) for sub, s in stats.children.items()]
         out.modules.append(row)
+    trusted = [s["setting"] for row in out.modules for s in row.get("weights_from", {}).get("sources", [])
+               if not s["read"]]
+    if trusted:
+        out.notes.append("weights from sources trusted without being fetched (no network): "
+                         + "; ".join(dict.fromkeys(trusted)))
+    out.notes += [f"{what}: {why}" for what, why in view.not_judged.items()]
     if _audit_would_help(out, view.values):
         out.audit_hook_hint = AUDIT_HOOK_HINT
     return out
@@ -158,7 +167,7 @@ def render(explanation: Explanation, console: Any) -> None:
     level = "the whole model" if e.level == "model" else "its top-level modules (the model class could not be built)"
     table = Table(title=f"{e.config.name}: built {level} on {e.device}; base lr {e.base_lr}", show_lines=False)
     for column in ("module", "class", "params", "trainable\nbuilt", "trainable\nafter train()", "BN training",
-                   "lr (× base) ← key", "frozen_stages\n(full)", "findings"):
+                   "lr (× base) ← key", "frozen_stages\n(full)", "weights from", "findings"):
         table.add_column(column, justify="right" if column.startswith(("params", "trainable")) else "left")
     for row in e.modules:
         table.add_row(*_cells(row, bold=True))
@@ -208,6 +217,7 @@ def _cells(row: dict, bold: bool) -> list[str]:
     if "frozen_stages" in row:
         frozen = f"{row['frozen_stages']} ({row['full_freeze']})"
     bn = f"{row['bn_training']}/{row['bn_total']}" if row["bn_total"] else "-"
+    weights = row["weights_from"]["text"] if "weights_from" in row else ""
     cells = [name, row["class"], f"{row['params']:,}", f"{row['trainable_constructed']:,}",
-             f"{row['trainable_after_train']:,}", bn, lr_text(), frozen, " ".join(row.get("findings", []))]
+             f"{row['trainable_after_train']:,}", bn, lr_text(), frozen, weights, " ".join(row.get("findings", []))]
     return [f"[bold]{c}[/bold]" if bold and c else c for c in cells]

@@ -89,6 +89,8 @@ class ClassFacts:
     first_invalid: int | None = None  # smallest frozen_stages ≥ 0 that fails to build
     full_freeze: int | None = None  # smallest frozen_stages leaving the fewest trainable params
     observed_stage: int | None = None  # the config's own frozen_stages, if it gives one
+    # Pretrained init_cfgs the class sets for itself when the config gives none: [part, checkpoint, prefix]
+    class_inits: list[list] = field(default_factory=list)
     scanned: bool = False  # stages holds every value from -1 up (else only what was needed)
     device: str = "meta"
 
@@ -171,6 +173,10 @@ class FactsSource(Protocol):
 
     def model(self, values: dict, config_path: Path) -> ModelFacts:
         """Every parameter name of the whole model the config builds."""
+
+    def state_shapes(self, module_cfg: dict, scope_hint: str | None) -> list[list] | None:
+        """Every tensor of the module's state dict (what a checkpoint loads into it), as
+        ``[name, shape]`` in the module's order."""
 
     def optimizer_settings(self, module_cfg: dict, scope_hint: str | None, name: str,
                            optimizer_values: dict) -> dict[str, list] | None:

@@ -24,12 +24,12 @@ from typing import Any, Callable, Iterator
 from freezefix.cache import JsonCacheFile, environment_key, freezefix_source_digest, package_versions
 from freezefix.class_probe import (
     KeptModules, clean_kwargs, has_plugin_init_weights, module_key, observe_whole_model, optimizer_settings,
-    probe_class,
+    probe_class, state_shapes,
 )
 from freezefix.facts import ClassFacts, ModelFacts, detector_freeze_flags, facts_from_json
 from freezefix.stacks import current, stack_name
 
-_SCHEMA = 8  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
+_SCHEMA = 9  # bump when ClassFacts / FreezeState change shape: old cache files are then ignored
 
 
 def class_question(module_cfg: dict, scope_hint: str | None, scan: bool, device: str) -> str:
@@ -55,6 +55,12 @@ def optimizer_settings_question(module_cfg: dict, scope_hint: str | None, name: 
     scope = module_cfg.get("_scope_") or scope_hint
     return memo_question("optimizer-settings", module_cfg.get("type"), scope,
                          repr(sorted(clean_kwargs(module_cfg).items())), name, repr(optimizer_values), device)
+
+
+def state_shapes_question(module_cfg: dict, scope_hint: str | None, device: str) -> str:
+    scope = module_cfg.get("_scope_") or scope_hint
+    return memo_question("state-shapes", module_cfg.get("type"), scope, repr(sorted(clean_kwargs(module_cfg).items())),
+                         device)
 
 
 def optimizer_error_question(values: dict) -> str:
@@ -248,6 +254,16 @@ class Prober(KeptAnswers):
         return self._remembered(
             optimizer_settings_question(module_cfg, scope_hint, name, optimizer_values, self.device),
             lambda: optimizer_settings(type_name, scope, kwargs, name, optimizer_values, self.device, built))
+
+    def state_shapes(self, module_cfg: dict, scope_hint: str | None) -> list[list] | None:
+        type_name = module_cfg.get("type")
+        if not isinstance(type_name, str):
+            return None
+        scope = module_cfg.get("_scope_") or scope_hint
+        kwargs = clean_kwargs(module_cfg)
+        built = self.kept_modules.get(module_key(type_name, scope, kwargs))
+        return self._remembered(state_shapes_question(module_cfg, scope_hint, self.device),
+                                lambda: state_shapes(type_name, scope, kwargs, self.device, built))
 
     def optimizer_error(self, values: dict) -> str | None:
         """Why the stack's constructor cannot build the config's optimizer, once per optimizer setting."""

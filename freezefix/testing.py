@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ from freezefix.api import RunOptions, RunResult, Session
 from freezefix.facts import ClassFacts, FactsSource, ModelFacts, facts_from_json
 from freezefix.probe import (
     DDP_STATIC_GRAPH_QUESTION, Prober, changes_nothing_question, class_question, model_question,
-    optimizer_error_question, optimizer_settings_question, zero_lr_peak_question,
+    optimizer_error_question, optimizer_settings_question, state_shapes_question, zero_lr_peak_question,
 )
 from freezefix.rules import registry
-from freezefix.rules.base import Invalid, Valid
+from freezefix.rules.base import Checkpoint, Invalid, Valid
 
 __all__ = ["Checked", "MissingFact", "RecordedFacts", "check_example", "example_problems", "examples", "record"]
 
@@ -72,6 +73,9 @@ class RecordedFacts:
 
     def optimizer_error(self, values: dict) -> str | None:
         return self._answer(optimizer_error_question(values))
+
+    def state_shapes(self, module_cfg: dict, scope_hint: str | None) -> list[list] | None:
+        return self._answer(state_shapes_question(module_cfg, scope_hint, self.device))
 
     def changes_nothing(self, values: dict, key: tuple[str, ...], value: Any) -> bool:
         return self._answer(changes_nothing_question(values, key, value))
@@ -129,15 +133,50 @@ def check_example(directory: Path, code: str, example: Valid | Invalid, facts_so
     for relative, text in example.beside:
         (directory / relative).parent.mkdir(parents=True, exist_ok=True)
         (directory / relative).write_text(text)
+    for checkpoint in example.checkpoints:
+        write_checkpoint(directory / checkpoint.path, checkpoint)
     fixing = isinstance(example, Invalid) and example.fixed is not None
     # Each rule is tested alone: its fixed example shows its own fix, not its neighbours'.
     options = RunOptions(select=(code,), freeze=example.freeze, unsafe_fixes=example.unsafe_fixes, verify=verify)
-    session = Session([path], options, facts_source=facts_source)
-    result = session.fix(dry_run=False) if fixing else session.check()
-    again = None
-    if fixing:
-        again = Session([path], RunOptions(select=(code,), freeze=example.freeze), facts_source=facts_source).check()
+    with _working_directory(directory):  # the train scripts read relative checkpoint paths from there
+        session = Session([path], options, facts_source=facts_source)
+        result = session.fix(dry_run=False) if fixing else session.check()
+        again = None
+        if fixing:
+            again = Session([path], RunOptions(select=(code,), freeze=example.freeze), facts_source=facts_source).check()
     return Checked(path, result, again)
+
+
+@contextlib.contextmanager
+def _working_directory(directory: Path) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def write_checkpoint(path: Path, spec: Checkpoint) -> None:
+    """Save ``spec``'s module, built on the CPU by the installed stack's real class, as a training run
+    (or a user cutting a checkpoint apart) would have saved it."""
+    import torch
+
+    from freezefix.class_probe import build_module, clean_kwargs
+    from freezefix.classes import find_class
+
+    cls, scope = find_class(spec.module["type"], None)
+    torch.manual_seed(0)  # the same module saves the same weights, whichever way it is cut
+    module = build_module(cls, scope, clean_kwargs(spec.module))
+    state = {}
+    for name, tensor in module.state_dict().items():
+        if name.startswith(spec.drop) if spec.drop else False:
+            continue
+        if name in spec.reshape:
+            tensor = torch.zeros((tensor.shape[0] + 1, *tensor.shape[1:]), dtype=tensor.dtype)
+        state[spec.prefix + name] = tensor
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({spec.nest: state, "meta": {"epoch": 12}} if spec.nest else state, path)
 
 
 def example_problems(code: str, example: Valid | Invalid, checked: Checked) -> list[str]:

@@ -39,7 +39,8 @@ backbone = dict(
     frozen_stages=1,  # 冻结 stem 和 layer1
     norm_cfg=dict(type='BN', requires_grad=True),
     norm_eval=True,
-    style='pytorch')
+    style='pytorch',
+    init_cfg=dict(type='Pretrained', checkpoint='torchvision://resnet{depth}'))
 model = dict(
     type='RetinaNet',
     backbone=backbone,

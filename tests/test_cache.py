@@ -219,6 +219,7 @@ def test_an_outcome_the_environment_decides_is_kept_until_the_environment_change
     (root / "configs/plugged.py").write_text(
         "custom_imports = dict(imports=['ff_cache_test_plugin'], allow_failed_imports=False)\n"
         "model = dict(type='RetinaNet', backbone=dict(type='FfCacheTestResNet', depth=18, frozen_stages=1))\n"
+        "load_from = 'https://example.org/retinanet_r18.pth'\n"
         "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), "
         "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
     _, first = _json(cli, "configs")

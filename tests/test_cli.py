@@ -144,7 +144,8 @@ def test_frozen_stages_on_second_is_ff104(tmp_path, monkeypatch, cli):
 
 def test_frozen_stages_5_on_resnet50_is_ff103_and_fixed_to_4(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
-    _write(tmp_path, "r50.py", "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=50, frozen_stages=5))\n")
+    _write(tmp_path, "r50.py", "model = dict(type='RetinaNet', backbone=dict(type='mmdet.ResNet', depth=50, frozen_stages=5))\n"
+           "load_from = 'https://download.example.org/retinanet_r50.pth'\n")
     result = cli("check", "r50.py")
     assert result.exit_code == 1 and "FF103 [*] backbone: frozen_stages=5 is past the range" in result.stdout
     assert "(-1..4)" in result.stdout
@@ -307,6 +308,7 @@ def test_missing_plugin_import_falls_back_to_module_level(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     cfg = _write(tmp_path, "plugin_cfg.py", "custom_imports = dict(imports=['not_installed_plugin'], allow_failed_imports=False)\n"
                  "model = dict(type='PluginDetector', backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=1))\n"
+                 "load_from = 'https://download.example.org/plugin_detector.pth'\n"
                  "optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01), "
                  "paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=0.0)}))\n")
     result = cli("apply", "plugin_cfg.py")

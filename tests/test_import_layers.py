@@ -89,7 +89,7 @@ def test_the_graph_sees_imports_inside_functions():
 LAYERS = [
     # shared types and plain helpers that know nothing of configs, models or rules
     ["freezefix.ftypes", "freezefix.facts", "freezefix.textio", "freezefix.settings", "freezefix.suppress",
-     "freezefix.discover", "freezefix.paramwise",
+     "freezefix.discover", "freezefix.paramwise", "freezefix.weights", "freezefix.checkpoints",
      "freezefix.config.plain", "freezefix.config.errors", "freezefix.config.static_eval", "freezefix.stacks.common",
      "freezefix.building", "freezefix.hooks.model_state", "freezefix.hooks.report",
      "freezefix.hooks.training_state"],
@@ -97,7 +97,7 @@ LAYERS = [
     ["freezefix.config", "freezefix.stacks", "freezefix.classes", "freezefix.plugins"],
     # facts about classes and models; the results cache; planning and rewriting files
     ["freezefix.models", "freezefix.probe", "freezefix.class_probe", "freezefix.cache", "freezefix.analysis",
-     "freezefix.consumers", "freezefix.rewrite",
+     "freezefix.consumers", "freezefix.rewrite", "freezefix.frozen_weights",
      "freezefix.plan"],
     ["freezefix.rules"],
     # the write gate and the worker it talks to: they judge configs with the step they are handed

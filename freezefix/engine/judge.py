@@ -48,6 +48,7 @@ def not_judged(view: ConfigView, findings: list[Finding], plugin_notes: list[str
             unjudged.append((f"{name} ({facts.type_name})", "; ".join([facts.unjudged_reason, *notes])))
     if view.hidden_freeze():
         unjudged.append((view.model_type, view.hidden_freeze()))
+    unjudged.extend(view.not_judged.items())
     whole = _whole_model_unjudged(view.model_if_asked)
     # A detector that fails for a module already named here, or for what a finding's fix repairs
     # (FF103's frozen_stages past the range), needs no note of its own.
@@ -110,8 +111,11 @@ class Judge:
         # A class that did not import may import next run (a plugin repaired, a package installed),
         # one that did not build may build once a plugin registers what it names or a package it
         # needs is installed: such outcomes are kept only while the environment stays as it is.
+        # A checkpoint read from disk may change with no config changing (and relative paths depend on
+        # the working directory): such a config is judged again every run.
         lasting = not any(facts.transient for facts in view.probed().values()) \
-            and not (unjudged and plugin_notes) and not (view.model_if_asked is not None and view.model_if_asked.transient)
+            and not (unjudged and plugin_notes) and not (view.model_if_asked is not None and view.model_if_asked.transient) \
+            and not view.checkpoints
         return Checked(tuple(place(resolver, path, f) for f in findings), tuple(crashes), tuple(unjudged), lasting,
                        files=tuple(file.path for file in view.files), names_read=names_read_of_bases(view.files))
 

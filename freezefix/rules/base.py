@@ -17,10 +17,23 @@ from freezefix.analysis import ConfigView, Module
 from freezefix.facts import ClassFacts
 from freezefix.ftypes import REMOVE, Change, Finding, Fix, Key
 
-__all__ = ["REMOVE", "Change", "Finding", "Fix", "Invalid", "Options", "Rule", "Valid", "registry", "run_rules"]
+__all__ = ["REMOVE", "Change", "Checkpoint", "Finding", "Fix", "Invalid", "Options", "Rule", "Valid", "registry", "run_rules"]
 
 
 ALL_STACKS = ("mmengine", "mmcv1")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint an example's config loads, which the test harness writes with ``torch.save`` from
+    the real class built on the CPU (``module``: its config), as a training run would have saved it."""
+
+    path: str  # relative to the example's directory, where the example runs
+    module: dict
+    prefix: str = ""  # every key under it ('backbone.': a detector's checkpoint; 'module.backbone.': DDP's)
+    nest: str | None = "state_dict"  # the entry the weights are under (mmengine / mmcv 1.x); None: a bare state dict
+    drop: tuple[str, ...] = ()  # keys (relative to the module) starting with these are left out
+    reshape: tuple[str, ...] = ()  # keys saved with one more row than the module has
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Valid:
     # Files written beside the config, as (relative path, text): the plugin package its plugin_dir
     # names, for a shape only a detector's own code makes.
     beside: tuple[tuple[str, str], ...] = ()
+    checkpoints: tuple[Checkpoint, ...] = ()  # written beside the config by the test harness
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Invalid:
     unsafe_fixes: bool = False
     stacks: tuple[str, ...] = ALL_STACKS
     beside: tuple[tuple[str, str], ...] = ()  # as Valid's
+    checkpoints: tuple[Checkpoint, ...] = ()  # as Valid's
 
 
 @dataclass

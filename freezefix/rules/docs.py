@@ -4,7 +4,7 @@ repository by ``scripts/document_rules.py``; SARIF output carries the page as ea
 
 from __future__ import annotations
 
-from freezefix.rules.base import ALL_STACKS, Invalid, Rule, Valid
+from freezefix.rules.base import ALL_STACKS, Checkpoint, Invalid, Rule, Valid
 
 
 def _cell(text: str) -> str:
@@ -27,7 +27,22 @@ def _beside(example: Valid | Invalid) -> list[str]:
     parts = []
     for relative, text in example.beside:
         parts += ["", f"with `{relative}` beside it:", "", _config_block(text)]
+    for checkpoint in example.checkpoints:
+        parts += ["", f"with `{checkpoint.path}` beside it: {checkpoint_story(checkpoint)}"]
     return parts
+
+
+def checkpoint_story(checkpoint: Checkpoint) -> str:
+    """How an example's checkpoint was saved, in words."""
+    args = ", ".join(f"{k}={v!r}" for k, v in checkpoint.module.items() if k != "type")
+    text = f"the weights of a `{checkpoint.module['type']}({args})`"
+    text += f", every key under `{checkpoint.prefix}`" if checkpoint.prefix else ""
+    text += f", nested under `{checkpoint.nest!r}`" if checkpoint.nest else ", as a bare state dict"
+    if checkpoint.drop:
+        text += ", without " + ", ".join(f"`{d}*`" for d in checkpoint.drop)
+    if checkpoint.reshape:
+        text += ", with " + ", ".join(f"`{r}`" for r in checkpoint.reshape) + " one row larger"
+    return text + "."
 
 
 def _on_stacks(example: Valid | Invalid) -> list[str]:

@@ -1,0 +1,140 @@
+"""FF116 checkpoint-misses-frozen-weights.
+
+What
+    A module the config freezes (or whose BatchNorm statistics it freezes) loads its weights only
+    from local checkpoints, and they leave some of its frozen tensors at their init: keys the
+    checkpoints lack (the module is named ``img_backbone`` and the checkpoint says ``backbone.``; the
+    weights are nested under ``'model'``, which the loader does not unwrap), or tensors of another
+    shape, which ``load_state_dict(strict=False)`` skips with a warning.
+
+Why
+    mmengine and mmcv load checkpoints with ``strict=False``: a missing key is a line in a long log,
+    and training goes on with that part of the frozen module at its random init.  The keys are read
+    the way the stack's loader reads them: the ``state_dict`` entry, DDP's ``module.`` stripped,
+    ``PretrainedInit``'s ``prefix``; ``load_from`` after ``init_weights()``, so every source counts.
+
+Example
+    ``img_backbone=dict(type='mmdet.ResNet', depth=18, frozen_stages=4)`` with
+    ``load_from='ckpts/bevdet.pth'`` whose keys say ``backbone.conv1.weight``: give the backbone
+    ``init_cfg=dict(type='Pretrained', checkpoint='ckpts/bevdet.pth', prefix='backbone.')``.
+
+Fix safety
+    Reported only; the finding names the prefix under which the checkpoint holds every tensor left
+    at init, when there is one.  Relative paths are read from the working directory, as the train
+    scripts open them, and the finding says which directory that was.  A URL or model-zoo name is
+    never fetched (the module is then not judged); a checkpoint is read without its tensors, and an
+    object in it that ``weights_only`` refuses is read as an inert placeholder, never run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from freezefix.analysis import ConfigView
+from freezefix.frozen_weights import (
+    Coverage, FrozenPart, coverage, frozen_part, frozen_tensors, module_tensors, other_prefix, weights_of,
+)
+from freezefix.rules.base import Checkpoint, Finding, Invalid, Options, Rule, Valid, registry
+from freezefix.rules.ff115_frozen_without_weights import frozen_candidates
+
+_CFG = """\
+model = dict(
+    type='RetinaNet',
+    backbone=dict(type='mmdet.ResNet', depth=18, base_channels=8, frozen_stages=4),
+)
+load_from = 'ckpt.pth'
+"""
+_R18 = {"type": "mmdet.ResNet", "depth": 18, "base_channels": 8}
+
+
+def _ckpt(**how) -> tuple[Checkpoint, ...]:
+    return (Checkpoint("ckpt.pth", _R18, **how),)
+
+
+@registry.add
+class CheckpointMissesFrozenWeights(Rule):
+    __doc__ = __doc__
+    code = "FF116"
+    name = "checkpoint-misses-frozen-weights"
+    summary = "the local checkpoints a frozen module loads from leave some of its frozen tensors at init"
+    VALID = [
+        Valid(_CFG, checkpoints=_ckpt(prefix="backbone.")),  # a detector's checkpoint, as load_from reads it
+        Valid(_CFG, checkpoints=_ckpt(prefix="module.backbone.")),  # saved from DDP: module. is stripped
+        Valid(_CFG, checkpoints=_ckpt(prefix="backbone.", nest=None)),  # a bare state dict
+        Valid(_CFG.replace("frozen_stages=4", "frozen_stages=1"),
+              checkpoints=_ckpt(prefix="backbone.", drop=("layer4.",))),  # only what trains is missing
+        Valid(_CFG.replace("frozen_stages=4)", "frozen_stages=4,\n        init_cfg=dict(type='Pretrained', "
+                           "checkpoint='r18.pth'))").replace("load_from = 'ckpt.pth'\n", ""),
+              checkpoints=(Checkpoint("r18.pth", _R18),)),
+    ]
+    INVALID = [
+        Invalid(_CFG, checkpoints=_ckpt(prefix="img_backbone."), line=5, col=13,
+                message="leaves all 176,712 frozen params and all 20 frozen BatchNorm layers' statistics at init; "
+                        "the checkpoint holds them under 'img_backbone.'"),
+        Invalid(_CFG, checkpoints=_ckpt(prefix="backbone.", nest="model"), line=5, col=13,
+                message="nests its weights under 'model', which the loader does not unwrap"),
+        Invalid(_CFG, checkpoints=_ckpt(prefix="backbone.", drop=("layer4.1.",)), line=5, col=13,
+                message="leaves 73,984 of the 176,712 frozen params and 2 of the 20 frozen BatchNorm layers' statistics "
+                        "at init; the first it lacks: backbone.layer4.1.conv1.weight"),
+        Invalid(_CFG, checkpoints=_ckpt(prefix="backbone.", reshape=("conv1.weight",)), line=5, col=13,
+                message="leaves 1,176 of the 176,712 frozen params at init, 1 of them at another shape in the "
+                        "checkpoint ('conv1.weight')"),
+    ]
+
+    def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
+        for module in frozen_candidates(view, options.freeze):
+            part = frozen_part(view, module, options.freeze)
+            if part is None:
+                continue
+            weights = weights_of(view, module)
+            shapes = module_tensors(view, module) if weights.sources else None
+            seen = coverage(view, module, frozen_tensors(part, shapes), weights) if shapes else None
+            if seen is None or not seen.left:
+                continue
+            source = next(s for s, keys in seen.read if set(seen.left) & set(seen.frozen))
+            yield self.finding(_message(part, seen), source.key, module=module.name)
+
+
+def _message(part: FrozenPart, seen: Coverage) -> str:
+    module = part.module
+    shapes = seen.frozen
+    params = [n for n in part.params if n in shapes]
+    left_params = [n for n in seen.left if n in part.params]
+    layers = [n for n in shapes if n.endswith(".running_mean")]
+    left_layers = [n for n in seen.left if n.endswith(".running_mean")]
+    read = ", ".join(source.setting + ("" if Path(source.checkpoint).is_absolute() else f" (read from {keys.path})")
+                     for source, keys in seen.read)
+    what = []
+    if left_params:
+        what.append(f"{_share(_size(left_params, shapes), _size(params, shapes))} frozen params")
+    if left_layers:
+        what.append(f"{_share(len(left_layers), len(layers))} frozen BatchNorm layers' statistics")
+    text = (f"{module.name} ({module.type_name}): {part.describe()}, and {read} leaves {' and '.join(what)} at init")
+    mismatched = [n for n in seen.left if n in seen.mismatched]
+    if mismatched:
+        text += f", {len(mismatched)} of them at another shape in the checkpoint ({mismatched[0]!r})"
+    nested = next((keys.nested_under for _, keys in seen.read if keys.nested_under), None)
+    if nested:
+        text += f"; the checkpoint nests its weights under {nested!r}, which the loader does not unwrap"
+    prefix = other_prefix(seen)
+    if prefix and not nested:
+        text += (f"; the checkpoint holds them under {prefix!r}: "
+                 f"init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}) on {module.name} loads them")
+    else:
+        text += f"; the first it lacks: {module.name}.{seen.left[0]}" if not mismatched else ""
+    return text
+
+
+def _size(names: list[str], shapes: dict[str, tuple[int, ...]]) -> int:
+    total = 0
+    for name in names:
+        count = 1
+        for dim in shapes[name]:
+            count *= dim
+        total += count
+    return total
+
+
+def _share(part: int, whole: int) -> str:
+    return f"all {whole:,}" if part == whole else f"{part:,} of the {whole:,}"
