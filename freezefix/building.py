@@ -13,6 +13,16 @@ from typing import Any, Callable, Iterator, TypeVar
 # of every build freezefix makes.
 WEIGHT_ARGS = ("init_cfg", "pretrained")
 
+
+def without_weight_args(cfg: Any) -> Any:
+    """``cfg`` without WEIGHT_ARGS at any depth: a module's init_weights() (run where a plugin freezes
+    there) must never fetch or read a checkpoint."""
+    if isinstance(cfg, dict):
+        return {k: without_weight_args(v) for k, v in cfg.items() if k not in WEIGHT_ARGS}
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(without_weight_args(v) for v in cfg)
+    return cfg
+
 T = TypeVar("T")
 
 # In-place random / fill methods that weight initialisers end in (torch.nn.init and the OpenMMLab

@@ -20,7 +20,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from freezefix.weights import WeightSource
 
@@ -28,6 +28,7 @@ from freezefix.weights import WeightSource
 _REBUILDS = {("collections", "OrderedDict"), ("torch", "Size"), ("torch._utils", "_rebuild_tensor_v2"),
              ("torch._utils", "_rebuild_parameter"), ("torch._utils", "_rebuild_tensor_v3")}
 _DDP_PREFIX = re.compile(r"^module\.")
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,9 +60,46 @@ def read_checkpoint(path: Path) -> CheckpointKeys:
     import torch
 
     out = CheckpointKeys(str(path))
+    data = _open(path, out)
+    if data is None:
+        return out
+    state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
+    out.shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if state is data and not out.shapes:
+        out.nested_under = next((k for k, v in data.items() if isinstance(v, dict) and v
+                                 and all(isinstance(t, torch.Tensor) for t in v.values())), None)
+    return out
+
+
+def state_under(path: Path, prefix: str | None) -> dict[str, Any]:
+    """The tensors a loader with ``prefix`` takes from ``path`` (mapped from disk, not read), by the
+    key it loads them under; empty when the file cannot be read."""
+    import torch
+
+    data = _open(path, CheckpointKeys(str(path)))
+    if data is None:
+        return {}
+    state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
+    return keyed_as_loaded({str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}, prefix)
+
+
+def keyed_as_loaded(state: dict[str, T], prefix: str | None) -> dict[str, T]:
+    """A checkpoint's state dict keyed as the loader reads it: DDP's ``module.`` stripped, or, for a
+    PretrainedInit with a ``prefix``, only the keys under it, stripped (and nothing else stripped)."""
+    if prefix is None:
+        return {_DDP_PREFIX.sub("", k): v for k, v in state.items()}
+    prefix = prefix if prefix.endswith(".") else prefix + "."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _open(path: Path, out: CheckpointKeys) -> dict | None:
+    """The unpickled checkpoint, tensors left on disk; None, with ``out.error`` saying why, when it
+    cannot be read."""
+    import torch
+
     if not path.is_file():
         out.error = "there is no such file"
-        return out
+        return None
     try:
         data = _load(torch, path, weights_only=True)
     except pickle.UnpicklingError:
@@ -71,19 +109,14 @@ def read_checkpoint(path: Path) -> CheckpointKeys:
             out.placeholders = unpickler.placeholders
         except Exception as exc:  # noqa: BLE001 - said, and the checkpoint is not judged
             out.error = f"torch.load could not read it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-            return out
+            return None
     except Exception as exc:  # noqa: BLE001 - a truncated file, not a checkpoint at all
         out.error = f"torch.load could not read it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-        return out
+        return None
     if not isinstance(data, dict):
         out.error = f"it holds a {type(data).__name__}, not a dict of tensors"
-        return out
-    state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
-    out.shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if state is data and not out.shapes:
-        out.nested_under = next((k for k, v in data.items() if isinstance(v, dict) and v
-                                 and all(isinstance(t, torch.Tensor) for t in v.values())), None)
-    return out
+        return None
+    return data
 
 
 def _load(torch: Any, path: Path, **kwargs: Any) -> Any:
@@ -99,12 +132,7 @@ def loaded_by(source: WeightSource, keys: CheckpointKeys, module: str, wanted: d
               ) -> tuple[set[str], set[str]]:
     """Which of ``wanted`` (the module's tensors, named relative to it, → shape) ``source`` loads from
     ``keys``, and which it finds at another shape (skipped by the loader)."""
-    state = keys.shapes
-    if source.prefix is not None:
-        prefix = source.prefix if source.prefix.endswith(".") else source.prefix + "."
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    else:
-        state = {_DDP_PREFIX.sub("", k): v for k, v in state.items()}
+    state = keyed_as_loaded(keys.shapes, source.prefix)
     loaded, mismatched = set(), set()
     for name, shape in wanted.items():
         key = _key_in_checkpoint(source.into, module, name)

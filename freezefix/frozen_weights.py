@@ -155,13 +155,14 @@ def checkpoint_keys(view: ConfigView, checkpoint: str, cwd: Path | None = None) 
     return view.checkpoints[str(path)]
 
 
-def other_prefix(coverage_: Coverage) -> str | None:
-    """A prefix under which one of the checkpoints read holds every frozen tensor left at init."""
+def other_prefix(coverage_: Coverage) -> tuple[str, WeightSource] | None:
+    """A prefix under which one of the checkpoints read holds every frozen tensor left at init, and
+    the source that names that checkpoint."""
     left = {n: coverage_.frozen[n] for n in coverage_.left}
-    for _, keys in coverage_.read:
+    for source, keys in coverage_.read:
         found = prefix_holding(keys, left)
         if found is not None:
-            return found
+            return found, source
     return None
 
 

@@ -59,6 +59,10 @@ class Fix:
     # gate proves it with the real optimizer: after the rewrite every parameter under them is frozen
     # or at lr 0, and no parameter of another module changes its lr or weight decay.
     stops_training: tuple[str, ...] = ()
+    # Modules the fix gives a checkpoint to load (FF116's init_cfg with a prefix).  The write gate
+    # proves it on the real class: built on the CPU from the rewritten config, init_weights() run,
+    # every tensor the checkpoint holds for it must hold the checkpoint's value.
+    loads_weights: tuple[str, ...] = ()
 
 
 @dataclass

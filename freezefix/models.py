@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device
+from freezefix.building import WEIGHT_ARGS, describe_error, on_first_device, without_weight_args
 from freezefix.classes import find_class, registries
 from freezefix.config.plain import map_tree
 from freezefix.facts import MODEL_NOT_BUILT
@@ -116,7 +116,7 @@ def build(values: dict, config_path: Path, device: str = "meta", modules: list[s
     if stack.rewrites_unscoped_types:
         cfg = scope_types(model_cfg, scope, result.substitutions)
     else:
-        cfg = {k: v for k, v in model_cfg.items() if k not in WEIGHT_ARGS}
+        cfg = without_weight_args(model_cfg)
     try:
         result.model, result.device = on_first_device(lambda: stack.build_model(copy.deepcopy(cfg), values, scope), device,
                                                         initialise)

@@ -28,7 +28,7 @@ unset FREEZEFIX_CACHE_DIR
 
 set +e
 # The stack-independent files run here too: the probe, bench and report tests hold on this stack as well.
-"$venv/bin/python" -m pytest -m "slow or not slow" -p no:cacheprovider tests/mmcv1 tests/test_rules.py tests/test_rules_fast.py tests/test_rewrite.py \
+"$venv/bin/python" -m pytest -m "slow or not slow" -p no:cacheprovider tests/mmcv1 tests/test_rules.py tests/test_rules_fast.py tests/test_rewrite.py tests/test_frozen_weights.py tests/test_checkpoints.py \
   tests/test_resolve.py tests/test_probe.py tests/test_bench.py tests/test_outputs.py "$@"
 status=$?
 set -e

@@ -48,7 +48,8 @@ def test_findings_are_exactly_the_frozen_tensors_left_at_init(repo):
     mono = by_name["finetune_from_mono.py"].finding.message
     assert f"leaves all {_resnet_params():,} frozen params" in mono
     assert f"(read from {repo.parent / 'ckpts/mono_r18_det.pth'})" in mono  # relative: from the working directory
-    assert "init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.') on img_backbone loads them" in mono
+    assert ("init_cfg=dict(type='Pretrained', checkpoint='ckpts/mono_r18_det.pth', prefix='backbone.') on img_backbone "
+            "loads them") in mono
     deeper = by_name["deeper_backbone.py"].finding.message
     # ResNet-34 has 1 + 2 + 4 + 1 more BasicBlocks than ResNet-18 (3, 4, 6, 3 against 2, 2, 2, 2), with
     # 2 BatchNorm layers each and the same shapes as the blocks before them
@@ -96,3 +97,31 @@ def _loaded_by_the_stack(config) -> int:
         load_checkpoint(model, values["load_from"], map_location="cpu", strict=False)
     written = torch.load(config.parent.parent / "ckpts/r18_imagenet.pth")
     return sum(p.numel() for n, p in model.img_backbone.named_parameters() if torch.equal(p, written[n]))
+
+
+def test_the_prefix_fix_is_proved_value_by_value_and_leaves_nothing_to_report(repo, cli):
+    config = repo / "finetune_from_mono.py"
+    result = cli("apply", str(config), "--unsafe-fixes", "--select", "FF115,FF116")
+    assert result.exit_code == 0, result.output
+    assert "img_backbone: init_weights() loads all 120 tensors its checkpoint holds for it" in result.stderr
+    assert "init_cfg=dict(type='Pretrained', checkpoint='ckpts/mono_r18_det.pth', prefix='backbone.')" \
+        in config.read_text()
+    assert check_paths([config], RunOptions(cache_dir=None, select=("FF115", "FF116"))).findings == []
+    assert _loaded_by_the_stack(config) == _resnet_params()  # the stack's own runner steps agree
+
+
+def test_a_fix_that_loads_nothing_is_refused_and_nothing_is_written(repo, cli, monkeypatch):
+    from freezefix.rules import ff116_checkpoint_misses_frozen_weights as ff116
+
+    real = ff116.other_prefix
+    # A planner bug: the prefix of another module of the checkpoint.
+    monkeypatch.setattr(ff116, "other_prefix", lambda seen: ("neck.", real(seen)[1]))
+    config = repo / "finetune_from_mono.py"
+    before = config.read_text()
+    result = cli("apply", str(config), "--unsafe-fixes", "--select", "FF115,FF116")
+    assert result.exit_code == 1
+    # the stack's own PretrainedInit refuses the prefix: the gate says so and writes nothing
+    assert f"verification FAILED: {repo.name}/finetune_from_mono.py" in result.output
+    assert "img_backbone could not be built and initialised on the CPU" in result.output
+    assert "neck. is not in the pretrained model" in result.output
+    assert config.read_text() == before

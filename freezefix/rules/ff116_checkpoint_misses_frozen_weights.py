@@ -19,8 +19,11 @@ Example
     ``init_cfg=dict(type='Pretrained', checkpoint='ckpts/bevdet.pth', prefix='backbone.')``.
 
 Fix safety
-    Reported only; the finding names the prefix under which the checkpoint holds every tensor left
-    at init, when there is one.  Relative paths are read from the working directory, as the train
+    Unsafe: where the checkpoint holds every tensor left at init under another prefix and the module
+    has no init_cfg of its own, ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` on the
+    module; the module then starts from the checkpoint's weights.  The write gate proves it on the
+    real class: built on the CPU from the rewritten config, ``init_weights()`` run, every tensor the
+    checkpoint holds for the module must hold the checkpoint's value.  Otherwise reported.  Relative paths are read from the working directory, as the train
     scripts open them, and the finding says which directory that was.  A URL or model-zoo name is
     never fetched (the module is then not judged); a checkpoint is read without its tensors, and an
     object in it that ``weights_only`` refuses is read as an inert placeholder, never run.
@@ -35,7 +38,7 @@ from freezefix.analysis import ConfigView
 from freezefix.frozen_weights import (
     Coverage, FrozenPart, coverage, frozen_part, frozen_tensors, module_tensors, other_prefix, weights_of,
 )
-from freezefix.rules.base import Checkpoint, Finding, Invalid, Options, Rule, Valid, registry
+from freezefix.rules.base import Change, Checkpoint, Finding, Fix, Invalid, Options, Rule, Valid, registry
 from freezefix.rules.ff115_frozen_without_weights import frozen_candidates
 
 _CFG = """\
@@ -58,6 +61,8 @@ class CheckpointMissesFrozenWeights(Rule):
     code = "FF116"
     name = "checkpoint-misses-frozen-weights"
     summary = "the local checkpoints a frozen module loads from leave some of its frozen tensors at init"
+    fix_summary = ("`init_cfg=dict(type='Pretrained', prefix=...)` where the checkpoint holds them under another "
+                   "prefix (unsafe; gate-proved on the CPU); else reported")
     VALID = [
         Valid(_CFG, checkpoints=_ckpt(prefix="backbone.")),  # a detector's checkpoint, as load_from reads it
         Valid(_CFG, checkpoints=_ckpt(prefix="module.backbone.")),  # saved from DDP: module. is stripped
@@ -69,9 +74,11 @@ class CheckpointMissesFrozenWeights(Rule):
               checkpoints=(Checkpoint("r18.pth", _R18),)),
     ]
     INVALID = [
-        Invalid(_CFG, checkpoints=_ckpt(prefix="img_backbone."), line=5, col=13,
+        Invalid(_CFG, checkpoints=_ckpt(prefix="img_backbone."), line=5, col=13, unsafe_fixes=True,
                 message="leaves all 176,712 frozen params and all 20 frozen BatchNorm layers' statistics at init; "
-                        "the checkpoint holds them under 'img_backbone.'"),
+                        "the checkpoint holds them under 'img_backbone.'",
+                fixed=_CFG.replace("frozen_stages=4)", "frozen_stages=4, init_cfg=dict(type='Pretrained', "
+                                   "checkpoint='ckpt.pth', prefix='img_backbone.'))")),
         Invalid(_CFG, checkpoints=_ckpt(prefix="backbone.", nest="model"), line=5, col=13,
                 message="nests its weights under 'model', which the loader does not unwrap"),
         Invalid(_CFG, checkpoints=_ckpt(prefix="backbone.", drop=("layer4.1.",)), line=5, col=13,
@@ -92,8 +99,8 @@ class CheckpointMissesFrozenWeights(Rule):
             seen = coverage(view, module, frozen_tensors(part, shapes), weights) if shapes else None
             if seen is None or not seen.left:
                 continue
-            source = next(s for s, keys in seen.read if set(seen.left) & set(seen.frozen))
-            yield self.finding(_message(part, seen), source.key, module=module.name)
+            source = seen.read[0][0]
+            yield self.finding(_message(part, seen), source.key, fix=_fix(part, seen), module=module.name)
 
 
 def _message(part: FrozenPart, seen: Coverage) -> str:
@@ -117,13 +124,27 @@ def _message(part: FrozenPart, seen: Coverage) -> str:
     nested = next((keys.nested_under for _, keys in seen.read if keys.nested_under), None)
     if nested:
         text += f"; the checkpoint nests its weights under {nested!r}, which the loader does not unwrap"
-    prefix = other_prefix(seen)
-    if prefix and not nested:
-        text += (f"; the checkpoint holds them under {prefix!r}: "
-                 f"init_cfg=dict(type='Pretrained', checkpoint=..., prefix={prefix!r}) on {module.name} loads them")
+    found = other_prefix(seen)
+    if found and not nested:
+        prefix, source = found
+        text += (f"; the checkpoint holds them under {prefix!r}: init_cfg=dict(type='Pretrained', "
+                 f"checkpoint={source.checkpoint!r}, prefix={prefix!r}) on {module.name} loads them")
     else:
         text += f"; the first it lacks: {module.name}.{seen.left[0]}" if not mismatched else ""
     return text
+
+
+def _fix(part: FrozenPart, seen: Coverage) -> Fix | None:
+    """The init_cfg that loads the frozen tensors from where the checkpoint holds them, when the module
+    has no init_cfg of its own to keep."""
+    found = other_prefix(seen)
+    if found is None or "init_cfg" in part.module.cfg:
+        return None
+    prefix, source = found
+    change = Change((*part.module.key, "init_cfg"), {"type": "Pretrained", "checkpoint": source.checkpoint,
+                                                     "prefix": prefix})
+    return Fix((change,), safe=False, why_unsafe="the module starts from the checkpoint's weights instead of its init",
+               loads_weights=(part.module.name,))
 
 
 def _size(names: list[str], shapes: dict[str, tuple[int, ...]]) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from freezefix.config.resolve import Resolver
-from freezefix.ftypes import Change, Checked, Finding
+from freezefix.ftypes import Change, Checked, Finding, Fix
 from freezefix.plan import Plan
 from freezefix.verify.answers import AnswerCache, answer_id
 from freezefix.verify.measured import BuildAnswer
@@ -127,8 +127,9 @@ class Gate:
             overlay = write_overlay(resolver, Path(tmp), affected, plan)
             per_config = [
                 [{"id": f"{i}:before", "config": str(config), "origin": str(config), "device": self.device},
-                 {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device}]
-                for i, config in enumerate(affected)
+                 {"id": f"{i}:after", "config": str(overlay[config]), "origin": str(config), "device": self.device,
+                  "loads_weights": sorted({m for fix in self._fixes(config, changes) for m in fix.loads_weights})}]
+                for i, (config, changes) in enumerate(affected.items())
             ]
             keys = {job["id"]: self._answer_id(job, plan) for pair in per_config for job in pair}
             answers = {i: replace(a, id=i) for i, a in ((i, kept.get(k)) for i, k in keys.items()) if a is not None}
@@ -153,11 +154,12 @@ class Gate:
             model = answers[f"{i}:before"].values.get("model") if answers[f"{i}:before"].values else None
             accepted |= {(code, name) for code in WEIGHT_CODES
                          for name in edited_modules(changes, model if isinstance(model, dict) else {})}
-            fixes = [f.fix for f in findings if f.fix and set(f.fix.changes) & set(changes)]
+            fixes = self._fixes(config, changes)
             verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
                                              after_findings.get(config, []), accepted, self.device,
                                              repairs={m for fix in fixes for m in fix.repairs},
-                                             stops={m for fix in fixes for m in fix.stops_training})
+                                             stops={m for fix in fixes for m in fix.stops_training},
+                                             loads={m for fix in fixes for m in fix.loads_weights})
         return verdicts
 
     def _run(self, per_config: list[list[dict]]) -> dict:
@@ -181,8 +183,14 @@ class Gate:
             self.started.wait()
             self.started = None
 
+    def _fixes(self, config: Path, changes: list[Change]) -> list[Fix]:
+        """The fixes of the config's findings that the rewrite applies."""
+        return [f.fix for f in self.per_config.get(config, []) if f.fix and set(f.fix.changes) & set(changes)]
+
     def _answer_id(self, job: dict, plan: Plan) -> str | None:
         """What the job's answer depends on, as the id it is kept under (None: not kept)."""
+        if job.get("loads_weights"):
+            return None  # it reads a checkpoint file, which no key here pins down
         from freezefix.cache import inputs_of
         from freezefix.textio import SourceError, read_source
 

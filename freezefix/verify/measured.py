@@ -80,6 +80,9 @@ class BuildAnswer:
     total_params: int | None = None
     trainable_params: int | None = None
     trainable_zero_lr: int | None = None
+    # module → [tensors holding the checkpoint's value, tensors its init_cfg's checkpoint holds for it],
+    # after init_weights() on the CPU (the modules a fix gives weights to load); a string: why not measured
+    weights_loaded: dict[str, Any] = field(default_factory=dict)
     traceback: str | None = None
 
     def to_json(self) -> dict:

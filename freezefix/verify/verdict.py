@@ -29,12 +29,13 @@ class ConfigVerdict:
 def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, after: BuildAnswer,
                   new_findings: list[tuple[str, str]], accepted: set[tuple[str, str]], device: str,
                   repairs: set[str] | frozenset[str] = frozenset(),
-                  stops: set[str] | frozenset[str] = frozenset()) -> ConfigVerdict:
+                  stops: set[str] | frozenset[str] = frozenset(),
+                  loads: set[str] | frozenset[str] = frozenset()) -> ConfigVerdict:
     """The verdict on one config's rewrite: the worker's answers on the config ``before`` and
     ``after`` it, the changes the plan made, the rules' findings on the rewritten config (a
     finding not ``accepted`` — reported before the rewrite, or announced by its fix — fails it).
     ``repairs``: modules the fixes make buildable (they may fail before the rewrite); ``stops``:
-    modules the fixes mean to stop training."""
+    modules the fixes mean to stop training; ``loads``: modules the fixes give weights to load."""
     verdict = ConfigVerdict(config, ok=True, level=after.level, device=after.device or device)
     verdict.notes = list(after.notes)
     problems = verdict.problems
@@ -60,6 +61,16 @@ def judge_rewrite(config: Path, changes: list[Change], before: BuildAnswer, afte
         problems.extend(_postcondition(change, after.modules))
     if stops:
         problems.extend(stopped_training(stops, before, after))
+    for name in sorted(loads):
+        measured = after.weights_loaded.get(name, f"{name}: what its init_cfg loads was not measured")
+        if isinstance(measured, str):
+            problems.append(measured)
+        elif measured[1] == 0 or measured[0] < measured[1]:
+            problems.append(f"{name}: after init_weights() {measured[0]} of the {measured[1]} tensors its "
+                            "checkpoint holds for it have the checkpoint's values")
+        else:
+            verdict.summary.append(f"{name}: init_weights() loads all {measured[1]} tensors its checkpoint "
+                                   "holds for it (checked value by value on the CPU)")
     for code, where in new_findings:
         if where.startswith(CRASHED):
             problems.append(f"{code} {where}")

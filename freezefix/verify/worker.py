@@ -147,8 +147,36 @@ def run_job(job: dict, cache: dict[str, BuildAnswer]) -> BuildAnswer:
         measured = _build_and_measure(values, origin, device, optimizer_log)
         cache[key] = replace(measured, build_seconds=round(time.perf_counter() - started, 3))
     measured = cache[key]
+    loaded = {name: weights_loaded(values, name) for name in job.get("loads_weights", [])}
     return replace(measured, id=job["id"], ok=measured.error is None, stack=stack, values=jsonable(values),
-                   built=built, notes=notes + measured.notes)
+                   built=built, notes=notes + measured.notes, weights_loaded=loaded)
+
+
+def weights_loaded(values: dict, name: str) -> list[int] | str:
+    """Build module ``name`` on the CPU with its init_cfg, run ``init_weights()`` as the runner does,
+    and count its tensors that now hold the values its Pretrained init_cfg's checkpoint holds for
+    them: [equal, held]; a string says why it could not be measured."""
+    import torch
+
+    from freezefix.checkpoints import resolve_checkpoint, state_under
+    from freezefix.class_probe import build_module
+    from freezefix.classes import find_class
+
+    cfg = (values.get("model") or {}).get(name)
+    init = cfg.get("init_cfg") if isinstance(cfg, dict) else None
+    if not isinstance(init, dict) or init.get("type") != "Pretrained":
+        return f"{name} has no Pretrained init_cfg after the rewrite"
+    try:
+        scope = cfg.get("_scope_") or values.get("default_scope")
+        cls, scope = find_class(cfg["type"], scope if isinstance(scope, str) else None)
+        module = build_module(cls, scope, {k: v for k, v in cfg.items() if k not in ("type", "_scope_")})
+        module.init_weights()
+    except Exception as exc:  # noqa: BLE001 - said in the verdict
+        return f"{name} could not be built and initialised on the CPU: {type(exc).__name__}: {exc}"
+    expected = state_under(resolve_checkpoint(init["checkpoint"]), init.get("prefix"))
+    held = [(tensor, expected[key]) for key, tensor in module.state_dict().items()
+            if key in expected and tuple(expected[key].shape) == tuple(tensor.shape)]
+    return [sum(1 for tensor, value in held if torch.equal(tensor, value.to(tensor.dtype))), len(held)]
 
 
 def _build_and_measure(values: dict, origin: Path, device: str, optimizer_log: bool = False) -> BuildAnswer:
