@@ -33,7 +33,7 @@ fi
 "$venv/bin/python" -c 'import sys, freezefix.cli; from importlib.metadata import version; print("test_py38.sh: Python", sys.version.split()[0], "libcst", version("libcst"))'
 
 set +e
-"$venv/bin/python" -m pytest -m "slow or not slow" -p no:cacheprovider tests/test_rewrite.py tests/test_resolve.py tests/test_static_eval.py tests/test_import_layers.py tests/test_rule_registry.py tests/test_rule_docs.py tests/test_rules_fast.py \
+"$venv/bin/python" -m pytest -m "slow or not slow" -p no:cacheprovider tests/test_rewrite.py tests/test_resolve.py tests/test_static_eval.py tests/test_import_layers.py tests/test_rule_registry.py tests/test_rule_docs.py tests/test_rules_fast.py tests/test_weights.py \
   tests/test_suppressions.py tests/test_workers.py tests/test_readme.py tests/test_private_names.py \
   tests/test_no_stack.py "$@"
 status=$?

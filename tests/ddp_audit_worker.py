@@ -57,6 +57,9 @@ def rank_main(rank: int, world_size: int, port: int, out: str) -> None:
         randomness=dict(seed=0),
     )))
     inner = runner.model.module
+    # The run fine-tunes from a checkpoint (this model's own weights), as real runs do.
+    torch.save({"state_dict": inner.state_dict()}, Path(out) / f"init_rank{rank}.pth")
+    runner._load_from = str(Path(out) / f"init_rank{rank}.pth")
     at_wrap = {name for name, p in inner.named_parameters() if p.requires_grad}
     error = ""
     try:

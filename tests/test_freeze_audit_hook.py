@@ -68,7 +68,19 @@ def _runner(config: Path):
     # The Runner initialises weights once, inside train(): done here so that tests can compare
     # weights from before train() with those after.
     runner.model.init_weights()
+    # The run fine-tunes from a checkpoint (these very weights), as real runs do: its load_from.
+    import torch
+
+    torch.save({"state_dict": runner.model.state_dict()}, config.parent / "init.pth")
+    runner._load_from = str(config.parent / "init.pth")
     return runner
+
+
+def _load_as_the_runner(model) -> None:
+    """What a runner's load_from does, for the tests that drive the hook without one."""
+    from mmengine.runner.checkpoint import load_state_dict
+
+    load_state_dict(model, model.state_dict())
 
 
 def _audit(tmp_path: Path) -> dict:
@@ -208,6 +220,7 @@ def test_hook_without_an_optimizer_and_without_batchnorm(tmp_path, caplog):
     hook = MmengineFreezeAuditHook(iterations=1)
     with caplog.at_level(logging.INFO, logger="audit-test"):
         hook.before_run(runner)
+        _load_as_the_runner(model)
         model.train()
         hook.before_train_iter(runner, 0)
         hook.after_train_iter(runner, 0)
@@ -264,6 +277,7 @@ def _one_iteration(hook, runner, model, optimizer):
     import torch
 
     hook.before_run(runner)
+    _load_as_the_runner(model)
     model.train()
     hook.before_train_iter(runner, 0)
     optimizer.zero_grad()
@@ -322,3 +336,73 @@ def test_bn_statistics_moved_by_another_hook_after_the_step_are_not_a_drift(tmp_
     runner.train()
     report = _audit(tmp_path)
     assert report["problems"] == [] and _module(report, "backbone")["bn_moved"] == 0
+
+
+# A small ResNet-18 behind the head, frozen whole: where its weights come from is all that matters here.
+R18 = "dict(type='mmdet.ResNet', depth=18, base_channels=8, frozen_stages=4, norm_eval=True{init})"
+
+
+def _weights_runner(tmp_path: Path, *, init: str = "", load_from: str | None = None, strict: bool = False):
+    """A Runner left to do its own weight steps (init_weights(), then load_from) after the hook's before_run."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    config = _config(tmp_path, strict=strict, iterations=1, max_iters=1)
+    text = config.read_text()
+    start = text.index("backbone=dict(")
+    end = text.index("))\n", start) + 1
+    text = text[:start] + "backbone=" + R18.format(init=init) + ", head_in=64" + text[end:]
+    text += f"load_from = {load_from!r}\n"
+    config.write_text(text)
+    sys.path.insert(0, str(ROOT))
+    return Runner.from_cfg(Config.fromfile(str(config)))
+
+
+def _r18_checkpoint(path: Path, prefix: str, drop: str = "") -> Path:
+    from freezefix.rules.base import Checkpoint
+    from freezefix.testing import write_checkpoint
+
+    write_checkpoint(path, Checkpoint(str(path), {"type": "mmdet.ResNet", "depth": 18, "base_channels": 8},
+                                      prefix=prefix, drop=(drop,) if drop else ()))
+    return path
+
+
+def test_a_frozen_backbone_nothing_loads_is_ff115_and_strict_stops_before_the_first_step(tmp_path):
+    from freezefix.hooks import FreezeAuditError
+
+    runner = _weights_runner(tmp_path, strict=True)
+    with pytest.raises(FreezeAuditError, match="FF115 frozen-without-weights: backbone: nothing loaded any weights"):
+        runner.train()
+    report = _audit(tmp_path)
+    backbone = _module(report, "backbone")
+    tensors = sum(1 for _ in runner.model.backbone.parameters())
+    assert backbone["frozen_at_init"] == tensors + 2 * 20  # every param tensor, 20 BatchNorm layers' statistics
+    assert f"{tensors} of its {tensors} frozen param tensors and 20 BatchNorm layers' statistics" in \
+        report["problems"][0]["message"]
+
+
+def test_the_runners_own_loads_are_what_counts(tmp_path):
+    """load_from with the detector's keys fills the backbone; a Pretrained init_cfg inside init_weights()
+    does too; a checkpoint without layer4 leaves exactly layer4's tensors at init (FF116)."""
+    import torch
+
+    full = _r18_checkpoint(tmp_path / "det.pth", prefix="backbone.")
+    runner = _weights_runner(tmp_path / "a", load_from=str(full))
+    runner.train()
+    assert _audit(tmp_path / "a")["problems"] == []
+    own = _r18_checkpoint(tmp_path / "r18.pth", prefix="")
+    runner = _weights_runner(tmp_path / "b", init=f", init_cfg=dict(type='Pretrained', checkpoint={str(own)!r})")
+    runner.train()
+    assert _audit(tmp_path / "b")["problems"] == []
+    partial = _r18_checkpoint(tmp_path / "no_layer4.pth", prefix="backbone.", drop="layer4.")
+    runner = _weights_runner(tmp_path / "c", load_from=str(partial))
+    runner.train()
+    report = _audit(tmp_path / "c")
+    [problem] = report["problems"]
+    layer4 = [n for n, _ in runner.model.backbone.named_parameters() if n.startswith("layer4.")]
+    norms = [m for m in runner.model.backbone.layer4.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert problem["code"] == "FF116" and problem["module"] == "backbone"
+    assert f"left {len(layer4)} of its" in problem["message"]
+    assert f"and {len(norms)} BatchNorm layers' statistics at their init" in problem["message"]
+    assert "(the first: backbone.layer4.0.conv1.weight)" in problem["message"]

@@ -13,7 +13,9 @@ Runner-independent.  The runner adapters (:mod:`freezefix.hooks`) call, in this 
   that window it costs one attribute test per hook call.
 
 Words and codes are those of the matching freezefix rules (FF101 partial-freeze-zero-lr, FF105
-bn-stats-drift, FF108 zero-lr-revived-by-scheduler, FF109 ddp-unused-params).
+bn-stats-drift, FF108 zero-lr-revived-by-scheduler, FF109 ddp-unused-params, FF115
+frozen-without-weights and FF116 checkpoint-misses-frozen-weights: from what the runner's own loads
+filled between ``model_wrapped`` and the first iteration, :mod:`freezefix.hooks.weight_loads`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import nn
 from freezefix.hooks.model_state import ddp_settings, unwrap
 from freezefix.hooks.report import AuditReport, Problem
 from freezefix.hooks.training_state import TrainingState, build_report, check_frozen_since_wrap
+from freezefix.hooks.weight_loads import WeightsAudit
 
 
 class FreezeAuditError(RuntimeError):
@@ -53,18 +56,18 @@ class FreezeAudit:
         self._done = False
         self._wrap_trainable: dict[str, bool] | None = None
         self._ddp: dict[str, bool] | None = None
-        self._seen_iterations = 0
+        self._seen_iterations = self._steps = 0
         self._iteration = 0  # the runner's count, at the iteration being audited
-        self._steps = 0
         self._handles: list[Any] = []
-        self._notes: list[str] = []
-        self._problems: list[Problem] = []
+        self._notes, self._problems = [], []  # type: list[str], list[Problem]
+        self._weights = WeightsAudit()  # what the runner's own loads fill, until the first iteration
 
     # -- the moments the runner reports ---------------------------------------------------------
 
-    def model_wrapped(self, model: nn.Module) -> None:
+    def model_wrapped(self, model: nn.Module, records_loads: bool = True) -> None:
         self._ddp = ddp_settings(model)
         self._wrap_trainable = {name: p.requires_grad for name, p in unwrap(model).named_parameters()}
+        self._weights.start(unwrap(model), records_loads, self._notes)
 
     def iteration_starts(self, model: nn.Module, optimizers: list[torch.optim.Optimizer],
                          iteration: int) -> None:
@@ -90,6 +93,7 @@ class FreezeAudit:
         if self._done:
             return self.report
         self._done = True
+        self._weights.stop()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -104,6 +108,7 @@ class FreezeAudit:
                                    "optimizer state were not measured")
             self._state.compare_values(self._first_step_judged, self._seen_iterations, self._iteration)
             self.report = build_report(self._state, self._ddp, self._seen_iterations, self._steps, self.strict)
+            self._weights.annotate(self.report.modules)
             self._state.release()
         if self._emit is not None:
             self._emit(self.report)
@@ -112,6 +117,7 @@ class FreezeAudit:
     def abort(self) -> None:
         """The audit broke: unhook the optimizers and drop the snapshots; training goes on."""
         self._done = True
+        self._weights.stop()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -122,6 +128,7 @@ class FreezeAudit:
 
     def _start(self, model: nn.Module, optimizers: list[torch.optim.Optimizer], iteration: int) -> None:
         self._state = TrainingState(model, optimizers, iteration, self._problems, self._notes)
+        self._weights.judge(model, self._state.zero_lr, iteration, self._problems)
         self._optimizers = optimizers
         self._stepped: list[torch.optim.Optimizer] = []
         check_frozen_since_wrap(self._state, self._wrap_trainable, self._ddp, iteration)

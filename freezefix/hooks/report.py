@@ -12,7 +12,7 @@ JSON_VERSION = 1
 class Problem:
     """A contradiction between the config and the run, in the words of the matching freezefix rule."""
 
-    code: str  # FF101 | FF105 | FF108 | FF109
+    code: str  # FF101 | FF105 | FF108 | FF109 | FF115 | FF116
     name: str
     module: str | None
     message: str
@@ -43,6 +43,7 @@ class ModuleAudit:
     bn_moved: int = 0  # BatchNorm layers whose running statistics changed (modules meant frozen)
     zero_lr_changed: int = 0  # lr-0 params whose value changed during the window
     meant_frozen: bool = False  # every parameter frozen or at lr 0
+    frozen_at_init: int = 0  # frozen tensors (params, BatchNorm statistics) no checkpoint load filled
 
     def add_lr(self, lr: float, weight_decay: float | None, numel: int) -> None:
         for entry in self.lr:

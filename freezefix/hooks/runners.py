@@ -80,8 +80,11 @@ class AuditHookBase:
         self._logger().warning(f"freezefix FreezeAuditHook: the audit failed at {step} and is switched off; "
                                f"training goes on: {type(exc).__name__}: {exc}")
 
+    # Whether the runner initialises weights and loads its checkpoint after before_run (mmengine).
+    records_loads = True
+
     def run_starts(self, runner: Any) -> None:
-        self._guarded(runner, "before_run", lambda: self.audit.model_wrapped(runner.model))
+        self._guarded(runner, "before_run", lambda: self.audit.model_wrapped(runner.model, self.records_loads))
 
     def iteration_starts(self, runner: Any) -> None:
         self._guarded(runner, "before_train_iter",
@@ -161,6 +164,8 @@ def mmcv1_hook_class() -> type | None:
         """Audits the freeze of the run it is in; see :mod:`freezefix.hooks`.  mmcv's runner gives
         custom hooks priority NORMAL: after the OptimizerHook (ABOVE_NORMAL), which runs backward
         and the step in ``after_train_iter``."""
+
+        records_loads = False  # the train scripts load weights before the runner calls any hook
 
         def optimizers(self, runner: Any) -> list[torch.optim.Optimizer]:
             return torch_optimizers(getattr(runner, "optimizer", None))

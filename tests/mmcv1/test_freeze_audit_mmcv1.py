@@ -90,6 +90,8 @@ def test_full_freeze_under_mmcv1_is_clean(tmp_path):
     report = _audit(tmp_path)
     assert report["problems"] == [] and _backbone(report)["zero_lr_grads"] == 0
     assert _backbone(report)["held_frozen"] == RESNET50
+    # mmcv 1.x's train scripts load weights before the runner calls any hook: said, not guessed
+    assert any("where the frozen weights came from (FF115, FF116) was not audited" in n for n in report["notes"])
 
 
 def test_strict_stops_mmcv1_before_the_optimizer_step(tmp_path):
