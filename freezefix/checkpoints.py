@@ -43,16 +43,10 @@ class CheckpointKeys:
     error: str | None = None  # why the keys could not be read: the checkpoint is then not judged
     placeholders: int = 0  # objects outside the allow-list the file holds (read as inert placeholders)
 
-    @classmethod
-    def from_json(cls, data: dict) -> CheckpointKeys:
-        data = dict(data)
-        data["shapes"] = {k: tuple(v) for k, v in data.get("shapes", {}).items()}
-        return cls(**data)
 
-
-def resolve_checkpoint(checkpoint: str, cwd: Path | None = None) -> Path:
+def resolve_checkpoint(checkpoint: str) -> Path:
     """A local checkpoint path as the train scripts open it: relative to the working directory."""
-    return Path(os.path.expanduser(checkpoint)) if Path(checkpoint).is_absolute() else (cwd or Path.cwd()) / checkpoint
+    return Path(os.path.expanduser(checkpoint)) if Path(checkpoint).is_absolute() else Path.cwd() / checkpoint
 
 
 def read_checkpoint(path: Path) -> CheckpointKeys:
@@ -63,7 +57,7 @@ def read_checkpoint(path: Path) -> CheckpointKeys:
     data = _open(path, out)
     if data is None:
         return out
-    state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
+    state = _state_dict(data)
     out.shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if state is data and not out.shapes:
         out.nested_under = next((k for k, v in data.items() if isinstance(v, dict) and v
@@ -79,8 +73,12 @@ def state_under(path: Path, prefix: str | None) -> dict[str, Any]:
     data = _open(path, CheckpointKeys(str(path)))
     if data is None:
         return {}
-    state = data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
-    return keyed_as_loaded({str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}, prefix)
+    return keyed_as_loaded({str(k): v for k, v in _state_dict(data).items() if isinstance(v, torch.Tensor)}, prefix)
+
+
+def _state_dict(data: dict) -> dict:
+    """What both stacks' loaders load: the ``state_dict`` entry when there is one, else the whole dict."""
+    return data["state_dict"] if isinstance(data.get("state_dict"), dict) else data
 
 
 def keyed_as_loaded(state: dict[str, T], prefix: str | None) -> dict[str, T]:
@@ -101,16 +99,13 @@ def _open(path: Path, out: CheckpointKeys) -> dict | None:
         out.error = "there is no such file"
         return None
     try:
-        data = _load(torch, path, weights_only=True)
-    except pickle.UnpicklingError:
         try:
+            data = _load(torch, path, weights_only=True)
+        except pickle.UnpicklingError:  # an object weights_only refuses: read it as a placeholder
             unpickler = _InertPickle()
             data = _load(torch, path, weights_only=False, pickle_module=unpickler)
             out.placeholders = unpickler.placeholders
-        except Exception as exc:  # noqa: BLE001 - said, and the checkpoint is not judged
-            out.error = f"torch.load could not read it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-            return None
-    except Exception as exc:  # noqa: BLE001 - a truncated file, not a checkpoint at all
+    except Exception as exc:  # noqa: BLE001 - a truncated file, not a checkpoint at all: said, not judged
         out.error = f"torch.load could not read it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
         return None
     if not isinstance(data, dict):

@@ -186,13 +186,15 @@ def state_shapes(type_name: str, scope_hint: str | None, kwargs: dict, device: s
     """Every tensor a checkpoint may load into the module (its state dict), as ``[name, shape]`` in
     the module's order; None when it cannot be built.  ``built``: already built on ``device``."""
     try:
-        module = built
-        if module is None:
-            cls, scope = find_class(type_name, scope_hint)
-            module = on_first_device(lambda: build_module(cls, scope, kwargs), device)[0]
+        module = built if built is not None else _build(type_name, scope_hint, kwargs, device)
         return [[name, list(tensor.shape)] for name, tensor in module.state_dict().items()]
     except Exception:  # noqa: BLE001 - nothing can be said about its tensors
         return None
+
+
+def _build(type_name: str, scope_hint: str | None, kwargs: dict, device: str) -> Any:
+    cls, scope = find_class(type_name, scope_hint)
+    return on_first_device(lambda: build_module(cls, scope, kwargs), device)[0]
 
 
 def build_module(cls: Any, scope: str, kwargs: dict) -> Any:
@@ -314,10 +316,7 @@ def optimizer_settings(type_name: str, scope_hint: str | None, kwargs: dict, nam
     import torch
 
     try:
-        module = built
-        if module is None:
-            cls, scope = find_class(type_name, scope_hint)
-            module = on_first_device(lambda: build_module(cls, scope, kwargs), device)[0]
+        module = built if built is not None else _build(type_name, scope_hint, kwargs, device)
         module.train()
         holder = torch.nn.Module()
         holder.add_module(name, module)

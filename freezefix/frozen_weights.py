@@ -11,7 +11,7 @@ load, the way the stack's loader would (:mod:`freezefix.checkpoints`).  What fre
 
 from __future__ import annotations
 
-import os
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from freezefix.checkpoints import CheckpointKeys, loaded_by, prefix_holding, rea
 from freezefix.weights import ModuleWeights, WeightSource, module_weights
 
 _BN_STATS = (".running_mean", ".running_var")
+BY_THE_DETECTOR = "by the detector's own code"
 
 
 @dataclass
@@ -66,11 +67,9 @@ def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) 
         hows.append(f"lr 0 from custom key {key!r}")
         frozen |= set(zero)
     by_code = set(names) - set(observed.trainable_names)
-    flagged = bool(view.settings.freeze_flags and view.model_if_asked and module.name in view.model_if_asked.modules)
-    stage = module.cfg.get("frozen_stages")
-    if by_code - frozen and ((isinstance(stage, int) and stage >= 0) or flagged):
-        hows.append(f"by the detector's own code: {', '.join(view.settings.freeze_flags)}" if flagged
-                    else f"frozen_stages={stage}")
+    how, stage = frozen_by(view, module), module.cfg.get("frozen_stages")
+    if by_code - frozen and ((isinstance(stage, int) and stage >= 0) or how.startswith(BY_THE_DETECTOR)):
+        hows.append(how)
         frozen |= by_code
     stats = module.cfg.get("norm_eval") is True and facts.accepts_norm_eval and observed.bn_total > 0
     if stats and not frozen:
@@ -82,9 +81,17 @@ def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) 
                       stats=stats, bn_layers=observed.bn_total)
 
 
+def frozen_by(view: ConfigView, module: Module) -> str:
+    """What freezes the module, as a finding says it: the detector's own flags where what it trains
+    was read off the whole model, else its frozen_stages."""
+    if view.settings.freeze_flags and view.model_if_asked and module.name in view.model_if_asked.modules:
+        return f"{BY_THE_DETECTOR}: {', '.join(view.settings.freeze_flags)}"
+    return f"frozen_stages={view.frozen_stages(module)}"
+
+
 def _param_sizes(view: ConfigView, module: Module, names: list[str]) -> list[int]:
     shapes = module_tensors(view, module) or {}
-    return [_elements(shapes.get(name, (0,))) for name in names]
+    return [math.prod(shapes.get(name, (0,))) for name in names]
 
 
 def weights_of(view: ConfigView, module: Module) -> ModuleWeights:
@@ -115,8 +122,8 @@ class Coverage:
         return [n for n in self.frozen if n not in self.loaded]
 
 
-def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]], weights: ModuleWeights,
-             cwd: Path | None = None) -> Coverage | None:
+def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]], weights: ModuleWeights
+             ) -> Coverage | None:
     """What the module's sources load of ``wanted`` (its tensors, relative to it → shape); None when
     one of them cannot be read here (a URL, a model-zoo name, the latest checkpoint of a work_dir, a
     file that is not there): then what it loads is not known, and nothing is judged."""
@@ -124,10 +131,11 @@ def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]
         return None
     out = Coverage(frozen=wanted)
     for source in weights.sources:
-        keys = checkpoint_keys(view, source.checkpoint, cwd)
+        keys = checkpoint_keys(view, source.checkpoint)
         if keys.error:
-            view.not_judged[source.setting] = (f"{keys.path} ({_relative_to(cwd)}): {keys.error}; what it loads "
-                                               "into frozen modules was not judged")
+            view.not_judged[source.setting] = (f"{keys.path} (relative paths from the working directory "
+                                               f"{Path.cwd()}): {keys.error}; what it loads into frozen modules "
+                                               "was not judged")
             return None
         loaded, mismatched = loaded_by(source, keys, module.name, wanted)
         out.loaded |= loaded
@@ -146,10 +154,10 @@ def module_tensors(view: ConfigView, module: Module) -> dict[str, tuple[int, ...
     return {name: tuple(shape) for name, shape in shapes} if shapes else None
 
 
-def checkpoint_keys(view: ConfigView, checkpoint: str, cwd: Path | None = None) -> CheckpointKeys:
+def checkpoint_keys(view: ConfigView, checkpoint: str) -> CheckpointKeys:
     """The keys of a local checkpoint, read once per config (its answer depends on the file and the
     working directory, so the config's result is not kept in the results cache)."""
-    path = resolve_checkpoint(checkpoint, cwd)
+    path = resolve_checkpoint(checkpoint)
     if str(path) not in view.checkpoints:
         view.checkpoints[str(path)] = read_checkpoint(path)
     return view.checkpoints[str(path)]
@@ -178,10 +186,6 @@ def frozen_tensors(part: FrozenPart, shapes: dict[str, tuple[int, ...]]) -> dict
     return frozen
 
 
-def _relative_to(cwd: Path | None) -> str:
-    return f"relative paths from the working directory {cwd or Path(os.getcwd())}"
-
-
 def weights_summary(view: ConfigView, module: Module) -> dict:
     """Where the module's weights come from, for ``explain``: its sources, how many of its parameters
     the local checkpoints among them load, and one line saying it."""
@@ -201,8 +205,8 @@ def weights_summary(view: ConfigView, module: Module) -> dict:
     params = {n: s for n, s in (shapes or {}).items() if n in names}
     seen = coverage(view, module, params, weights) if params else None
     if seen is not None:
-        out["loaded_params"] = sum(_elements(params[n]) for n in seen.loaded)
-        out["params"] = sum(_elements(s) for s in params.values())
+        out["loaded_params"] = sum(math.prod(params[n]) for n in seen.loaded)
+        out["params"] = sum(math.prod(s) for s in params.values())
         text += f" ({out['loaded_params']:,} / {out['params']:,} params)"
     out["text"] = text
     return out
@@ -214,9 +218,3 @@ def _state(view: ConfigView, source: WeightSource) -> str:
     keys = checkpoint_keys(view, source.checkpoint)
     return f"{source.describe()} ({keys.error})" if keys.error else source.describe()
 
-
-def _elements(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count

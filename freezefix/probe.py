@@ -245,25 +245,29 @@ class Prober(KeptAnswers):
         (``img_backbone.layer1.0.bn1.weight``), from the installed stack's own optimizer constructor run
         on the module built alone under its model name, after ``train()``.  ``optimizer_values`` holds
         the config's ``optim_wrapper`` / ``optimizer``.  None when the module or optimizer cannot be built."""
-        type_name = module_cfg.get("type")
-        if not isinstance(type_name, str):
+        kept = self._kept_module(module_cfg, scope_hint)
+        if kept is None:
             return None
-        scope = module_cfg.get("_scope_") or scope_hint
-        kwargs = clean_kwargs(module_cfg)
-        built = self.kept_modules.get(module_key(type_name, scope, kwargs))
         return self._remembered(
             optimizer_settings_question(module_cfg, scope_hint, name, optimizer_values, self.device),
-            lambda: optimizer_settings(type_name, scope, kwargs, name, optimizer_values, self.device, built))
+            lambda: optimizer_settings(*kept[:3], name, optimizer_values, self.device, kept[3]))
 
     def state_shapes(self, module_cfg: dict, scope_hint: str | None) -> list[list] | None:
+        kept = self._kept_module(module_cfg, scope_hint)
+        if kept is None:
+            return None
+        return self._remembered(state_shapes_question(module_cfg, scope_hint, self.device),
+                                lambda: state_shapes(*kept[:3], self.device, kept[3]))
+
+    def _kept_module(self, module_cfg: dict, scope_hint: str | None) -> tuple[str, str | None, dict, Any] | None:
+        """(type, scope, arguments, the module last built with them or None) of a module config whose
+        type is a name; None when it is not."""
         type_name = module_cfg.get("type")
         if not isinstance(type_name, str):
             return None
         scope = module_cfg.get("_scope_") or scope_hint
         kwargs = clean_kwargs(module_cfg)
-        built = self.kept_modules.get(module_key(type_name, scope, kwargs))
-        return self._remembered(state_shapes_question(module_cfg, scope_hint, self.device),
-                                lambda: state_shapes(type_name, scope, kwargs, self.device, built))
+        return type_name, scope, kwargs, self.kept_modules.get(module_key(type_name, scope, kwargs))
 
     def optimizer_error(self, values: dict) -> str | None:
         """Why the stack's constructor cannot build the config's optimizer, once per optimizer setting."""

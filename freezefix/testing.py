@@ -170,7 +170,7 @@ def write_checkpoint(path: Path, spec: Checkpoint) -> None:
     module = build_module(cls, scope, clean_kwargs(spec.module))
     state = {}
     for name, tensor in module.state_dict().items():
-        if name.startswith(spec.drop) if spec.drop else False:
+        if spec.drop and name.startswith(spec.drop):
             continue
         if name in spec.reshape:
             tensor = torch.zeros((tensor.shape[0] + 1, *tensor.shape[1:]), dtype=tensor.dtype)

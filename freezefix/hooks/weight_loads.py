@@ -22,6 +22,7 @@ from freezefix.building import is_batchnorm
 from freezefix.hooks.model_state import top_module
 from freezefix.hooks.report import ModuleAudit, Problem
 
+_STATS = ("running_mean", "running_var")
 UNSEEN_UNDER_MMCV1 = ("mmcv 1.x's train scripts load checkpoints before the runner calls any hook: where the "
                       "frozen weights came from (FF115, FF116) was not audited; freezefix check judges it")
 
@@ -106,16 +107,16 @@ def check_frozen_weights(model: nn.Module, zero_lr: set[str], recorder: LoadReco
             frozen.setdefault(top_module(name, children), []).append(name)
     for name, layer in model.named_modules():
         if is_batchnorm(layer) and not layer.training and getattr(layer, "running_mean", None) is not None:
-            frozen.setdefault(top_module(name, children), []).extend(f"{name}.{s}" for s in ("running_mean", "running_var"))
+            frozen.setdefault(top_module(name, children), []).extend(f"{name}.{s}" for s in _STATS)
     left_at_init = {}
     for module, names in sorted(frozen.items()):
         left = [n for n in names if n not in recorder.loaded]
         if not left:
             continue
         left_at_init[module] = len(left)
-        params = sum(1 for n in left if not n.endswith(("running_mean", "running_var")))
-        what = f"{params} of its {sum(1 for n in names if not n.endswith(('running_mean', 'running_var')))} frozen " \
-               f"param tensors and {(len(left) - params) // 2} BatchNorm layers' statistics"
+        params, left_params = ([n for n in among if not n.endswith(_STATS)] for among in (names, left))
+        what = (f"{len(left_params)} of its {len(params)} frozen param tensors and "
+                f"{(len(left) - len(left_params)) // 2} BatchNorm layers' statistics")
         if recorder.loads == 0:
             problems.append(Problem("FF115", "frozen-without-weights", module,
                                     f"{module}: nothing loaded any weights in this run (init_weights() and "

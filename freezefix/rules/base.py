@@ -88,6 +88,9 @@ class Rule:
 
     # The fix in a few words, for the README's rule table (scripts/document_rules.py).
     fix_summary: ClassVar[str] = "reported"
+    # The rule judges what frozen modules need, whatever froze them: a fix that freezes a module (or
+    # makes it buildable) may uncover its finding, which was there all along; the write gate accepts it.
+    uncovered_by_freezing: ClassVar[bool] = False
 
     def check(self, view: ConfigView, options: Options) -> Iterator[Finding]:
         raise NotImplementedError
@@ -179,14 +182,6 @@ def checkpointed_trainable(view: ConfigView) -> list[tuple[Module, int]]:
         if observed is not None and observed.trainable_params > 0:
             found.append((module, observed.trainable_params))
     return found
-
-
-def frozen_by(view: ConfigView, module: Module) -> str:
-    """What freezes the module, as a finding says it: the detector's own flags where what it trains
-    was read off the whole model, else its frozen_stages."""
-    if view.settings.freeze_flags and view.model_if_asked and module.name in view.model_if_asked.modules:
-        return f"by the detector's own code: {', '.join(view.settings.freeze_flags)}"
-    return f"frozen_stages={view.frozen_stages(module)}"
 
 
 def add_zero_lr_key(view: ConfigView, module_name: str) -> Change:

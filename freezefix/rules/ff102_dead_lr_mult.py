@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView
-from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, frozen_by, registry
+from freezefix.frozen_weights import frozen_by
+from freezefix.rules.base import Change, Finding, Fix, Invalid, Options, Rule, Valid, registry
 
 _CFG = """\
 model = dict(

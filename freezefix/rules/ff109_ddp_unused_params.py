@@ -29,8 +29,9 @@ from __future__ import annotations
 from typing import Iterator
 
 from freezefix.analysis import ConfigView, Module
+from freezefix.frozen_weights import BY_THE_DETECTOR, frozen_by
 from freezefix.rules.base import (
-    Change, Finding, Fix, Invalid, Options, Rule, Valid, checkpointed_trainable, fmt_count, frozen_by, registry,
+    Change, Finding, Fix, Invalid, Options, Rule, Valid, checkpointed_trainable, fmt_count, registry,
 )
 
 _CFG = """\
@@ -113,6 +114,6 @@ def _static_graph_fix(view: ConfigView, checkpointed: list[Module]) -> tuple[Fix
 
 
 def _when(view: ConfigView, module: Module) -> str:
-    if frozen_by(view, module).startswith("by the detector"):
+    if frozen_by(view, module).startswith(BY_THE_DETECTOR):
         return f"afterwards {frozen_by(view, module)} (in its train() or init_weights())"
     return f"by {view.facts(module).type_name}.train()"

@@ -84,6 +84,7 @@ class FrozenWithoutWeights(Rule):
     code = "FF115"
     name = "frozen-without-weights"
     summary = "a frozen module (or one whose BatchNorm statistics are frozen) whose weights nothing loads"
+    uncovered_by_freezing = True  # where frozen weights come from: no fix here changes it
     VALID = [
         Valid(_cfg(weights=_TORCHVISION)),
         Valid(_cfg(tail="\nload_from = 'https://download.example.org/retinanet_r18.pth'")),

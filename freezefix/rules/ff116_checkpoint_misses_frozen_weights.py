@@ -31,6 +31,7 @@ Fix safety
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Iterator
 
@@ -40,6 +41,7 @@ from freezefix.frozen_weights import (
 )
 from freezefix.rules.base import Change, Checkpoint, Finding, Fix, Invalid, Options, Rule, Valid, registry
 from freezefix.rules.ff115_frozen_without_weights import frozen_candidates
+from freezefix.weights import WeightSource
 
 _CFG = """\
 model = dict(
@@ -61,6 +63,7 @@ class CheckpointMissesFrozenWeights(Rule):
     code = "FF116"
     name = "checkpoint-misses-frozen-weights"
     summary = "the local checkpoints a frozen module loads from leave some of its frozen tensors at init"
+    uncovered_by_freezing = True  # where frozen weights come from: no fix here changes it
     fix_summary = ("`init_cfg=dict(type='Pretrained', prefix=...)` where the checkpoint holds them under another "
                    "prefix (unsafe; gate-proved on the CPU); else reported")
     VALID = [
@@ -99,11 +102,12 @@ class CheckpointMissesFrozenWeights(Rule):
             seen = coverage(view, module, frozen_tensors(part, shapes), weights) if shapes else None
             if seen is None or not seen.left:
                 continue
-            source = seen.read[0][0]
-            yield self.finding(_message(part, seen), source.key, fix=_fix(part, seen), module=module.name)
+            found = other_prefix(seen)
+            yield self.finding(_message(part, seen, found), seen.read[0][0].key, fix=_fix(part, found),
+                               module=module.name)
 
 
-def _message(part: FrozenPart, seen: Coverage) -> str:
+def _message(part: FrozenPart, seen: Coverage, found: tuple[str, WeightSource] | None) -> str:
     module = part.module
     shapes = seen.frozen
     params = [n for n in part.params if n in shapes]
@@ -114,7 +118,8 @@ def _message(part: FrozenPart, seen: Coverage) -> str:
                      for source, keys in seen.read)
     what = []
     if left_params:
-        what.append(f"{_share(_size(left_params, shapes), _size(params, shapes))} frozen params")
+        left_size, size = (sum(math.prod(shapes[n]) for n in names) for names in (left_params, params))
+        what.append(f"{_share(left_size, size)} frozen params")
     if left_layers:
         what.append(f"{_share(len(left_layers), len(layers))} frozen BatchNorm layers' statistics")
     text = (f"{module.name} ({module.type_name}): {part.describe()}, and {read} leaves {' and '.join(what)} at init")
@@ -124,7 +129,6 @@ def _message(part: FrozenPart, seen: Coverage) -> str:
     nested = next((keys.nested_under for _, keys in seen.read if keys.nested_under), None)
     if nested:
         text += f"; the checkpoint nests its weights under {nested!r}, which the loader does not unwrap"
-    found = other_prefix(seen)
     if found and not nested:
         prefix, source = found
         text += (f"; the checkpoint holds them under {prefix!r}: init_cfg=dict(type='Pretrained', "
@@ -134,10 +138,9 @@ def _message(part: FrozenPart, seen: Coverage) -> str:
     return text
 
 
-def _fix(part: FrozenPart, seen: Coverage) -> Fix | None:
-    """The init_cfg that loads the frozen tensors from where the checkpoint holds them, when the module
-    has no init_cfg of its own to keep."""
-    found = other_prefix(seen)
+def _fix(part: FrozenPart, found: tuple[str, WeightSource] | None) -> Fix | None:
+    """The init_cfg that loads the frozen tensors from where the checkpoint holds them (``found``: the
+    prefix and the source naming that checkpoint), when the module has no init_cfg of its own to keep."""
     if found is None or "init_cfg" in part.module.cfg:
         return None
     prefix, source = found
@@ -145,16 +148,6 @@ def _fix(part: FrozenPart, seen: Coverage) -> Fix | None:
                                                      "prefix": prefix})
     return Fix((change,), safe=False, why_unsafe="the module starts from the checkpoint's weights instead of its init",
                loads_weights=(part.module.name,))
-
-
-def _size(names: list[str], shapes: dict[str, tuple[int, ...]]) -> int:
-    total = 0
-    for name in names:
-        count = 1
-        for dim in shapes[name]:
-            count *= dim
-        total += count
-    return total
 
 
 def _share(part: int, whole: int) -> str:

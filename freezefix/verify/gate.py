@@ -30,9 +30,10 @@ from freezefix.ftypes import Change, Checked, Finding, Fix
 from freezefix.plan import Plan
 from freezefix.verify.answers import AnswerCache, answer_id
 from freezefix.verify.measured import BuildAnswer
+from freezefix.rules import registry
 from freezefix.verify.verdict import CRASHED, ConfigVerdict, edited_modules, judge_rewrite
 
-WEIGHT_CODES = ("FF115", "FF116")  # where a frozen module's weights come from
+UNCOVERED_BY_FREEZING = frozenset(code for code, rule in registry.rules.items() if rule.uncovered_by_freezing)
 
 JOB_TIMEOUT_S = 300.0
 
@@ -148,11 +149,10 @@ class Gate:
             findings = self.per_config.get(config, [])
             accepted = {_what(f) for f in self.found_before.get(config, findings)}
             accepted |= {a for f in findings if f.fix for a in f.fix.announces}
-            # A fix that freezes a module asks for the first time where its frozen weights come from
-            # (the module trained, or did not build, before): such a finding was there all along, and
-            # no fix changes what loads a module.
+            # A fix that freezes a module asks for the first time what frozen modules need (where their
+            # weights come from): such a finding was there all along (Rule.uncovered_by_freezing).
             model = answers[f"{i}:before"].values.get("model") if answers[f"{i}:before"].values else None
-            accepted |= {(code, name) for code in WEIGHT_CODES
+            accepted |= {(code, name) for code in UNCOVERED_BY_FREEZING
                          for name in edited_modules(changes, model if isinstance(model, dict) else {})}
             fixes = self._fixes(config, changes)
             verdicts[config] = judge_rewrite(config, changes, answers[f"{i}:before"], answers[f"{i}:after"],
