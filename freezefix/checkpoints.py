@@ -45,8 +45,10 @@ class CheckpointKeys:
 
 
 def resolve_checkpoint(checkpoint: str) -> Path:
-    """A local checkpoint path as the train scripts open it: relative to the working directory."""
-    return Path(os.path.expanduser(checkpoint)) if Path(checkpoint).is_absolute() else Path.cwd() / checkpoint
+    """A local checkpoint path as the train scripts open it: ``~`` expanded (mmengine's local loader
+    expands it), then relative to the working directory."""
+    path = Path(os.path.expanduser(checkpoint))
+    return path if path.is_absolute() else Path.cwd() / path
 
 
 def read_checkpoint(path: Path) -> CheckpointKeys:

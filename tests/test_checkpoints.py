@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from freezefix.checkpoints import loaded_by, prefix_holding, read_checkpoint
+from freezefix.checkpoints import loaded_by, prefix_holding, read_checkpoint, resolve_checkpoint
 from freezefix.class_probe import build_module, clean_kwargs
 from freezefix.classes import find_class
 from freezefix.stacks import stack_name
@@ -103,3 +103,15 @@ class _RunsOnLoad:
 
     def __reduce__(self):
         return (os.makedirs, (self.marker,))
+
+
+def test_checkpoint_paths_are_found_where_the_stacks_local_loader_opens_them(tmp_path, monkeypatch):
+    # Both stacks' load_from_local expand "~" before opening; anything else relative is opened from
+    # the working directory, as tools/train.py runs.
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert resolve_checkpoint("~/ckpts/r50.pth") == home / "ckpts" / "r50.pth"
+    assert resolve_checkpoint("ckpts/r50.pth") == work / "ckpts" / "r50.pth"
+    assert resolve_checkpoint(str(tmp_path / "abs.pth")) == tmp_path / "abs.pth"
