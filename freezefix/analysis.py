@@ -124,6 +124,9 @@ class ConfigView:
     # What a rule could not judge beyond the classes it probed (a plugin's own weight loader), what → why.
     not_judged: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, Any] = field(default_factory=dict)  # local checkpoints read: path → their keys
+    # What modules above this one derive from the view and several rules ask (what a module
+    # freezes, its tensors), by (what, module name, ...): computed once per config.
+    derived: dict[tuple, Any] = field(default_factory=dict)
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
     _model: ModelFacts | None = None
 

@@ -52,13 +52,14 @@ def resolve_checkpoint(checkpoint: str) -> Path:
 
 
 def read_checkpoint(path: Path) -> CheckpointKeys:
-    """The keys and shapes of the state dict a loader takes from ``path`` (torch is imported here)."""
-    import torch
-
+    """The keys and shapes of the state dict a loader takes from ``path`` (torch is imported only when
+    the file is there: a config naming a checkpoint it has not downloaded costs a check no torch import)."""
     out = CheckpointKeys(str(path))
     data = _open(path, out)
     if data is None:
         return out
+    import torch
+
     state = _state_dict(data)
     out.shapes = {str(k): tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
     if state is data and not out.shapes:
@@ -70,11 +71,11 @@ def read_checkpoint(path: Path) -> CheckpointKeys:
 def state_under(path: Path, prefix: str | None) -> dict[str, Any]:
     """The tensors a loader with ``prefix`` takes from ``path`` (mapped from disk, not read), by the
     key it loads them under; empty when the file cannot be read."""
-    import torch
-
     data = _open(path, CheckpointKeys(str(path)))
     if data is None:
         return {}
+    import torch
+
     return keyed_as_loaded({str(k): v for k, v in _state_dict(data).items() if isinstance(v, torch.Tensor)}, prefix)
 
 
@@ -95,11 +96,11 @@ def keyed_as_loaded(state: dict[str, T], prefix: str | None) -> dict[str, T]:
 def _open(path: Path, out: CheckpointKeys) -> dict | None:
     """The unpickled checkpoint, tensors left on disk; None, with ``out.error`` saying why, when it
     cannot be read."""
-    import torch
-
     if not path.is_file():
         out.error = "there is no such file"
         return None
+    import torch
+
     try:
         try:
             data = _load(torch, path, weights_only=True)

@@ -50,6 +50,13 @@ class FrozenPart:
 def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) -> FrozenPart | None:
     """What the config freezes in ``module``; None when nothing, or when the class could not be built
     (nothing is then known) or what trains is decided where no build shows it."""
+    key = ("frozen part", module.name, policy)  # FF115 and FF116 both ask, of every candidate
+    if key not in view.derived:
+        view.derived[key] = _frozen_part(view, module, policy)
+    return view.derived[key]
+
+
+def _frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...]) -> FrozenPart | None:
     if view.hidden_freeze():
         return None
     facts = view.facts(module)
@@ -61,10 +68,10 @@ def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) 
     if module.name in policy:
         hows.append("the --freeze policy")
         frozen = set(names)
-    zero = [n for n in names if view.optimizer is not None and view.optimizer.lr_mult(f"{module.name}.{n}") == 0]
+    optimizer = view.optimizer if view.optimizer is not None and view.optimizer.custom_keys else None
+    zero = [n for n in names if optimizer is not None and optimizer.lr_mult(f"{module.name}.{n}") == 0]
     if zero and not frozen:
-        key = view.optimizer.match(f"{module.name}.{zero[0]}")
-        hows.append(f"lr 0 from custom key {key!r}")
+        hows.append(f"lr 0 from custom key {optimizer.match(f'{module.name}.{zero[0]}')!r}")
         frozen |= set(zero)
     by_code = set(names) - set(observed.trainable_names)
     how, stage = frozen_by(view, module), module.cfg.get("frozen_stages")
@@ -76,9 +83,9 @@ def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) 
         hows.append("norm_eval=True")
     if not frozen and not stats:
         return None
-    sizes = dict(zip(names, _param_sizes(view, module, names)))
-    return FrozenPart(module, ", ".join(hows), frozen, facts.total_params, sum(sizes[n] for n in frozen),
-                      stats=stats, bn_layers=observed.bn_total)
+    shapes = module_tensors(view, module) or {}
+    return FrozenPart(module, ", ".join(hows), frozen, facts.total_params,
+                      sum(math.prod(shapes.get(n, (0,))) for n in frozen), stats=stats, bn_layers=observed.bn_total)
 
 
 def frozen_by(view: ConfigView, module: Module) -> str:
@@ -87,11 +94,6 @@ def frozen_by(view: ConfigView, module: Module) -> str:
     if view.settings.freeze_flags and view.model_if_asked and module.name in view.model_if_asked.modules:
         return f"{BY_THE_DETECTOR}: {', '.join(view.settings.freeze_flags)}"
     return f"frozen_stages={view.frozen_stages(module)}"
-
-
-def _param_sizes(view: ConfigView, module: Module, names: list[str]) -> list[int]:
-    shapes = module_tensors(view, module) or {}
-    return [math.prod(shapes.get(name, (0,))) for name in names]
 
 
 def weights_of(view: ConfigView, module: Module) -> ModuleWeights:
@@ -127,7 +129,7 @@ def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]
     """What the module's sources load of ``wanted`` (its tensors, relative to it → shape); None when
     one of them cannot be read here (a URL, a model-zoo name, the latest checkpoint of a work_dir, a
     file that is not there): then what it loads is not known, and nothing is judged."""
-    if not weights.sources or any(source.remote for source in weights.sources):
+    if not weights.all_local:
         return None
     out = Coverage(frozen=wanted)
     for source in weights.sources:
@@ -150,8 +152,11 @@ def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]
 
 def module_tensors(view: ConfigView, module: Module) -> dict[str, tuple[int, ...]] | None:
     """Every tensor of the module's state dict, relative to it → shape (None: it cannot be built)."""
-    shapes = view.facts_source.state_shapes(module.cfg, view.default_scope)
-    return {name: tuple(shape) for name, shape in shapes} if shapes else None
+    key = ("tensors", module.name)
+    if key not in view.derived:
+        shapes = view.facts_source.state_shapes(module.cfg, view.default_scope)
+        view.derived[key] = {name: tuple(shape) for name, shape in shapes} if shapes else None
+    return view.derived[key]
 
 
 def checkpoint_keys(view: ConfigView, checkpoint: str) -> CheckpointKeys:

@@ -73,6 +73,11 @@ class ModuleWeights:
     def from_nowhere(self) -> bool:
         return not self.sources and self.unknown is None
 
+    @property
+    def all_local(self) -> bool:
+        """Every source is a file freezefix can read here (none a URL, a model-zoo name, a work_dir)."""
+        return bool(self.sources) and not any(source.remote for source in self.sources)
+
 
 def module_weights(values: dict, stack: str, module: str, class_inits: tuple[tuple[str, str, str | None], ...] = ()
                    ) -> ModuleWeights:

@@ -4,6 +4,8 @@ installed stack's own loader run on the real class: what it loads, what it skips
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +95,15 @@ def test_unreadable_files_say_why(tmp_path):
     assert "could not read" in read_checkpoint(tmp_path / "junk.pth").error
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     assert "not a dict" in read_checkpoint(tmp_path / "list.pth").error
+
+
+def test_a_checkpoint_that_is_not_there_costs_no_torch_import(tmp_path):
+    # Shipped configs name checkpoints nobody downloaded; a warm check of them must not pay torch's import.
+    script = ("import sys; from freezefix.checkpoints import read_checkpoint; "
+              f"print(read_checkpoint(__import__('pathlib').Path({str(tmp_path / 'absent.pth')!r})).error); "
+              "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.split("\n")[:2] == ["there is no such file", "False"]
 
 
 class _RunsOnLoad:

@@ -98,7 +98,7 @@ class CheckpointMissesFrozenWeights(Rule):
             if part is None:
                 continue
             weights = weights_of(view, module)
-            shapes = module_tensors(view, module) if weights.sources else None
+            shapes = module_tensors(view, module) if weights.all_local else None
             seen = coverage(view, module, frozen_tensors(part, shapes), weights) if shapes else None
             if seen is None or not seen.left:
                 continue
