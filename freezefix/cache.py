@@ -31,12 +31,12 @@ import os
 import pickle
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freezefix.ftypes import Failed, FileOutcome, Skipped
+from freezefix.ftypes import Checked, Failed, FileOutcome, Skipped
 
 if TYPE_CHECKING:  # the cache is read before anything resolves: no import of the resolver here
     from freezefix.config.resolve import Resolver
@@ -197,6 +197,7 @@ class ResultsCache:
         self._digests: dict[str, str | None] = {}
         self._texts: dict[str, str] = {}  # files mentioning "freezefix" (suppression comments)
         self._resolved: set[str] = set()  # config files that cached outcomes say resolve
+        self._plugin_specs: dict[tuple, tuple] = {}  # plugins asked for, where from → plugin_specs() now
 
     def _load(self) -> dict[str, Entry]:
         try:
@@ -240,15 +241,25 @@ class ResultsCache:
         if any(self.digest(dep) != want for dep, want in (*entry.deps, *entry.plugins)):
             return None
         if entry.environment is not None:
-            digest, (imports, plugin_dir), specs = entry.environment
-            from freezefix.plugins import plugin_specs
-
-            if digest != environment_digest() or plugin_specs(imports, plugin_dir, path) != specs:
+            digest, asked, specs = entry.environment
+            if digest != environment_digest() or self._specs_now(asked, path) != specs:
                 return None
         self.hits += 1
         if not isinstance(entry.outcome, (Skipped, Failed)):
             self._resolved.update(dep for dep, _ in entry.deps)
         return entry
+
+    def _specs_now(self, asked: tuple[tuple[str, ...], str | None], path: Path) -> tuple:
+        """plugin_specs() of the plugins a config asked for, once per plugins and directory: the
+        configs of a repository name the same few, and lookups all come before anything is imported."""
+        from freezefix.plugins import plugin_specs
+
+        imports, plugin_dir = asked
+        # Only a plugin_dir is looked for from the config's (real) directory up.
+        key = (imports, plugin_dir, os.path.dirname(os.path.realpath(path)) if plugin_dir else None)
+        if key not in self._plugin_specs:
+            self._plugin_specs[key] = plugin_specs(imports, plugin_dir, path)
+        return self._plugin_specs[key]
 
     def text(self, path: Path) -> str | None:
         """The text of a config file that a cached outcome says resolves, when it mentions freezefix
@@ -265,9 +276,25 @@ class ResultsCache:
             return
         # Entries of files that are gone would only grow the file; the others stay (a run over
         # configs/a must not throw away what a run over configs/b found).
-        entries = {p: e for p, e in self.entries.items() if os.path.lexists(p)}
+        entries = _one_object_per_path({p: e for p, e in self.entries.items() if os.path.lexists(p)})
         data = pickle.dumps({"key": self.key, "entries": entries}, protocol=pickle.HIGHEST_PROTOCOL)
         write_cache_file(self.path, data)
+
+
+def _one_object_per_path(entries: dict[str, Entry]) -> dict[str, Entry]:
+    """The entries with every equal Path one object, so pickle writes it once: a shared base is in
+    the chain of hundreds of configs, and rebuilding a Path per mention was most of the time an
+    unchanged repository's check spent loading the cache."""
+    shared: dict[Path, Path] = {}
+    out = {}
+    for path, entry in entries.items():
+        outcome = entry.outcome
+        if isinstance(outcome, Checked):
+            files = tuple(shared.setdefault(file, file) for file in outcome.files)
+            findings = tuple(replace(p, path=shared.setdefault(p.path, p.path)) for p in outcome.findings)
+            entry = replace(entry, outcome=replace(outcome, files=files, findings=findings))
+        out[path] = entry
+    return out
 
 
 class JsonCacheFile:

@@ -237,3 +237,22 @@ def test_an_outcome_the_environment_decides_is_kept_until_the_environment_change
     assert executed == ["plugged.py"]  # the plugin can be imported now: that config, and only it, again
     assert "FfCacheTestResNet" not in [u["what"] for u in third["unjudged"]]
     assert [f["code"] for f in third["findings"]] == ["FF101"]
+
+
+def test_a_plugin_dir_found_for_one_repository_re_checks_only_its_configs(tmp_path, monkeypatch, cli, executed):
+    # The same plugin_dir setting is looked for from each config's own directory up: two
+    # repositories, and the plugin appears in the second only.
+    monkeypatch.chdir(tmp_path)
+    for repo in ("a_repo", "b_repo"):
+        (tmp_path / repo / "configs").mkdir(parents=True)
+        (tmp_path / repo / "configs" / f"{repo[0]}.py").write_text(
+            "plugin = True\nplugin_dir = 'ffdirtest/'\n"
+            "model = dict(type='RetinaNet', backbone=dict(type='FfDirTestResNet', depth=18, frozen_stages=1))\n")
+    _, first = _json(cli, "a_repo/configs", "b_repo/configs")
+    assert first["unjudged"][0]["what"] == "FfDirTestResNet"
+    executed.clear()
+    assert _json(cli, "a_repo/configs", "b_repo/configs")[1] == first and executed == []
+    (tmp_path / "b_repo/ffdirtest").mkdir()
+    (tmp_path / "b_repo/ffdirtest/__init__.py").write_text("")
+    _json(cli, "a_repo/configs", "b_repo/configs")
+    assert executed == ["b.py"]
