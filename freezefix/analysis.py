@@ -6,6 +6,7 @@ import ast
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ class RunSettings:
     values: dict
     stack: str
 
-    @property
+    @cached_property  # every rule asks, of every module
     def freeze_flags(self) -> list[str]:
         """The detector's own freeze arguments that are on (UniAD-style ``freeze_img_backbone=True``,
         ``freeze_bn=True``): its code freezes, which modules built alone do not show."""
@@ -124,7 +125,7 @@ class ConfigView:
     # What a rule could not judge beyond the classes it probed (a plugin's own weight loader), what → why.
     not_judged: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, Any] = field(default_factory=dict)  # local checkpoints read: path → their keys
-    # What modules above this one derive from the view and several rules ask (what a module
+    # What is derived from the view and asked by several rules (its candidates, what a module
     # freezes, its tensors), by (what, module name, ...): computed once per config.
     derived: dict[tuple, Any] = field(default_factory=dict)
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
@@ -172,8 +173,10 @@ class ConfigView:
     def hidden_freeze(self) -> str | None:
         """Why what trains cannot be judged, if it cannot (see RunSettings.unseen_freeze); a detector
         whose flags freeze is otherwise judged on the whole model, where :meth:`facts` reads it."""
-        observable = self.settings.freeze_flags and not self.settings.freeze_hooks
-        return self.settings.unseen_freeze(self.model_facts() if observable else None)
+        if ("hidden freeze",) not in self.derived:
+            observable = self.settings.freeze_flags and not self.settings.freeze_hooks
+            self.derived[("hidden freeze",)] = self.settings.unseen_freeze(self.model_facts() if observable else None)
+        return self.derived[("hidden freeze",)]
 
     def keyed_param_names(self) -> list[str] | None:
         """Every parameter name of the built model, when custom keys exist to match against it.
@@ -194,6 +197,11 @@ class ConfigView:
         ``'backbone'``), under it (``'img_backbone.layer4'``), or one naming no module at all
         (``'norm'``), which can only be decided on the built parameter names.
         """
+        if ("candidates",) not in self.derived:
+            self.derived[("candidates",)] = self._candidates()
+        return list(self.derived[("candidates",)])
+
+    def _candidates(self) -> list[Module]:
         zero_keys = [k for k, v in (self.optimizer.custom_keys.items() if self.optimizer else ())
                      if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
         unanchored = [k for k in zero_keys if not any(k.startswith(n) or k in f"{n}." for n in self.modules)]

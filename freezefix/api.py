@@ -25,6 +25,7 @@ from freezefix.engine.result import RunOptions, RunResult
 from freezefix.engine.workers import PER_WORKER, share_out, worker_count
 from freezefix.ftypes import Checked, Failed, Finding, FixState, Placed, Skipped
 from freezefix.facts import FactsSource
+from freezefix.plugins import forget_plugin_locations
 from freezefix.probe import Prober
 from freezefix.rules import Options, registry
 from freezefix.stacks import missing as missing_stack, registered_name
@@ -50,9 +51,9 @@ class Session:
     of a check works on its own copies and sends back what it found, see ``freezefix.engine.fan_out``)."""
 
     def __init__(self, paths: list[Path], options: RunOptions, facts_source: FactsSource | None = None):
-        """``facts_source``: where the rules' facts come from, when not from building the
-        installed stack's classes (a table of recorded facts, in tests that run without a stack)."""
+        """``facts_source``: where the rules' facts come from, when not the installed stack's classes."""
         self.options = options
+        forget_plugin_locations()  # plugin directories may have come or gone since the last run
         self.discovery = discover(paths, options.exclude)
         self.facts_given = facts_source is not None
         self.facts_source = facts_source or Prober(cache_dir=options.cache_dir, device=options.prober_device)

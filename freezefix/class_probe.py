@@ -37,11 +37,15 @@ def accepts(cls: Any, name: str) -> bool:
     return declared_parameter(cls, name) is not None
 
 
+def shaping_args(cfg: dict) -> dict:
+    """A module config's arguments that shape the module: not its type, scope or weights to load
+    (the config's own values, not copies)."""
+    return {k: v for k, v in cfg.items() if k not in (*WEIGHT_ARGS, "type", "_scope_")}
+
+
 def clean_kwargs(cfg: dict) -> dict:
-    """A module config's arguments that shape the module: not its type, scope or weights to load."""
-    kwargs = {k: copy.deepcopy(v) for k, v in cfg.items() if k not in (*WEIGHT_ARGS, "type")}
-    kwargs.pop("_scope_", None)
-    return kwargs
+    """:func:`shaping_args` copied, for a build to change as it likes."""
+    return copy.deepcopy(shaping_args(cfg))
 
 
 def module_key(type_name: str, scope_hint: str | None, kwargs: dict) -> str:

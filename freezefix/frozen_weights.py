@@ -68,10 +68,9 @@ def _frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...]) -> F
     if module.name in policy:
         hows.append("the --freeze policy")
         frozen = set(names)
-    optimizer = view.optimizer if view.optimizer is not None and view.optimizer.custom_keys else None
-    zero = [n for n in names if optimizer is not None and optimizer.lr_mult(f"{module.name}.{n}") == 0]
+    zero = view.optimizer.at_lr_mult_zero(f"{module.name}.", names) if view.optimizer is not None else []
     if zero and not frozen:
-        hows.append(f"lr 0 from custom key {optimizer.match(f'{module.name}.{zero[0]}')!r}")
+        hows.append(f"lr 0 from custom key {view.optimizer.match(f'{module.name}.{zero[0]}')!r}")
         frozen |= set(zero)
     by_code = set(names) - set(observed.trainable_names)
     how, stage = frozen_by(view, module), module.cfg.get("frozen_stages")

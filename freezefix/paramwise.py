@@ -43,14 +43,23 @@ class Optimizer:
         key = self.match(param_name)
         return 1.0 if key is None else key_lr_mult(self.custom_keys[key])
 
+    def at_lr_mult_zero(self, prefix: str, names: list[str]) -> list[str]:
+        """Those of ``names`` whose parameter ``prefix + name`` gets lr_mult 0."""
+        if not self.custom_keys:
+            return []
+        return list(_at_lr_mult_zero(prefix, tuple(names), self._lr_mults()))
+
     def count_lr_mults(self, names: list[str]) -> Counter:
         """lr_mult → how many of ``names`` get it."""
         if not self.custom_keys:
             return Counter({1.0: len(names)})
         # Every rule asks this of the same modules, and the configs of a repository share their
         # backbones and custom keys: counted once per (parameter names, the keys' lr_mults).
-        mults = tuple((k, key_lr_mult(v)) for k, v in self.custom_keys.items())
-        return Counter(_count_lr_mults(tuple(names), mults))  # a copy: callers may change theirs
+        return Counter(_count_lr_mults(tuple(names), self._lr_mults()))  # a copy: callers may change theirs
+
+    def _lr_mults(self) -> tuple[tuple[str, float], ...]:
+        """(custom key, its lr_mult): all that decides an lr_mult, hashable for the caches below."""
+        return tuple((k, key_lr_mult(v)) for k, v in self.custom_keys.items())
 
 
 def key_lr_mult(setting: Any) -> float:
@@ -89,5 +98,14 @@ def optimizer_of(values: dict, stack: str) -> Optimizer | None:
 @lru_cache(maxsize=4096)  # a process checking many repositories keeps the last ones
 def _count_lr_mults(names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> Counter:
     """lr_mult → how many of ``names`` get it under custom keys with these lr_mults."""
-    matcher = Optimizer("", (), {key: {"lr_mult": mult} for key, mult in mults})
-    return Counter(matcher.lr_mult(n) for n in names)
+    return Counter(_matcher(mults).lr_mult(n) for n in names)
+
+
+@lru_cache(maxsize=4096)
+def _at_lr_mult_zero(prefix: str, names: tuple[str, ...], mults: tuple[tuple[str, float], ...]) -> tuple[str, ...]:
+    matcher = _matcher(mults)
+    return tuple(n for n in names if matcher.lr_mult(prefix + n) == 0)
+
+
+def _matcher(mults: tuple[tuple[str, float], ...]) -> Optimizer:
+    return Optimizer("", (), {key: {"lr_mult": mult} for key, mult in mults})

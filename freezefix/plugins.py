@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,22 @@ def plugin_dir_location(values: dict, config_path: Path) -> tuple[Path, Path | N
     if plugin_dir is None:
         return None
     rel = Path(plugin_dir.strip("/"))
-    return rel, next((p for p in Path(config_path).resolve().parents if (p / rel).is_dir()), None)
+    # Looked for from the config file's real directory up (every config of a repository names the
+    # same plugin_dir, so per directory).
+    real = os.path.realpath(config_path) if os.path.islink(config_path) else os.path.abspath(config_path)
+    return rel, _nearest_holding(rel, os.path.dirname(real))
+
+
+@lru_cache(maxsize=None)
+def _nearest_holding(rel: Path, directory: str) -> Path | None:
+    """The nearest of ``directory`` (resolved) and its ancestors that holds the directory ``rel``."""
+    start = Path(directory).resolve()
+    return next((p for p in (start, *start.parents) if (p / rel).is_dir()), None)
+
+
+def forget_plugin_locations() -> None:
+    """A run starts: plugin directories may have been created or removed since the last one."""
+    _nearest_holding.cache_clear()
 
 
 @dataclass

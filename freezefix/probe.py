@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 from freezefix.cache import JsonCacheFile, environment_key, freezefix_source_digest, package_versions
 from freezefix.class_probe import (
     KeptModules, clean_kwargs, has_plugin_init_weights, module_key, observe_whole_model, optimizer_settings,
-    probe_class, state_shapes,
+    probe_class, shaping_args, state_shapes,
 )
 from freezefix.facts import ClassFacts, ModelFacts, detector_freeze_flags, facts_from_json
 from freezefix.stacks import current, stack_name
@@ -37,7 +37,11 @@ def class_question(module_cfg: dict, scope_hint: str | None, scan: bool, device:
     the module (not weights to load), and the device the probe builds on."""
     type_name = module_cfg.get("type")
     scope = module_cfg.get("_scope_") or scope_hint
-    return json.dumps([type_name, scope, repr(sorted(clean_kwargs(module_cfg).items())), scan, device])
+    return json.dumps([type_name, scope, _args_key(module_cfg), scan, device])
+
+
+def _args_key(module_cfg: dict) -> str:
+    return repr(sorted(shaping_args(module_cfg).items()))
 
 
 def model_question(values: dict, device: str) -> str:
@@ -54,12 +58,12 @@ def optimizer_settings_question(module_cfg: dict, scope_hint: str | None, name: 
                                 device: str) -> str:
     scope = module_cfg.get("_scope_") or scope_hint
     return memo_question("optimizer-settings", module_cfg.get("type"), scope,
-                         repr(sorted(clean_kwargs(module_cfg).items())), name, repr(optimizer_values), device)
+                         _args_key(module_cfg), name, repr(optimizer_values), device)
 
 
 def state_shapes_question(module_cfg: dict, scope_hint: str | None, device: str) -> str:
     scope = module_cfg.get("_scope_") or scope_hint
-    return memo_question("state-shapes", module_cfg.get("type"), scope, repr(sorted(clean_kwargs(module_cfg).items())),
+    return memo_question("state-shapes", module_cfg.get("type"), scope, _args_key(module_cfg),
                          device)
 
 
@@ -245,26 +249,30 @@ class Prober(KeptAnswers):
         (``img_backbone.layer1.0.bn1.weight``), from the installed stack's own optimizer constructor run
         on the module built alone under its model name, after ``train()``.  ``optimizer_values`` holds
         the config's ``optim_wrapper`` / ``optimizer``.  None when the module or optimizer cannot be built."""
-        kept = self._kept_module(module_cfg, scope_hint)
-        if kept is None:
+        if not isinstance(module_cfg.get("type"), str):
             return None
+
+        def compute() -> dict[str, list] | None:
+            *module, built = self._kept_module(module_cfg, scope_hint)
+            return optimizer_settings(*module, name, optimizer_values, self.device, built)
+
         return self._remembered(
-            optimizer_settings_question(module_cfg, scope_hint, name, optimizer_values, self.device),
-            lambda: optimizer_settings(*kept[:3], name, optimizer_values, self.device, kept[3]))
+            optimizer_settings_question(module_cfg, scope_hint, name, optimizer_values, self.device), compute)
 
     def state_shapes(self, module_cfg: dict, scope_hint: str | None) -> list[list] | None:
-        kept = self._kept_module(module_cfg, scope_hint)
-        if kept is None:
+        if not isinstance(module_cfg.get("type"), str):
             return None
-        return self._remembered(state_shapes_question(module_cfg, scope_hint, self.device),
-                                lambda: state_shapes(*kept[:3], self.device, kept[3]))
 
-    def _kept_module(self, module_cfg: dict, scope_hint: str | None) -> tuple[str, str | None, dict, Any] | None:
+        def compute() -> list[list] | None:
+            *module, built = self._kept_module(module_cfg, scope_hint)
+            return state_shapes(*module, self.device, built)
+
+        return self._remembered(state_shapes_question(module_cfg, scope_hint, self.device), compute)
+
+    def _kept_module(self, module_cfg: dict, scope_hint: str | None) -> tuple[str, str | None, dict, Any]:
         """(type, scope, arguments, the module last built with them or None) of a module config whose
-        type is a name; None when it is not."""
-        type_name = module_cfg.get("type")
-        if not isinstance(type_name, str):
-            return None
+        type is a name: asked only when an answer is not kept (the arguments are copied)."""
+        type_name = module_cfg["type"]
         scope = module_cfg.get("_scope_") or scope_hint
         kwargs = clean_kwargs(module_cfg)
         return type_name, scope, kwargs, self.kept_modules.get(module_key(type_name, scope, kwargs))
