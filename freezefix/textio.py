@@ -8,6 +8,7 @@ and the writer can put it back.  Writes go to a temporary file in the same direc
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import signal
@@ -137,7 +138,12 @@ def _interrupts_deferred():
 
 def display_path(path: Path) -> str:
     """``path`` relative to the working directory when it can be (another drive on Windows: as is)."""
+    return _relative(os.fspath(path), os.getcwd())
+
+
+@functools.lru_cache(maxsize=65536)  # a report names the same few files thousands of times
+def _relative(path: str, cwd: str) -> str:
     try:
-        return os.path.relpath(path)
+        return os.path.relpath(path, cwd)
     except ValueError:
-        return str(path)
+        return path
