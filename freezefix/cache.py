@@ -197,7 +197,6 @@ class ResultsCache:
         self._digests: dict[str, str | None] = {}
         self._texts: dict[str, str] = {}  # files mentioning "freezefix" (suppression comments)
         self._resolved: set[str] = set()  # config files that cached outcomes say resolve
-        self._plugin_specs: dict[tuple, tuple] = {}  # plugins asked for, where from → plugin_specs() now
 
     def _load(self) -> dict[str, Entry]:
         try:
@@ -241,25 +240,15 @@ class ResultsCache:
         if any(self.digest(dep) != want for dep, want in (*entry.deps, *entry.plugins)):
             return None
         if entry.environment is not None:
-            digest, asked, specs = entry.environment
-            if digest != environment_digest() or self._specs_now(asked, path) != specs:
+            digest, (imports, plugin_dir), specs = entry.environment
+            from freezefix.plugins import plugin_specs
+
+            if digest != environment_digest() or plugin_specs(imports, plugin_dir, path) != specs:
                 return None
         self.hits += 1
         if not isinstance(entry.outcome, (Skipped, Failed)):
             self._resolved.update(dep for dep, _ in entry.deps)
         return entry
-
-    def _specs_now(self, asked: tuple[tuple[str, ...], str | None], path: Path) -> tuple:
-        """plugin_specs() of the plugins a config asked for, once per plugins and directory: the
-        configs of a repository name the same few, and lookups all come before anything is imported."""
-        from freezefix.plugins import plugin_specs
-
-        imports, plugin_dir = asked
-        # Only a plugin_dir is looked for from the config's (real) directory up.
-        key = (imports, plugin_dir, os.path.dirname(os.path.realpath(path)) if plugin_dir else None)
-        if key not in self._plugin_specs:
-            self._plugin_specs[key] = plugin_specs(imports, plugin_dir, path)
-        return self._plugin_specs[key]
 
     def text(self, path: Path) -> str | None:
         """The text of a config file that a cached outcome says resolves, when it mentions freezefix
