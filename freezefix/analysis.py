@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from freezefix.config.locate import Key
 from freezefix.config.plain import get_in
@@ -16,6 +16,8 @@ from freezefix.config.reads import NameReads, name_reads
 from freezefix.config.resolve import Resolver
 from freezefix.facts import ClassFacts, FactsSource, ModelFacts, detector_freeze_flags
 from freezefix.paramwise import Optimizer, optimizer_of
+
+T = TypeVar("T")
 
 # Modules that feed each other, upstream first (FF110).  Freezing a module while
 # one that feeds it still trains is legal but rarely meant.
@@ -68,6 +70,11 @@ class RunSettings:
         """The detector's own freeze arguments that are on (UniAD-style ``freeze_img_backbone=True``,
         ``freeze_bn=True``): its code freezes, which modules built alone do not show."""
         return detector_freeze_flags(self.values.get("model"))
+
+    @property
+    def read_off_whole_model(self) -> bool:
+        """What trains is read off the whole detector: its own flags freeze, and no hook does."""
+        return bool(self.freeze_flags) and not self.freeze_hooks
 
     @property
     def freeze_hooks(self) -> list[str]:
@@ -126,7 +133,7 @@ class ConfigView:
     not_judged: dict[str, str] = field(default_factory=dict)
     checkpoints: dict[str, Any] = field(default_factory=dict)  # local checkpoints read: path → their keys
     # What is derived from the view and asked by several rules (its candidates, what a module
-    # freezes, its tensors), by (what, module name, ...): computed once per config.
+    # freezes, its tensors), by (what, module name, ...): see :meth:`derive`.
     derived: dict[tuple, Any] = field(default_factory=dict)
     _facts: dict[str, ClassFacts] = field(default_factory=dict)
     _model: ModelFacts | None = None
@@ -159,6 +166,12 @@ class ConfigView:
         not a setting on its own, and what it does is decided where it is read."""
         return any(name in file.reads for file in self.files)
 
+    def derive(self, key: tuple, compute: Callable[[], T]) -> T:
+        """``compute()``, once per config: what several rules ask of the same view."""
+        if key not in self.derived:
+            self.derived[key] = compute()
+        return self.derived[key]
+
     @property
     def model_if_asked(self) -> ModelFacts | None:
         """The whole model's facts, when a rule asked for them."""
@@ -173,10 +186,8 @@ class ConfigView:
     def hidden_freeze(self) -> str | None:
         """Why what trains cannot be judged, if it cannot (see RunSettings.unseen_freeze); a detector
         whose flags freeze is otherwise judged on the whole model, where :meth:`facts` reads it."""
-        if ("hidden freeze",) not in self.derived:
-            observable = self.settings.freeze_flags and not self.settings.freeze_hooks
-            self.derived[("hidden freeze",)] = self.settings.unseen_freeze(self.model_facts() if observable else None)
-        return self.derived[("hidden freeze",)]
+        return self.derive(("hidden freeze",), lambda: self.settings.unseen_freeze(
+            self.model_facts() if self.settings.read_off_whole_model else None))
 
     def keyed_param_names(self) -> list[str] | None:
         """Every parameter name of the built model, when custom keys exist to match against it.
@@ -197,28 +208,7 @@ class ConfigView:
         ``'backbone'``), under it (``'img_backbone.layer4'``), or one naming no module at all
         (``'norm'``), which can only be decided on the built parameter names.
         """
-        if ("candidates",) not in self.derived:
-            self.derived[("candidates",)] = self._candidates()
-        return list(self.derived[("candidates",)])
-
-    def _candidates(self) -> list[Module]:
-        zero_keys = [k for k, v in (self.optimizer.custom_keys.items() if self.optimizer else ())
-                     if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
-        unanchored = [k for k in zero_keys if not any(k.startswith(n) or k in f"{n}." for n in self.modules)]
-        # A detector that freezes in its own code may freeze any of its modules.
-        flagged = self.settings.freeze_flags and not self.hidden_freeze()
-        chosen = []
-        for module in self.modules.values():
-            prefix = f"{module.name}."
-            if (
-                "frozen_stages" in module.cfg
-                or "norm_eval" in module.cfg
-                or unanchored
-                or flagged
-                or any(k in prefix or k.startswith(prefix) or k == module.name for k in zero_keys)
-            ):
-                chosen.append(module)
-        return chosen
+        return list(self.derive(("candidates",), lambda: _candidates(self)))
 
     def facts(self, module: Module, scan: bool = False) -> ClassFacts:
         """What building the module's class tells; ``scan`` adds every frozen_stages value
@@ -227,7 +217,7 @@ class ConfigView:
         cached = self._facts.get(module.name)
         if cached is None or (scan and not cached.scanned and cached.accepts_frozen_stages):
             cached = self._facts[module.name] = self.facts_source.facts(module.cfg, self.default_scope, scan=scan)
-        if cached.observed is not None and self.settings.freeze_flags and not self.settings.freeze_hooks:
+        if cached.observed is not None and self.settings.read_off_whole_model:
             whole = self.model_facts().modules.get(module.name)
             if whole is not None and whole is not cached.observed:
                 cached = self._facts[module.name] = replace(cached, observed=whole)
@@ -264,6 +254,26 @@ class ConfigView:
 
     def frozen_stages(self, module: Module) -> Any:
         return module.cfg.get("frozen_stages")
+
+
+def _candidates(view: ConfigView) -> list[Module]:
+    zero_keys = [k for k, v in (view.optimizer.custom_keys.items() if view.optimizer else ())
+                 if isinstance(v, dict) and v.get("lr_mult", 1.0) == 0]
+    unanchored = [k for k in zero_keys if not any(k.startswith(n) or k in f"{n}." for n in view.modules)]
+    # A detector that freezes in its own code may freeze any of its modules.
+    flagged = view.settings.freeze_flags and not view.hidden_freeze()
+    chosen = []
+    for module in view.modules.values():
+        prefix = f"{module.name}."
+        if (
+            "frozen_stages" in module.cfg
+            or "norm_eval" in module.cfg
+            or unanchored
+            or flagged
+            or any(k in prefix or k.startswith(prefix) or k == module.name for k in zero_keys)
+        ):
+            chosen.append(module)
+    return chosen
 
 
 _NOT_MODULES = ("init_cfg",)

@@ -50,10 +50,8 @@ class FrozenPart:
 def frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...] = ()) -> FrozenPart | None:
     """What the config freezes in ``module``; None when nothing, or when the class could not be built
     (nothing is then known) or what trains is decided where no build shows it."""
-    key = ("frozen part", module.name, policy)  # FF115 and FF116 both ask, of every candidate
-    if key not in view.derived:
-        view.derived[key] = _frozen_part(view, module, policy)
-    return view.derived[key]
+    # FF115 and FF116 both ask, of every candidate
+    return view.derive(("frozen part", module.name, policy), lambda: _frozen_part(view, module, policy))
 
 
 def _frozen_part(view: ConfigView, module: Module, policy: tuple[str, ...]) -> FrozenPart | None:
@@ -151,11 +149,11 @@ def coverage(view: ConfigView, module: Module, wanted: dict[str, tuple[int, ...]
 
 def module_tensors(view: ConfigView, module: Module) -> dict[str, tuple[int, ...]] | None:
     """Every tensor of the module's state dict, relative to it → shape (None: it cannot be built)."""
-    key = ("tensors", module.name)
-    if key not in view.derived:
+    def compute() -> dict[str, tuple[int, ...]] | None:
         shapes = view.facts_source.state_shapes(module.cfg, view.default_scope)
-        view.derived[key] = {name: tuple(shape) for name, shape in shapes} if shapes else None
-    return view.derived[key]
+        return {name: tuple(shape) for name, shape in shapes} if shapes else None
+
+    return view.derive(("tensors", module.name), compute)
 
 
 def checkpoint_keys(view: ConfigView, checkpoint: str) -> CheckpointKeys:
